@@ -1,0 +1,172 @@
+#include "pkcs11/session_pool.h"
+
+namespace custody::p11 {
+namespace {
+// While the token is away, try to get it back at most this often rather than on every request.
+constexpr auto kResetBackoff = std::chrono::milliseconds(500);
+}
+
+SessionPool::Lease::Lease(Lease&& other) noexcept
+    : pool_(other.pool_), session_(std::move(other.session_)), generation_(other.generation_),
+      broken_(other.broken_) {
+  other.pool_ = nullptr;
+}
+
+SessionPool::Lease::~Lease() {
+  if (pool_ && session_) pool_->give_back(std::move(session_), generation_, broken_);
+}
+
+const P11Error& SessionPool::Lease::report(const P11Error& error) {
+  switch (error.severity()) {
+    case Severity::operation:
+      break;
+    case Severity::session:
+      broken_ = true;
+      if (error.rv == CKR_USER_NOT_LOGGED_IN) {
+        std::lock_guard lock(pool_->mutex_);
+        pool_->logged_in_ = false;
+      }
+      break;
+    case Severity::device: {
+      broken_ = true;
+      std::lock_guard lock(pool_->mutex_);
+      pool_->needs_reset_ = true;
+      pool_->last_error_ = error.describe();
+      break;
+    }
+  }
+  return error;
+}
+
+SessionPool::SessionPool(Module& module, TokenSelector selector, SecureString pin, std::size_t capacity)
+    : module_(module), selector_(std::move(selector)), pin_(std::move(pin)), capacity_(capacity ? capacity : 1) {}
+
+SessionPool::~SessionPool() {
+  std::lock_guard lock(mutex_);
+  idle_.clear();
+}
+
+Expected<void, std::string> SessionPool::start() {
+  std::lock_guard lock(mutex_);
+  auto slot = find_slot(module_.api(), selector_);
+  if (!slot) return unexpected(slot.error());
+  slot_ = *slot;
+  auto s = open_session_locked();
+  if (!s) {
+    if (s.error().rv == CKR_PIN_INCORRECT) return unexpected(std::string("the token PIN is wrong (CKR_PIN_INCORRECT)"));
+    if (s.error().rv == CKR_PIN_LOCKED) return unexpected(std::string("the token PIN is locked (CKR_PIN_LOCKED)"));
+    return unexpected("cannot open a logged-in session: " + s.error().describe());
+  }
+  idle_.push_back(std::move(*s));
+  return {};
+}
+
+Status SessionPool::login_locked(Session& s) {
+  if (logged_in_) return {};
+  if (auto st = s.login_user(std::string_view(pin_.data(), pin_.size())); !st) return st;
+  logged_in_ = true;
+  return {};
+}
+
+Result<std::unique_ptr<Session>> SessionPool::open_session_locked() {
+  auto s = Session::open(module_.api(), slot_);
+  if (!s) return unexpected(s.error());
+  auto session = std::make_unique<Session>(std::move(*s));
+  if (auto st = login_locked(*session); !st) return unexpected(st.error());
+  ++open_count_;
+  return session;
+}
+
+Status SessionPool::reset_locked() {
+  last_reset_attempt_ = std::chrono::steady_clock::now();
+  open_count_ -= idle_.size();
+  idle_.clear();
+  logged_in_ = false;
+  ++generation_;
+  if (auto st = module_.reset(); !st) {
+    last_error_ = st.error().describe();
+    return st;
+  }
+  auto slot = find_slot(module_.api(), selector_);
+  if (!slot) {
+    last_error_ = slot.error();
+    return unexpected(P11Error{CKR_TOKEN_NOT_PRESENT, "find_slot"});
+  }
+  slot_ = *slot;
+  needs_reset_ = false;
+  last_error_.clear();
+  return {};
+}
+
+Result<SessionPool::Lease> SessionPool::acquire(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mutex_);
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (needs_reset_) {
+      // Stale leases must come back before the module can be finalized under them.
+      if (leased_ == 0 && std::chrono::steady_clock::now() - last_reset_attempt_ >= kResetBackoff) {
+        if (auto st = reset_locked(); !st) return unexpected(st.error());
+      } else if (leased_ == 0) {
+        return unexpected(P11Error{CKR_DEVICE_REMOVED, "SessionPool::acquire (token unavailable)"});
+      }
+    }
+    if (!needs_reset_) {
+      if (!idle_.empty()) {
+        auto s = std::move(idle_.back());
+        idle_.pop_back();
+        ++leased_;
+        return Lease(this, std::move(s), generation_);
+      }
+      if (open_count_ < capacity_) {
+        auto s = open_session_locked();
+        if (!s) {
+          if (s.error().severity() == Severity::device) {
+            needs_reset_ = true;
+            last_error_ = s.error().describe();
+          }
+          return unexpected(s.error());
+        }
+        ++leased_;
+        return Lease(this, std::move(*s), generation_);
+      }
+    }
+    if (available_.wait_until(lock, deadline) == std::cv_status::timeout)
+      return unexpected(P11Error{CKR_FUNCTION_FAILED, "SessionPool::acquire (timed out)"});
+  }
+}
+
+void SessionPool::give_back(std::unique_ptr<Session> s, std::uint64_t generation, bool broken) {
+  {
+    std::lock_guard lock(mutex_);
+    --leased_;
+    if (broken || generation != generation_ || needs_reset_) {
+      if (generation == generation_) --open_count_;
+      s.reset();
+    } else {
+      idle_.push_back(std::move(s));
+    }
+  }
+  available_.notify_one();
+}
+
+std::uint64_t SessionPool::generation() const {
+  std::lock_guard lock(mutex_);
+  return generation_;
+}
+
+CK_SLOT_ID SessionPool::slot() const {
+  std::lock_guard lock(mutex_);
+  return slot_;
+}
+
+bool SessionPool::healthy() const {
+  std::lock_guard lock(mutex_);
+  return !needs_reset_;
+}
+
+std::string SessionPool::last_error() const {
+  std::lock_guard lock(mutex_);
+  return last_error_;
+}
+
+}  // namespace custody::p11

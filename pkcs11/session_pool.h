@@ -1,0 +1,79 @@
+#pragma once
+// A bounded pool of logged-in sessions on one token. A lease gives one session to one thread.
+// Errors reported on a lease decide its fate: a session error evicts that session, a device error
+// resets the module (finalize, initialize, find the token again, log in again) once every lease
+// is back, so service resumes by itself when the token returns.
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <vector>
+
+#include "common/secure_buffer.h"
+#include "pkcs11/module.h"
+#include "pkcs11/session.h"
+#include "pkcs11/token.h"
+
+namespace custody::p11 {
+
+class SessionPool {
+ public:
+  class Lease {
+   public:
+    Lease(Lease&& other) noexcept;
+    Lease& operator=(Lease&&) = delete;
+    ~Lease();
+    Session& session() { return *session_; }
+    Session* operator->() { return session_.get(); }
+    // Tell the pool what a call on this session returned; returns the error for chaining.
+    const P11Error& report(const P11Error& error);
+
+   private:
+    friend class SessionPool;
+    Lease(SessionPool* pool, std::unique_ptr<Session> s, std::uint64_t generation)
+        : pool_(pool), session_(std::move(s)), generation_(generation) {}
+    SessionPool* pool_;
+    std::unique_ptr<Session> session_;
+    std::uint64_t generation_;
+    bool broken_ = false;
+  };
+
+  SessionPool(Module& module, TokenSelector selector, SecureString pin, std::size_t capacity);
+  ~SessionPool();
+
+  // Finds the token and logs in; the message says what to fix.
+  Expected<void, std::string> start();
+  Result<Lease> acquire(std::chrono::milliseconds timeout = std::chrono::seconds(5));
+
+  // Bumped on every module reset: object handles from an older generation are stale.
+  std::uint64_t generation() const;
+  CK_SLOT_ID slot() const;
+  Module& module() { return module_; }
+  bool healthy() const;
+  std::string last_error() const;
+
+ private:
+  void give_back(std::unique_ptr<Session> s, std::uint64_t generation, bool broken);
+  Result<std::unique_ptr<Session>> open_session_locked();
+  Status reset_locked();
+  Status login_locked(Session& s);
+
+  Module& module_;
+  TokenSelector selector_;
+  SecureString pin_;
+  std::size_t capacity_;
+
+  mutable std::mutex mutex_;
+  std::condition_variable available_;
+  std::vector<std::unique_ptr<Session>> idle_;
+  std::size_t open_count_ = 0;  // idle + leased
+  std::size_t leased_ = 0;
+  std::uint64_t generation_ = 0;
+  CK_SLOT_ID slot_ = 0;
+  bool logged_in_ = false;
+  bool needs_reset_ = false;
+  std::chrono::steady_clock::time_point last_reset_attempt_{};
+  std::string last_error_;
+};
+
+}  // namespace custody::p11

@@ -1,0 +1,50 @@
+#include "pkcs11/token.h"
+
+#include <vector>
+
+#include "pkcs11/module.h"
+
+namespace custody::p11 {
+
+std::string TokenSelector::describe() const {
+  std::string s;
+  if (label) s += "label '" + *label + "'";
+  if (serial) s += std::string(s.empty() ? "" : " and ") + "serial '" + *serial + "'";
+  return s.empty() ? "any token" : s;
+}
+
+Result<TokenInfo> token_info(CK_FUNCTION_LIST* api, CK_SLOT_ID slot) {
+  CK_TOKEN_INFO ti{};
+  if (auto st = check(api->C_GetTokenInfo(slot, &ti), "C_GetTokenInfo"); !st)
+    return unexpected(st.error());
+  auto ver = [](CK_VERSION v) { return std::to_string(v.major) + "." + std::to_string(v.minor); };
+  return TokenInfo{padded_field(ti.label, sizeof ti.label),
+                   padded_field(ti.manufacturerID, sizeof ti.manufacturerID),
+                   padded_field(ti.model, sizeof ti.model),
+                   padded_field(ti.serialNumber, sizeof ti.serialNumber),
+                   ver(ti.hardwareVersion),
+                   ver(ti.firmwareVersion),
+                   ti.flags};
+}
+
+Expected<CK_SLOT_ID, std::string> find_slot(CK_FUNCTION_LIST* api, const TokenSelector& selector) {
+  CK_ULONG count = 0;
+  if (auto st = check(api->C_GetSlotList(CK_TRUE, nullptr, &count), "C_GetSlotList"); !st)
+    return unexpected(st.error().describe());
+  std::vector<CK_SLOT_ID> slots(count);
+  if (auto st = check(api->C_GetSlotList(CK_TRUE, slots.data(), &count), "C_GetSlotList"); !st)
+    return unexpected(st.error().describe());
+  slots.resize(count);
+  for (CK_SLOT_ID slot : slots) {
+    auto info = token_info(api, slot);
+    if (!info) continue;
+    if (selector.label && info->label != *selector.label) continue;
+    if (selector.serial && info->serial != *selector.serial) continue;
+    if (!(info->flags & CKF_TOKEN_INITIALIZED)) continue;
+    return slot;
+  }
+  return unexpected("no initialized token with " + selector.describe() + " among " +
+                    std::to_string(slots.size()) + " slot(s) with a token present");
+}
+
+}  // namespace custody::p11
