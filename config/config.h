@@ -1,0 +1,78 @@
+#pragma once
+// custodyd's configuration as plain typed structs. Only the entry points read it; every other
+// layer receives the parts it needs.
+#include <sys/types.h>
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/expected.h"
+#include "pkcs11/pin_source.h"
+
+namespace custody::config {
+
+struct Token {
+  std::string module;                    // path of the PKCS#11 library
+  std::optional<std::string> init_args;  // CK_C_INITIALIZE_ARGS.pReserved, e.g. for NSS softokn
+  std::optional<std::string> label;
+  std::optional<std::string> serial;
+  p11::PinSource pin;
+  unsigned sessions = 4;  // session pool size
+  unsigned workers = 1;   // threads making PKCS#11 calls (SoftHSMv2: 1 is fastest)
+};
+
+enum class Durability { always, group, none };
+
+struct Audit {
+  std::string path;
+  Durability durability = Durability::group;
+};
+
+struct Socket {
+  std::string path;
+  mode_t mode = 0660;
+  std::optional<std::string> group;
+};
+
+struct Limits {
+  std::size_t max_body_bytes = 64 * 1024;
+  unsigned max_json_depth = 16;
+  unsigned max_connections = 256;
+  unsigned max_in_flight = 1024;
+  std::chrono::milliseconds idle_timeout{60'000};
+  std::chrono::milliseconds request_timeout{10'000};
+};
+
+struct Admin {
+  // Until dual control lands, admin requests run at once for these peers.
+  std::vector<uid_t> operator_uids;
+};
+
+struct Config {
+  std::string source_path;
+  std::string sha256;  // of the file's exact bytes, for attestation
+  Token token;
+  std::string state_path;
+  Audit audit;
+  Socket service_socket;
+  Socket admin_socket;
+  Limits limits;
+  Admin admin;
+};
+
+struct ConfigError {
+  std::string key_path;  // e.g. "limits.max_body_bytes"
+  int line = 0, column = 0;  // 1-based; 0 when not tied to a place in the file
+  std::string message;
+  std::string format(const std::string& file) const;
+};
+
+// Reads and validates the file; every problem is reported, not only the first.
+Expected<Config, std::vector<ConfigError>> load_config(const std::string& path);
+Expected<Config, std::vector<ConfigError>> parse_config(const std::string& text, const std::string& path);
+
+const char* durability_name(Durability d);
+
+}  // namespace custody::config

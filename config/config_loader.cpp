@@ -1,0 +1,238 @@
+// YAML → Config with validation. Every error names the key path and the line:col in the file.
+#include <grp.h>
+#include <yaml-cpp/yaml.h>
+
+#include <fstream>
+#include <initializer_list>
+#include <limits>
+#include <set>
+#include <sstream>
+
+#include "common/hex.h"
+#include "config/config.h"
+#include "config/duration.h"
+
+namespace custody::config {
+namespace {
+
+class Reader {
+ public:
+  explicit Reader(std::vector<ConfigError>& errors) : errors_(errors) {}
+
+  void error(const YAML::Node& node, const std::string& path, const std::string& message) {
+    if (node.IsDefined() && node.Mark().line >= 0)
+      errors_.push_back({path, node.Mark().line + 1, node.Mark().column + 1, message});
+    else
+      errors_.push_back({path, 0, 0, message});
+  }
+
+  // A mapping whose keys all belong to `allowed`; unknown keys are errors at their own position.
+  bool mapping(const YAML::Node& node, const std::string& path, std::initializer_list<const char*> allowed) {
+    if (!node.IsMap()) {
+      error(node, path, "must be a mapping");
+      return false;
+    }
+    std::set<std::string> known(allowed.begin(), allowed.end());
+    for (const auto& kv : node) {
+      auto key = kv.first.Scalar();
+      if (!known.count(key)) error(kv.first, join(path, key), "unknown key");
+    }
+    return true;
+  }
+
+  std::optional<std::string> string(const YAML::Node& map, const std::string& path, const char* key,
+                                    bool required) {
+    auto node = map[key];
+    if (!node.IsDefined() || node.IsNull()) {
+      if (required) error(map, join(path, key), "is required");
+      return std::nullopt;
+    }
+    if (!node.IsScalar() || node.Scalar().empty()) {
+      error(node, join(path, key), "must be a non-empty string");
+      return std::nullopt;
+    }
+    return node.Scalar();
+  }
+
+  template <class T>
+  void number(const YAML::Node& map, const std::string& path, const char* key, T& out, T min, T max) {
+    auto node = map[key];
+    if (!node.IsDefined() || node.IsNull()) return;
+    std::uint64_t v = 0;
+    if (!node.IsScalar() || !YAML::convert<std::uint64_t>::decode(node, v) || v < min || v > max) {
+      error(node, join(path, key),
+            "must be a whole number from " + std::to_string(min) + " to " + std::to_string(max));
+      return;
+    }
+    out = static_cast<T>(v);
+  }
+
+  void duration(const YAML::Node& map, const std::string& path, const char* key,
+                std::chrono::milliseconds& out, std::chrono::milliseconds min, std::chrono::milliseconds max) {
+    auto node = map[key];
+    if (!node.IsDefined() || node.IsNull()) return;
+    auto d = node.IsScalar() ? parse_duration(node.Scalar()) : std::nullopt;
+    if (!d || *d < min || *d > max) {
+      error(node, join(path, key),
+            "must be a duration such as 500ms, 30s, 15m, 12h or 7d, from " + format_duration(min) + " to " +
+                format_duration(max));
+      return;
+    }
+    out = *d;
+  }
+
+  static std::string join(const std::string& path, const std::string& key) {
+    return path.empty() ? key : path + "." + key;
+  }
+
+ private:
+  std::vector<ConfigError>& errors_;
+};
+
+void read_token(Reader& r, const YAML::Node& node, Token& t) {
+  const std::string path = "token";
+  if (!r.mapping(node, path, {"module", "init_args", "label", "serial", "pin", "sessions", "workers"})) return;
+  if (auto v = r.string(node, path, "module", true)) t.module = *v;
+  t.init_args = r.string(node, path, "init_args", false);
+  t.label = r.string(node, path, "label", false);
+  t.serial = r.string(node, path, "serial", false);
+  if (!t.label && !t.serial) r.error(node, path, "needs a label or a serial to choose the token");
+  r.number<unsigned>(node, path, "sessions", t.sessions, 1, 1024);
+  r.number<unsigned>(node, path, "workers", t.workers, 1, 256);
+  if (t.workers > t.sessions) r.error(node["workers"], "token.workers", "must not exceed token.sessions");
+
+  auto pin = node["pin"];
+  if (!pin.IsDefined()) {
+    r.error(node, "token.pin", "is required: one of file, env or credential");
+    return;
+  }
+  if (pin.IsScalar()) {
+    r.error(pin, "token.pin", "must not hold the PIN itself; use file, env or credential");
+    return;
+  }
+  if (!r.mapping(pin, "token.pin", {"file", "env", "credential"})) return;
+  int sources = 0;
+  for (auto [key, kind] : {std::pair{"file", p11::PinSource::Kind::file},
+                           std::pair{"env", p11::PinSource::Kind::env},
+                           std::pair{"credential", p11::PinSource::Kind::credential}}) {
+    if (auto v = r.string(pin, "token.pin", key, false)) {
+      t.pin = {kind, *v};
+      ++sources;
+    }
+  }
+  if (sources != 1) r.error(pin, "token.pin", "needs exactly one of file, env or credential");
+}
+
+void read_socket(Reader& r, const YAML::Node& node, const std::string& path, Socket& s) {
+  if (!node.IsDefined()) return;
+  if (!r.mapping(node, path, {"path", "mode", "group"})) return;
+  if (auto v = r.string(node, path, "path", false)) s.path = *v;
+  if (auto v = r.string(node, path, "mode", false)) {
+    unsigned long mode = 0;
+    std::size_t used = 0;
+    try {
+      mode = std::stoul(*v, &used, 8);
+    } catch (...) {
+      used = 0;
+    }
+    if (used != v->size() || mode > 0777 || (mode & 0007) == 0007)
+      r.error(node["mode"], Reader::join(path, "mode"), "must be an octal mode such as \"0660\" (quoted), not world-writable");
+    else
+      s.mode = static_cast<mode_t>(mode);
+  }
+  s.group = r.string(node, path, "group", false);
+  if (s.group && !::getgrnam(s.group->c_str()))
+    r.error(node["group"], Reader::join(path, "group"), "no such group: " + *s.group);
+}
+
+}  // namespace
+
+Expected<Config, std::vector<ConfigError>> parse_config(const std::string& text, const std::string& path) {
+  std::vector<ConfigError> errors;
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    errors.push_back({"", e.mark.line + 1, e.mark.column + 1, "not valid YAML: " + e.msg});
+    return unexpected(errors);
+  }
+  Config c;
+  c.source_path = path;
+  c.sha256 = sha256_hex(to_bytes(text));
+  c.service_socket.path = "/run/custody/service.sock";
+  c.admin_socket.path = "/run/custody/admin.sock";
+  c.admin_socket.mode = 0660;
+  Reader r(errors);
+  if (!r.mapping(root, "", {"token", "state", "audit", "sockets", "limits", "admin"})) return unexpected(errors);
+
+  if (root["token"].IsDefined()) read_token(r, root["token"], c.token);
+  else r.error(root, "token", "is required");
+
+  if (auto state = root["state"]; !state.IsDefined()) {
+    r.error(root, "state", "is required");
+  } else if (r.mapping(state, "state", {"path"})) {
+    if (auto v = r.string(state, "state", "path", true)) c.state_path = *v;
+  }
+
+  if (auto audit = root["audit"]; !audit.IsDefined()) {
+    r.error(root, "audit", "is required");
+  } else if (r.mapping(audit, "audit", {"path", "durability"})) {
+    if (auto v = r.string(audit, "audit", "path", true)) c.audit.path = *v;
+    if (auto v = r.string(audit, "audit", "durability", false)) {
+      if (*v == "always") c.audit.durability = Durability::always;
+      else if (*v == "group") c.audit.durability = Durability::group;
+      else if (*v == "none") c.audit.durability = Durability::none;
+      else r.error(audit["durability"], "audit.durability", "must be always, group or none");
+    }
+  }
+
+  if (auto sockets = root["sockets"]; sockets.IsDefined() && r.mapping(sockets, "sockets", {"service", "admin"})) {
+    read_socket(r, sockets["service"], "sockets.service", c.service_socket);
+    read_socket(r, sockets["admin"], "sockets.admin", c.admin_socket);
+    if (c.service_socket.path == c.admin_socket.path)
+      r.error(sockets, "sockets", "the service and admin sockets must be different paths");
+  }
+
+  if (auto limits = root["limits"]; limits.IsDefined() &&
+      r.mapping(limits, "limits", {"max_body_bytes", "max_json_depth", "max_connections", "max_in_flight",
+                                   "idle_timeout", "request_timeout"})) {
+    auto& l = c.limits;
+    r.number<std::size_t>(limits, "limits", "max_body_bytes", l.max_body_bytes, 1024, 16 * 1024 * 1024);
+    r.number<unsigned>(limits, "limits", "max_json_depth", l.max_json_depth, 4, 256);
+    r.number<unsigned>(limits, "limits", "max_connections", l.max_connections, 1, 65536);
+    r.number<unsigned>(limits, "limits", "max_in_flight", l.max_in_flight, 1, 1'000'000);
+    using std::chrono::milliseconds;
+    r.duration(limits, "limits", "idle_timeout", l.idle_timeout, milliseconds(100), milliseconds(86'400'000));
+    r.duration(limits, "limits", "request_timeout", l.request_timeout, milliseconds(100), milliseconds(3'600'000));
+  }
+
+  if (auto admin = root["admin"]; admin.IsDefined() && r.mapping(admin, "admin", {"operator_uids"})) {
+    auto uids = admin["operator_uids"];
+    if (uids.IsDefined()) {
+      if (!uids.IsSequence()) {
+        r.error(uids, "admin.operator_uids", "must be a list of numeric uids");
+      } else {
+        for (std::size_t i = 0; i < uids.size(); ++i) {
+          std::uint32_t uid = 0;
+          if (!uids[i].IsScalar() || !YAML::convert<std::uint32_t>::decode(uids[i], uid))
+            r.error(uids[i], "admin.operator_uids[" + std::to_string(i) + "]", "must be a numeric uid");
+          else
+            c.admin.operator_uids.push_back(uid);
+        }
+      }
+    }
+  }
+
+  if (!errors.empty()) return unexpected(errors);
+  return c;
+}
+
+Expected<Config, std::vector<ConfigError>> load_config(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return unexpected(std::vector<ConfigError>{{"", 0, 0, "cannot read the configuration file"}});
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse_config(ss.str(), path);
+}
+
+}  // namespace custody::config

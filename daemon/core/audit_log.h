@@ -1,0 +1,80 @@
+#pragma once
+// The append-only, hash-chained audit log (CONTRACT §9). Records are written by one thread in
+// groups: every record submitted while the previous group was being written goes out in one
+// write and (durability "group") one fdatasync; then every submitter is told. A write failure
+// rolls the file back to the last good record and refuses service until a retry succeeds.
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/expected.h"
+#include "daemon/core/audit_event.h"
+#include "daemon/core/clock.h"
+
+namespace custody::core {
+
+enum class AuditDurability { always, group, none };
+
+class AuditLog {
+ public:
+  using Done = std::function<void(bool written)>;
+
+  static Expected<std::unique_ptr<AuditLog>, std::string> open(const std::string& path, AuditDurability durability,
+                                                               const Clock& clock);
+  ~AuditLog();
+
+  // Queues the events; done(true) once they are written (and synced as configured).
+  void submit(std::vector<AuditEvent> events, Done done);
+  // The same, waiting for the outcome.
+  bool write(std::vector<AuditEvent> events);
+  // False while writes fail (fail closed). Becomes true again when a retry is due, so the log
+  // recovers by itself when the disk does.
+  bool accepting() const;
+  std::uint64_t sequence() const;
+  std::string head() const;  // hash of the newest record
+  const std::string& path() const { return path_; }
+  std::uint64_t records_written() const;
+  // Writes what is queued and stops the writer thread.
+  void stop();
+
+ private:
+  struct Pending {
+    std::vector<AuditEvent> events;
+    Done done;
+  };
+  AuditLog(std::string path, int fd, AuditDurability durability, const Clock& clock, std::uint64_t seq,
+           std::string prev, std::uint64_t size);
+  void run();
+  bool write_group(std::vector<Pending>& group);
+  std::string render(const AuditEvent& e, std::uint64_t seq, const std::string& prev) const;
+
+  const std::string path_;
+  const int fd_;
+  const AuditDurability durability_;
+  const Clock& clock_;
+
+  mutable std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<Pending> queue_;
+  bool stopping_ = false;
+  bool failed_ = false;
+  std::chrono::steady_clock::time_point failed_at_{};
+  std::uint64_t seq_;     // of the newest written record
+  std::string prev_;      // its hash
+  std::uint64_t size_;    // bytes of good records in the file
+  std::uint64_t written_ = 0;
+  std::thread writer_;
+};
+
+// The hash a record's successor stores in "prev".
+std::string audit_line_hash(const std::string& line);
+inline const std::string kAuditGenesis(64, '0');
+
+}  // namespace custody::core

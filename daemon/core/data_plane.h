@@ -1,0 +1,67 @@
+#pragma once
+// The data-plane operations of CONTRACT §3: wrap, unwrap, datakey, rewrap, derive. Each checks
+// the key (exists, algorithm, state, version), the caller's policy, then runs in the token.
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+
+#include "daemon/core/encryption_context.h"
+#include "daemon/core/key_registry.h"
+#include "daemon/core/key_vault.h"
+
+namespace custody::core {
+
+// What an operation learnt that belongs in its audit record, filled in as far as it got.
+struct AuditFacts {
+  std::optional<std::string> key;
+  std::optional<std::uint32_t> version;
+  std::optional<std::string> context_sha256;
+};
+
+struct Sealed {
+  Bytes ciphertext;
+  std::uint32_t version = 0;
+};
+struct Secret {
+  SecureBytes plaintext;
+  std::uint32_t version = 0;
+};
+struct DataKey {
+  SecureBytes plaintext;
+  Bytes ciphertext;
+  std::uint32_t version = 0;
+};
+
+inline constexpr std::size_t kMaxWrapPlaintext = 8192;
+inline constexpr std::size_t kMaxDataKeyLength = 64;
+inline constexpr std::size_t kMaxDeriveInfo = 1024;
+inline constexpr std::size_t kMaxDeriveLength = 1024;
+
+class DataPlane {
+ public:
+  DataPlane(KeyRegistry& registry, KeyVault& vault) : registry_(registry), vault_(vault) {}
+
+  Outcome<Sealed> wrap(const Peer& peer, const std::string& name, std::span<const std::uint8_t> plaintext,
+                       const EncryptionContext& context, AuditFacts& facts);
+  Outcome<Secret> unwrap(const Peer& peer, const std::string& name, std::span<const std::uint8_t> blob,
+                         const EncryptionContext& context, AuditFacts& facts);
+  Outcome<DataKey> datakey(const Peer& peer, const std::string& name, std::size_t length,
+                           const EncryptionContext& context, AuditFacts& facts);
+  Outcome<Sealed> rewrap(const Peer& peer, const std::string& name, std::span<const std::uint8_t> blob,
+                         const EncryptionContext& context, AuditFacts& facts);
+  Outcome<Secret> derive(const Peer& peer, const std::string& name, std::span<const std::uint8_t> info,
+                         std::size_t length, std::optional<std::uint32_t> version, AuditFacts& facts);
+
+ private:
+  Outcome<std::shared_ptr<const Key>> usable_key(const Peer& peer, const std::string& name, Operation op,
+                                                 Algorithm algorithm, AuditFacts& facts);
+  Outcome<const KeyVersion*> decryptable_version(const Key& key, std::uint32_t version);
+  Outcome<Sealed> seal(const Key& key, const Bytes& ctx, std::span<const std::uint8_t> plaintext, AuditFacts& facts);
+  Outcome<Secret> open(const Key& key, std::span<const std::uint8_t> blob, const Bytes& ctx, AuditFacts& facts);
+
+  KeyRegistry& registry_;
+  KeyVault& vault_;
+};
+
+}  // namespace custody::core

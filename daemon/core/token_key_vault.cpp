@@ -1,0 +1,197 @@
+#include "daemon/core/token_key_vault.h"
+
+#include <spdlog/spdlog.h>
+
+#include "daemon/core/key_templates.h"
+#include "pkcs11/token_quirks.h"
+
+namespace custody::core {
+namespace {
+
+std::string id_key(const ObjectRef& ref) { return std::string(ref.id.begin(), ref.id.end()); }
+
+bool stale_handle(CK_RV rv) { return rv == CKR_OBJECT_HANDLE_INVALID || rv == CKR_KEY_HANDLE_INVALID; }
+
+}  // namespace
+
+Error token_error(const p11::P11Error& e, const char* what) {
+  spdlog::warn("token call failed during {}: {}", what, e.describe());
+  if (e.severity() != p11::Severity::operation)
+    return Error{Code::unavailable, std::string("the token is unavailable (") + what + ")"};
+  return Error{Code::internal, std::string("the token refused the operation (") + what + ")"};
+}
+
+TokenKeyVault::TokenKeyVault(p11::SessionPool& pool) : pool_(pool) {}
+
+template <class T, class Fn>
+p11::Result<T> TokenKeyVault::with_session(Fn&& fn) {
+  p11::Result<T> result = unexpected(p11::P11Error{CKR_GENERAL_ERROR, "with_session"});
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    auto lease = pool_.acquire();
+    if (!lease) return unexpected(lease.error());
+    operations_.fetch_add(1, std::memory_order_relaxed);
+    result = fn(lease->session());
+    if (result) return result;
+    lease->report(result.error());
+    if (result.error().severity() == p11::Severity::operation) return result;
+  }
+  return result;
+}
+
+p11::Result<CK_OBJECT_HANDLE> TokenKeyVault::resolve(p11::Session& s, const ObjectRef& ref) {
+  const auto generation = pool_.generation();
+  const auto key = id_key(ref);
+  {
+    std::lock_guard lock(cache_mutex_);
+    if (cache_generation_ != generation) {
+      handles_.clear();
+      cache_generation_ = generation;
+    }
+    if (auto it = handles_.find(key); it != handles_.end()) return it->second;
+  }
+  p11::AttributeTemplate t;
+  t.add_ulong(CKA_CLASS, CKO_SECRET_KEY).add_bytes(CKA_ID, ref.id);
+  auto found = s.find_objects(t, 2);
+  if (!found) return unexpected(found.error());
+  if (found->size() != 1)
+    return unexpected(p11::P11Error{CKR_KEY_HANDLE_INVALID,
+                                    found->empty() ? "find " + ref.label + " (missing)" : "find " + ref.label + " (not unique)"});
+  std::lock_guard lock(cache_mutex_);
+  if (cache_generation_ == generation) handles_[key] = (*found)[0];
+  return (*found)[0];
+}
+
+void TokenKeyVault::forget(const ObjectRef& ref) {
+  std::lock_guard lock(cache_mutex_);
+  handles_.erase(id_key(ref));
+}
+
+Outcome<void> TokenKeyVault::generate(Algorithm algorithm, const ObjectRef& ref) {
+  auto made = with_session<CK_OBJECT_HANDLE>([&](p11::Session& s) -> p11::Result<CK_OBJECT_HANDLE> {
+    p11::AttributeTemplate t;
+    fill_key_template(t, algorithm, ref, true);
+    auto h = s.generate_key(generation_mechanism(algorithm), t);
+    if (!h && p11::quirks::refuses_modifiable_attribute(h.error().rv)) {
+      p11::AttributeTemplate without;
+      fill_key_template(without, algorithm, ref, false);
+      h = s.generate_key(generation_mechanism(algorithm), without);
+    }
+    return h;
+  });
+  if (!made) return unexpected(token_error(made.error(), "key generation"));
+  if (auto ok = verify(algorithm, ref, true); !ok) {
+    spdlog::error("generated key {} does not have the custody template ({}); destroying it", ref.label,
+                  ok.error().message);
+    (void)with_session<bool>([&](p11::Session& s) -> p11::Result<bool> {
+      if (auto st = s.destroy_object(*made); !st) return unexpected(st.error());
+      return true;
+    });
+    forget(ref);
+    return ok;
+  }
+  return {};
+}
+
+Outcome<SecureBytes> TokenKeyVault::gcm_encrypt(const ObjectRef& key, std::span<const std::uint8_t> iv,
+                                                std::span<const std::uint8_t> aad,
+                                                std::span<const std::uint8_t> plaintext) {
+  auto r = with_session<SecureBytes>([&](p11::Session& s) -> p11::Result<SecureBytes> {
+    auto h = resolve(s, key);
+    if (!h) return unexpected(h.error());
+    CK_GCM_PARAMS params{const_cast<CK_BYTE*>(iv.data()), iv.size(), iv.size() * 8,
+                         const_cast<CK_BYTE*>(aad.data()), aad.size(), 128};
+    CK_MECHANISM mech{CKM_AES_GCM, &params, sizeof params};
+    auto out = s.encrypt(mech, *h, plaintext, plaintext.size() + 16);
+    if (!out && stale_handle(out.error().rv)) forget(key);
+    return out;
+  });
+  if (!r) return unexpected(token_error(r.error(), "encrypt"));
+  return std::move(*r);
+}
+
+Outcome<SecureBytes> TokenKeyVault::gcm_decrypt(const ObjectRef& key, std::span<const std::uint8_t> iv,
+                                                std::span<const std::uint8_t> aad,
+                                                std::span<const std::uint8_t> ciphertext_and_tag) {
+  auto r = with_session<SecureBytes>([&](p11::Session& s) -> p11::Result<SecureBytes> {
+    auto h = resolve(s, key);
+    if (!h) return unexpected(h.error());
+    CK_GCM_PARAMS params{const_cast<CK_BYTE*>(iv.data()), iv.size(), iv.size() * 8,
+                         const_cast<CK_BYTE*>(aad.data()), aad.size(), 128};
+    CK_MECHANISM mech{CKM_AES_GCM, &params, sizeof params};
+    auto out = s.decrypt(mech, *h, ciphertext_and_tag, ciphertext_and_tag.size());
+    if (!out && stale_handle(out.error().rv)) forget(key);
+    return out;
+  });
+  if (!r) {
+    if (p11::quirks::is_authentication_failure(r.error().rv))
+      return fail(Code::invalid_ciphertext, "the ciphertext does not authenticate (tampered, or another context)");
+    return unexpected(token_error(r.error(), "decrypt"));
+  }
+  return std::move(*r);
+}
+
+Outcome<SecureBytes> TokenKeyVault::hmac_sha256(const ObjectRef& key, std::span<const std::uint8_t> message) {
+  auto r = with_session<SecureBytes>([&](p11::Session& s) -> p11::Result<SecureBytes> {
+    auto h = resolve(s, key);
+    if (!h) return unexpected(h.error());
+    CK_MECHANISM mech{CKM_SHA256_HMAC, nullptr, 0};
+    auto out = s.sign(mech, *h, message, 32);
+    if (!out && stale_handle(out.error().rv)) forget(key);
+    return out;
+  });
+  if (!r) return unexpected(token_error(r.error(), "hmac"));
+  return std::move(*r);
+}
+
+Outcome<void> TokenKeyVault::random(std::span<std::uint8_t> out) {
+  auto r = with_session<bool>([&](p11::Session& s) -> p11::Result<bool> {
+    if (auto st = s.generate_random(out); !st) return unexpected(st.error());
+    return true;
+  });
+  if (!r) return unexpected(token_error(r.error(), "random"));
+  return {};
+}
+
+p11::Result<AttributeReport> TokenKeyVault::read_attributes(p11::Session& s, CK_OBJECT_HANDLE h) {
+  std::vector<CK_ATTRIBUTE_TYPE> types;
+  for (const auto& [name, type] : reported_attributes()) types.push_back(type);
+  auto values = s.get_bools(h, types);
+  if (!values) return unexpected(values.error());
+  AttributeReport report;
+  for (const auto& [name, type] : reported_attributes()) report[name] = (*values)[type];
+  return report;
+}
+
+Outcome<AttributeReport> TokenKeyVault::attributes(const ObjectRef& key) {
+  auto r = with_session<AttributeReport>([&](p11::Session& s) -> p11::Result<AttributeReport> {
+    auto h = resolve(s, key);
+    if (!h) return unexpected(h.error());
+    auto report = read_attributes(s, *h);
+    if (!report && stale_handle(report.error().rv)) forget(key);
+    return report;
+  });
+  if (!r) {
+    if (stale_handle(r.error().rv)) return fail(Code::not_found, "token object " + key.label + " is missing");
+    return unexpected(token_error(r.error(), "attribute read"));
+  }
+  return std::move(*r);
+}
+
+Outcome<void> TokenKeyVault::verify(Algorithm algorithm, const ObjectRef& key, bool generated) {
+  auto report = attributes(key);
+  if (!report) return unexpected(report.error());
+  std::string differs;
+  for (const auto& [name, want] : required_attributes(algorithm, generated)) {
+    const auto& have = (*report)[name];
+    if (!have) differs += " " + name + "=unreported";
+    else if (*have != want) differs += " " + name + "=" + (*have ? "true" : "false");
+  }
+  if (!differs.empty()) return fail(Code::internal, "token object " + key.label + " has" + differs);
+  return {};
+}
+
+bool TokenKeyVault::available() const { return pool_.healthy(); }
+
+std::string TokenKeyVault::unavailable_reason() const { return pool_.last_error(); }
+
+}  // namespace custody::core
