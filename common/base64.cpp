@@ -2,6 +2,8 @@
 
 #include <openssl/evp.h>
 
+#include <cstring>
+
 namespace custody {
 namespace {
 bool is_alphabet(char c) {
@@ -16,12 +18,19 @@ int value_of(char c) {
 }
 }  // namespace
 
+std::size_t base64_encoded_size(std::size_t n) { return 4 * ((n + 2) / 3); }
+
+void base64_encode_into(std::span<const std::uint8_t> data, char* out) {
+  if (data.empty()) return;
+  // EVP_EncodeBlock also writes a terminating NUL: encode into wiped scratch, then copy.
+  SecureBytes scratch(base64_encoded_size(data.size()) + 1);
+  int n = EVP_EncodeBlock(scratch.data(), data.data(), static_cast<int>(data.size()));
+  std::memcpy(out, scratch.data(), static_cast<std::size_t>(n));
+}
+
 std::string base64_encode(std::span<const std::uint8_t> data) {
-  std::string out(4 * ((data.size() + 2) / 3), '\0');
-  if (data.empty()) return out;
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), data.data(),
-                          static_cast<int>(data.size()));
-  out.resize(static_cast<std::size_t>(n));
+  std::string out(base64_encoded_size(data.size()), '\0');
+  base64_encode_into(data, out.data());
   return out;
 }
 

@@ -1,0 +1,31 @@
+#pragma once
+// One request being handled: its input, the path parameters, and the audit records the handler
+// wants written before the response goes out.
+#include <string>
+#include <vector>
+
+#include "daemon/core/audit_event.h"
+#include "daemon/core/error.h"
+#include "daemon/service/request.h"
+
+namespace custody::service {
+
+struct Call {
+  const Request& request;
+  std::vector<std::string> params;  // values of {name} segments in the route pattern
+  std::vector<core::AuditEvent> audit;
+
+  // A new audit record for this request, pre-filled with request id and client.
+  core::AuditEvent& record(std::string type) {
+    auto& e = audit.emplace_back();
+    e.type = std::move(type);
+    e.request_id = request.request_id;
+    e.client = request.peer;
+    return e;
+  }
+};
+
+Response json_response(int status, const boost::json::value& body);
+Response error_response(const core::Error& error, const std::string& request_id);
+
+}  // namespace custody::service

@@ -1,0 +1,35 @@
+#pragma once
+// What the handlers need, handed over by main. Handlers hold references, never own.
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "daemon/core/audit_log.h"
+#include "daemon/core/data_plane.h"
+#include "daemon/core/key_admin.h"
+#include "daemon/core/key_registry.h"
+#include "daemon/core/key_vault.h"
+#include "daemon/service/metrics.h"
+
+namespace custody::service {
+
+struct TokenSummary {
+  std::string label;
+  std::string manufacturer;
+  std::string model;
+};
+
+struct ServiceContext {
+  core::KeyRegistry& registry;
+  core::KeyVault& vault;
+  core::DataPlane& data_plane;
+  core::KeyAdmin& key_admin;
+  core::AuditLog& audit;
+  Metrics& metrics;
+  TokenSummary token;
+  unsigned max_json_depth = 16;
+  std::vector<uid_t> operator_uids;  // until dual control: who may run admin requests at once
+};
+
+}  // namespace custody::service

@@ -1,0 +1,41 @@
+// GET /metrics in the Prometheus text exposition format (version 0.0.4). The format is a few
+// lines of text; a client library would add a dependency for no gain here.
+#include <sstream>
+
+#include "daemon/service/context.h"
+#include "daemon/service/routes.h"
+
+namespace custody::service {
+namespace {
+
+void metric(std::ostringstream& out, const char* name, const char* type, const char* help, const std::string& samples) {
+  out << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n' << samples;
+}
+
+}  // namespace
+
+Handler make_metrics_handler(ServiceContext& c) {
+  return [&c](Call&) {
+    std::ostringstream out;
+    std::ostringstream responses;
+    for (int cls = 2; cls <= 5; ++cls)
+      responses << "custody_responses_total{class=\"" << cls << "xx\"} " << c.metrics.responses(cls) << '\n';
+    metric(out, "custody_responses_total", "counter", "HTTP responses sent, by status class.", responses.str());
+    metric(out, "custody_requests_in_flight", "gauge", "Requests being handled now.",
+           "custody_requests_in_flight " + std::to_string(c.metrics.in_flight()) + "\n");
+    metric(out, "custody_connections_rejected_total", "counter", "Connections refused at the connection limit.",
+           "custody_connections_rejected_total " + std::to_string(c.metrics.rejected_connections()) + "\n");
+    metric(out, "custody_token_operations_total", "counter", "PKCS#11 operations run on the token.",
+           "custody_token_operations_total " + std::to_string(c.vault.operations()) + "\n");
+    metric(out, "custody_token_available", "gauge", "1 when the token answers.",
+           std::string("custody_token_available ") + (c.vault.available() ? "1" : "0") + "\n");
+    metric(out, "custody_audit_records_total", "counter", "Audit records written since start.",
+           "custody_audit_records_total " + std::to_string(c.audit.records_written()) + "\n");
+    metric(out, "custody_audit_writable", "gauge", "1 when the audit log accepts records.",
+           std::string("custody_audit_writable ") + (c.audit.accepting() ? "1" : "0") + "\n");
+    metric(out, "custody_keys", "gauge", "Keys known to the daemon.", "custody_keys " + std::to_string(c.registry.size()) + "\n");
+    return Response{200, out.str(), "text/plain; version=0.0.4"};
+  };
+}
+
+}  // namespace custody::service
