@@ -14,7 +14,8 @@ namespace custody::core {
 // Attribute names in the order the attestation report lists them, with their PKCS#11 types.
 const std::vector<std::pair<std::string, CK_ATTRIBUTE_TYPE>>& reported_attributes();
 
-// class, key type, length, storage and usage flags for a custody key of this algorithm.
+// class, key type, storage and usage flags for a custody key of this algorithm. Key generation
+// adds CKA_VALUE_LEN (32); the test-only route that creates a key from known bytes adds CKA_VALUE.
 void fill_key_template(p11::AttributeTemplate& t, Algorithm algorithm, const ObjectRef& ref,
                        bool set_modifiable_false);
 CK_MECHANISM_TYPE generation_mechanism(Algorithm algorithm);

@@ -70,10 +70,12 @@ Outcome<void> TokenKeyVault::generate(Algorithm algorithm, const ObjectRef& ref)
   auto made = with_session<CK_OBJECT_HANDLE>([&](p11::Session& s) -> p11::Result<CK_OBJECT_HANDLE> {
     p11::AttributeTemplate t;
     fill_key_template(t, algorithm, ref, true);
+    t.add_ulong(CKA_VALUE_LEN, 32);
     auto h = s.generate_key(generation_mechanism(algorithm), t);
     if (!h && p11::quirks::refuses_modifiable_attribute(h.error().rv)) {
       p11::AttributeTemplate without;
       fill_key_template(without, algorithm, ref, false);
+      without.add_ulong(CKA_VALUE_LEN, 32);
       h = s.generate_key(generation_mechanism(algorithm), without);
     }
     return h;

@@ -30,6 +30,7 @@ struct ServiceContext {
   TokenSummary token;
   unsigned max_json_depth = 16;
   std::vector<uid_t> operator_uids;  // until dual control: who may run admin requests at once
+  std::vector<std::string> degraded;  // key versions whose token object failed the start check
 };
 
 }  // namespace custody::service

@@ -21,11 +21,27 @@ void Service::handle(const Request& request, std::function<void(Response)> done)
   } else {
     response = m.route->handler(call);
   }
-  if (!audited || call.audit.empty()) {
+  if (!audited) {
     done(std::move(response));
     return;
   }
-  const std::string request_id = request.request_id;
+  finish(call, std::move(response), std::move(done));
+}
+
+void Service::refuse(const Request& request, const core::Error& error, std::function<void(Response)> done) {
+  Call call{request, {}, {}};
+  auto& e = call.record("request");
+  e.result = core::code_name(error.code);
+  e.extra["path"] = request.target;
+  finish(call, error_response(error, request.request_id), std::move(done));
+}
+
+void Service::finish(Call& call, Response response, std::function<void(Response)> done) {
+  if (call.audit.empty()) {
+    done(std::move(response));
+    return;
+  }
+  const std::string request_id = call.request.request_id;
   context_.audit.submit(std::move(call.audit), [done = std::move(done), response = std::move(response),
                                                 request_id](bool written) mutable {
     if (written) done(std::move(response));

@@ -15,8 +15,12 @@ class Service {
 
   // May call done on another thread (the audit writer's).
   void handle(const Request& request, std::function<void(Response)> done);
+  // A request the transport refused before it reached a route (body too large, malformed HTTP,
+  // in-flight limit): answered with the error and audited like any other.
+  void refuse(const Request& request, const core::Error& error, std::function<void(Response)> done);
 
  private:
+  void finish(Call& call, Response response, std::function<void(Response)> done);
   Router router_;
   ServiceContext& context_;
 };

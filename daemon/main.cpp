@@ -1,0 +1,186 @@
+// custodyd: the custody daemon. Reads the configuration, opens the token, checks the keys it
+// knows, and serves the service and admin sockets until SIGTERM, then drains and exits 0.
+// Startup problems are fatal with a message that says what to fix.
+#include <sys/prctl.h>
+#include <sys/resource.h>
+
+#include <CLI/CLI.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "config/config.h"
+#include "daemon/core/audit_log.h"
+#include "daemon/core/data_plane.h"
+#include "daemon/core/key_admin.h"
+#include "daemon/core/token_key_vault.h"
+#include "daemon/service/routes.h"
+#include "daemon/service/service.h"
+#include "daemon/transport/server.h"
+#include "pkcs11/capabilities.h"
+#include "pkcs11/pin_source.h"
+
+namespace {
+
+using namespace custody;
+
+[[noreturn]] void fatal(const std::string& message) {
+  spdlog::critical("{}", message);
+  std::exit(1);
+}
+
+// DESIGN invariant 4: no core dumps, no ptrace attach, so key material cannot be read out of the
+// process by another process of the same user.
+void harden_process() {
+  ::prctl(PR_SET_DUMPABLE, 0);
+  rlimit none{0, 0};
+  ::setrlimit(RLIMIT_CORE, &none);
+  std::signal(SIGPIPE, SIG_IGN);
+  // A full disk or file size limit must make the audit write fail (and requests 503), not kill us.
+  std::signal(SIGXFSZ, SIG_IGN);
+}
+
+core::AuditDurability durability(config::Durability d) {
+  switch (d) {
+    case config::Durability::always: return core::AuditDurability::always;
+    case config::Durability::none: return core::AuditDurability::none;
+    case config::Durability::group: break;
+  }
+  return core::AuditDurability::group;
+}
+
+core::AuditEvent lifecycle_event(const char* type) {
+  core::AuditEvent e;
+  e.type = type;
+  e.request_id = "-";
+  e.client = core::Peer{::getuid(), ::getgid(), ::getpid()};
+  return e;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"custodyd: key custody daemon over a PKCS#11 token"};
+  std::string config_path = "/etc/custody/custodyd.yaml";
+  bool check_only = false;
+  app.add_option("-c,--config", config_path, "configuration file")->capture_default_str();
+  app.add_flag("--check-config", check_only, "validate the configuration file and exit");
+  app.set_version_flag("--version", std::string("custodyd ") + CUSTODY_VERSION);
+  CLI11_PARSE(app, argc, argv);
+
+  spdlog::set_default_logger(spdlog::stderr_logger_mt("custodyd"));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%fZ %^%l%$ %v", spdlog::pattern_time_type::utc);
+  harden_process();
+
+  auto loaded = config::load_config(config_path);
+  if (!loaded) {
+    for (const auto& e : loaded.error()) std::cerr << e.format(config_path) << '\n';
+    std::cerr << "custodyd: the configuration has " << loaded.error().size() << " problem(s)\n";
+    return 2;
+  }
+  const config::Config& cfg = *loaded;
+  if (check_only) {
+    std::cout << config_path << ": configuration is valid\n";
+    return 0;
+  }
+
+  auto pin = p11::read_pin(cfg.token.pin);
+  if (!pin) fatal("token PIN: " + pin.error());
+  auto module = p11::Module::load(cfg.token.module, cfg.token.init_args);
+  if (!module) fatal(module.error() + " (token.module in " + config_path + ")");
+  p11::SessionPool pool(**module, p11::TokenSelector{cfg.token.label, cfg.token.serial}, std::move(*pin),
+                        cfg.token.sessions);
+  if (auto ok = pool.start(); !ok) fatal("token: " + ok.error());
+  auto info = p11::token_info((*module)->api(), pool.slot());
+  if (!info) fatal("token: " + info.error().describe());
+  auto caps = p11::Capabilities::probe((*module)->api(), pool.slot());
+  if (!caps) fatal("token: cannot list mechanisms: " + caps.error().describe());
+  if (!caps->aes_gcm()) fatal("the token cannot generate 256-bit AES keys with CKM_AES_GCM encrypt/decrypt; custody needs both");
+  if (!caps->hmac_sha256())
+    fatal("the token lacks CKM_GENERIC_SECRET_KEY_GEN or CKM_SHA256_HMAC sign; custody needs them for hmac-sha256 keys");
+
+  auto store = core::StateStore::open(cfg.state_path);
+  if (!store) fatal(store.error() + " (state.path)");
+  auto keys = (*store)->load_keys();
+  if (!keys) fatal("state: " + keys.error().message);
+
+  core::SystemClock clock;
+  core::TokenKeyVault vault(pool);
+  core::KeyRegistry registry;
+  std::vector<std::string> degraded;
+  for (auto& key : *keys) {
+    for (const auto& v : key.versions) {
+      if (v.state == "destroyed") continue;
+      if (auto ok = vault.verify(key.algorithm, v.object, v.origin == "generated"); !ok) {
+        degraded.push_back(key.name + " v" + std::to_string(v.version) + ": " + ok.error().message);
+        spdlog::error("KEY CHECK FAILED: key '{}' version {}: {}", key.name, v.version, ok.error().message);
+      }
+    }
+    registry.put(std::move(key));
+  }
+
+  auto audit = core::AuditLog::open(cfg.audit.path, durability(cfg.audit.durability), clock);
+  if (!audit) fatal(audit.error() + " (audit.path)");
+  auto start = lifecycle_event("daemon.start");
+  start.extra["version"] = CUSTODY_VERSION;
+  start.extra["config_sha256"] = cfg.sha256;
+  start.extra["token"] = info->label;
+  if (!(*audit)->write({start})) fatal("cannot write the audit log " + cfg.audit.path);
+
+  core::DataPlane data_plane(registry, vault);
+  core::KeyAdmin key_admin(registry, **store, vault, clock);
+  service::Metrics metrics;
+  service::ServiceContext context{registry, vault, data_plane, key_admin, **audit, metrics,
+                                  service::TokenSummary{info->label, info->manufacturer, info->model},
+                                  cfg.limits.max_json_depth, cfg.admin.operator_uids, degraded};
+  service::Service service_socket(service::service_routes(context), context);
+  service::Service admin_socket(service::admin_routes(context), context);
+
+  boost::asio::io_context io(1);
+  boost::asio::thread_pool workers(cfg.token.workers);
+  transport::Server server(io, workers,
+                           transport::Limits{cfg.limits.max_body_bytes, cfg.limits.max_connections,
+                                             cfg.limits.max_in_flight, cfg.limits.idle_timeout,
+                                             cfg.limits.request_timeout},
+                           metrics);
+  for (auto [spec, svc] : {std::pair{&cfg.service_socket, &service_socket}, std::pair{&cfg.admin_socket, &admin_socket}}) {
+    if (auto ok = server.listen({spec->path, spec->mode, spec->group}, *svc); !ok) fatal(ok.error());
+  }
+
+  boost::asio::signal_set signals(io, SIGTERM, SIGINT);
+  boost::asio::steady_timer deadline(io);
+  signals.async_wait([&](const boost::system::error_code& ec, int signal) {
+    if (ec) return;
+    spdlog::info("signal {}: draining requests in flight", signal);
+    server.drain([&deadline] { deadline.cancel(); });
+    // Requests still running after this long are abandoned rather than blocking shutdown.
+    deadline.expires_after(cfg.limits.request_timeout + std::chrono::seconds(5));
+    deadline.async_wait([&](const boost::system::error_code& ec2) {
+      if (!ec2) {
+        spdlog::warn("drain deadline passed; stopping");
+        io.stop();
+      }
+    });
+  });
+
+  spdlog::info("custodyd {} ready: token '{}' ({} {}), {} keys, {} mechanisms; service {} admin {}", CUSTODY_VERSION,
+               info->label, info->manufacturer, info->model, registry.size(), caps->count(), cfg.service_socket.path,
+               cfg.admin_socket.path);
+  if (!degraded.empty())
+    spdlog::error("{} key version(s) failed the attribute check; health reports degraded", degraded.size());
+
+  // Runs until the listeners are closed and the last connection is done.
+  io.run();
+  workers.join();
+  auto stop = lifecycle_event("daemon.stop");
+  (*audit)->write({stop});
+  (*audit)->stop();
+  spdlog::info("custodyd stopped");
+  return 0;
+}
