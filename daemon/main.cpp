@@ -158,7 +158,6 @@ int main(int argc, char** argv) {
   signals.async_wait([&](const boost::system::error_code& ec, int signal) {
     if (ec) return;
     spdlog::info("signal {}: draining requests in flight", signal);
-    server.drain([&deadline] { deadline.cancel(); });
     // Requests still running after this long are abandoned rather than blocking shutdown.
     deadline.expires_after(cfg.limits.request_timeout + std::chrono::seconds(5));
     deadline.async_wait([&](const boost::system::error_code& ec2) {
@@ -167,6 +166,7 @@ int main(int argc, char** argv) {
         io.stop();
       }
     });
+    server.drain([&deadline] { deadline.cancel(); });
   });
 
   spdlog::info("custodyd {} ready: token '{}' ({} {}), {} keys, {} mechanisms; service {} admin {}", CUSTODY_VERSION,

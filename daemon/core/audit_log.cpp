@@ -1,6 +1,7 @@
 #include "daemon/core/audit_log.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -58,6 +59,11 @@ Expected<std::unique_ptr<AuditLog>, std::string> AuditLog::open(const std::strin
                                                                 const Clock& clock) {
   int fd = ::open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
   if (fd < 0) return unexpected("cannot open audit log " + path + ": " + std::strerror(errno));
+  // Two writers would fork the chain: one daemon per log.
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    ::close(fd);
+    return unexpected("audit log " + path + " is locked by another process; is another custodyd using it?");
+  }
   struct stat st {};
   ::fstat(fd, &st);
   std::uint64_t size = static_cast<std::uint64_t>(st.st_size);

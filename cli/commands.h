@@ -1,0 +1,45 @@
+#pragma once
+// custodyctl's commands. Each returns the process exit status:
+//   0 success, 1 the daemon refused the request (4xx), 2 usage or input error,
+//   3 the daemon is unreachable or unavailable (connection failure, 5xx), 4 verification failed.
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace custody::cli {
+
+enum Exit { kOk = 0, kRefused = 1, kUsage = 2, kUnavailable = 3, kVerifyFailed = 4 };
+
+struct Globals {
+  std::string service_socket;
+  std::string admin_socket;
+  bool json = false;
+};
+
+struct Input {
+  std::optional<std::string> text;  // given on the command line
+  std::string file = "-";           // else read from this file ("-" = stdin)
+};
+
+struct DataOptions {
+  std::string key;
+  Input input;
+  std::vector<std::string> context;  // k=v
+  std::optional<std::string> out;
+};
+
+int cmd_wrap(const Globals& g, const DataOptions& o);
+int cmd_unwrap(const Globals& g, const DataOptions& o, bool base64_output);
+int cmd_rewrap(const Globals& g, const DataOptions& o);
+int cmd_datakey(const Globals& g, const std::string& key, unsigned length, const std::vector<std::string>& context,
+                bool include_plaintext);
+int cmd_derive(const Globals& g, const std::string& key, const Input& info, bool info_is_base64, unsigned length,
+               std::optional<unsigned> version, bool hex_output);
+int cmd_keys_list(const Globals& g);
+int cmd_keys_show(const Globals& g, const std::string& key);
+int cmd_keys_create(const Globals& g, const std::string& key, const std::string& algorithm, const std::string& policy_json);
+int cmd_keys_rotate(const Globals& g, const std::string& key);
+int cmd_health(const Globals& g);
+int cmd_audit_verify(const std::string& file, bool json);
+
+}  // namespace custody::cli

@@ -1,0 +1,128 @@
+// custodyctl: command-line client for custodyd's service and admin sockets, and offline audit
+// log verification. `custodyctl --help` and `custodyctl COMMAND --help` describe every option.
+#include <CLI/CLI.hpp>
+#include <cstdlib>
+
+#include "cli/commands.h"
+
+namespace {
+
+std::string env_or(const char* name, const char* fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? v : fallback;
+}
+
+void add_input(CLI::App* cmd, custody::cli::Input& in, const char* what) {
+  cmd->add_option("--text", in.text, std::string(what) + " given on the command line");
+  cmd->add_option("--in", in.file, std::string(what) + " read from a file; - for stdin (the default)");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace custody::cli;
+  CLI::App app{"custodyctl: talk to custodyd, the key custody daemon"};
+  app.require_subcommand(1);
+  app.footer(
+      "Exit status: 0 success, 1 refused by the daemon (4xx), 2 usage or input error,\n"
+      "3 daemon unreachable or unavailable (5xx), 4 verification failed.");
+  Globals g;
+  g.service_socket = env_or("CUSTODY_SERVICE_SOCKET", "/run/custody/service.sock");
+  g.admin_socket = env_or("CUSTODY_ADMIN_SOCKET", "/run/custody/admin.sock");
+  app.add_option("--socket", g.service_socket, "service socket (env CUSTODY_SERVICE_SOCKET)")->capture_default_str();
+  app.add_option("--admin-socket", g.admin_socket, "admin socket (env CUSTODY_ADMIN_SOCKET)")->capture_default_str();
+  app.add_flag("--json", g.json, "print the daemon's JSON response as it is");
+  app.set_version_flag("--version", std::string("custodyctl ") + CUSTODY_VERSION);
+
+  int status = kOk;
+
+  DataOptions wrap_o;
+  auto* wrap = app.add_subcommand("wrap", "encrypt a plaintext under a key; prints the base64 ciphertext");
+  wrap->add_option("key", wrap_o.key, "key name")->required();
+  add_input(wrap, wrap_o.input, "plaintext");
+  wrap->add_option("--context", wrap_o.context, "encryption context pair key=value (repeatable)");
+  wrap->add_option("--out", wrap_o.out, "write the ciphertext to a file");
+  wrap->callback([&] { status = cmd_wrap(g, wrap_o); });
+
+  DataOptions unwrap_o;
+  bool unwrap_b64 = false;
+  auto* unwrap = app.add_subcommand("unwrap", "decrypt a base64 ciphertext; prints the raw plaintext");
+  unwrap->add_option("key", unwrap_o.key, "key name")->required();
+  add_input(unwrap, unwrap_o.input, "base64 ciphertext");
+  unwrap->add_option("--context", unwrap_o.context, "encryption context pair key=value (repeatable)");
+  unwrap->add_option("--out", unwrap_o.out, "write the plaintext to a file");
+  unwrap->add_flag("--base64", unwrap_b64, "print the plaintext base64-encoded");
+  unwrap->callback([&] { status = cmd_unwrap(g, unwrap_o, unwrap_b64); });
+
+  DataOptions rewrap_o;
+  auto* rewrap = app.add_subcommand("rewrap", "re-encrypt a ciphertext under the key's current version");
+  rewrap->add_option("key", rewrap_o.key, "key name")->required();
+  add_input(rewrap, rewrap_o.input, "base64 ciphertext");
+  rewrap->add_option("--context", rewrap_o.context, "encryption context pair key=value (repeatable)");
+  rewrap->add_option("--out", rewrap_o.out, "write the new ciphertext to a file");
+  rewrap->callback([&] { status = cmd_rewrap(g, rewrap_o); });
+
+  std::string dk_key;
+  unsigned dk_length = 32;
+  std::vector<std::string> dk_context;
+  bool dk_no_plain = false;
+  auto* datakey = app.add_subcommand("datakey", "make a data key: plaintext and ciphertext (base64)");
+  datakey->add_option("key", dk_key, "key name")->required();
+  datakey->add_option("--length", dk_length, "bytes, 1..64")->capture_default_str()->check(CLI::Range(1, 64));
+  datakey->add_option("--context", dk_context, "encryption context pair key=value (repeatable)");
+  datakey->add_flag("--no-plaintext", dk_no_plain, "return only the ciphertext");
+  datakey->callback([&] { status = cmd_datakey(g, dk_key, dk_length, dk_context, !dk_no_plain); });
+
+  std::string dv_key;
+  Input dv_info;
+  dv_info.file = "-";
+  bool dv_info_b64 = false, dv_hex = false;
+  unsigned dv_length = 32;
+  std::optional<unsigned> dv_version;
+  auto* derive = app.add_subcommand("derive", "derive key bytes with HKDF-Expand from an hmac-sha256 key");
+  derive->add_option("key", dv_key, "key name")->required();
+  derive->add_option("--info", dv_info.text, "info string (default empty)");
+  derive->add_option("--info-file", dv_info.file, "read info from a file");
+  derive->add_flag("--info-base64", dv_info_b64, "the info given is base64");
+  derive->add_option("--length", dv_length, "bytes, 1..1024")->capture_default_str()->check(CLI::Range(1, 1024));
+  derive->add_option("--version", dv_version, "key version (default: current)");
+  derive->add_flag("--hex", dv_hex, "print hex instead of base64");
+  derive->callback([&] { status = cmd_derive(g, dv_key, dv_info, dv_info_b64, dv_length, dv_version, dv_hex); });
+
+  auto* keys = app.add_subcommand("keys", "list, show, create and rotate keys");
+  keys->require_subcommand(1);
+  keys->add_subcommand("list", "keys you may use")->callback([&] { status = cmd_keys_list(g); });
+  std::string show_key;
+  auto* show = keys->add_subcommand("show", "a key's metadata and versions");
+  show->add_option("key", show_key, "key name")->required();
+  show->callback([&] { status = cmd_keys_show(g, show_key); });
+  std::string create_key, create_alg = "aes-256-gcm", create_policy = "[]";
+  auto* create = keys->add_subcommand("create", "create a key (admin socket)");
+  create->add_option("key", create_key, "key name")->required();
+  create->add_option("--algorithm", create_alg, "aes-256-gcm or hmac-sha256")->capture_default_str();
+  create->add_option("--policy", create_policy,
+                     "JSON list of rules, e.g. '[{\"uid\":1000,\"operations\":[\"wrap\",\"unwrap\"]}]'")
+      ->capture_default_str();
+  create->callback([&] { status = cmd_keys_create(g, create_key, create_alg, create_policy); });
+  std::string rotate_key;
+  auto* rotate = keys->add_subcommand("rotate", "add a new current version (admin socket)");
+  rotate->add_option("key", rotate_key, "key name")->required();
+  rotate->callback([&] { status = cmd_keys_rotate(g, rotate_key); });
+
+  app.add_subcommand("health", "the daemon's health; exit 0 when ok or degraded")->callback([&] { status = cmd_health(g); });
+
+  auto* audit = app.add_subcommand("audit", "audit log tools");
+  audit->require_subcommand(1);
+  std::string audit_file;
+  auto* verify = audit->add_subcommand("verify", "check the hash chain of an audit log file; names the first bad record");
+  verify->add_option("file", audit_file, "audit log (JSON Lines)")->required();
+  verify->callback([&] { status = cmd_audit_verify(audit_file, g.json); });
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? kOk : kUsage;
+  }
+  return status;
+}
