@@ -65,7 +65,10 @@ Expected<HttpReply, std::string> UnixHttpClient::call(const std::string& method,
     http::write(*impl_->stream, req, ec);
     http::response_parser<http::string_body> parser;
     parser.body_limit(64 * 1024 * 1024);
-    if (!ec) http::read(*impl_->stream, impl_->buffer, parser, ec);
+    // A daemon that refuses a request early (e.g. 413) may answer before the body is sent:
+    // read its answer even when the write broke off.
+    const bool answered_early = ec == asio::error::broken_pipe || ec == asio::error::connection_reset;
+    if (!ec || answered_early) http::read(*impl_->stream, impl_->buffer, parser, ec);
     if (ec) {
       impl_->stream.reset();
       // A kept-alive connection the daemon has closed meanwhile: try once on a new one.

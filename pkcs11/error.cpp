@@ -10,6 +10,10 @@ Severity P11Error::severity() const {
     case CKR_SESSION_CLOSED:
     case CKR_OPERATION_ACTIVE:
     case CKR_USER_NOT_LOGGED_IN:
+    // Tokens drop object handles when the login or the sessions go (SoftHSMv2 after
+    // C_CloseAllSessions); a fresh, logged-in session that looks the object up again recovers.
+    case CKR_OBJECT_HANDLE_INVALID:
+    case CKR_KEY_HANDLE_INVALID:
       return Severity::session;
     case CKR_DEVICE_ERROR:
     case CKR_DEVICE_MEMORY:

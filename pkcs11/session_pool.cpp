@@ -20,13 +20,17 @@ const P11Error& SessionPool::Lease::report(const P11Error& error) {
   switch (error.severity()) {
     case Severity::operation:
       break;
-    case Severity::session:
+    case Severity::session: {
+      // A session that went bad rarely goes alone (the token closed them all, or logged out):
+      // drop the idle ones too and log in again on the next session opened. C_Login answers
+      // CKR_USER_ALREADY_LOGGED_IN when the login was in fact still there.
       broken_ = true;
-      if (error.rv == CKR_USER_NOT_LOGGED_IN) {
-        std::lock_guard lock(pool_->mutex_);
-        pool_->logged_in_ = false;
-      }
+      std::lock_guard lock(pool_->mutex_);
+      pool_->open_count_ -= pool_->idle_.size();
+      pool_->idle_.clear();
+      pool_->logged_in_ = false;
       break;
+    }
     case Severity::device: {
       broken_ = true;
       std::lock_guard lock(pool_->mutex_);

@@ -12,6 +12,9 @@ std::string id_key(const ObjectRef& ref) { return std::string(ref.id.begin(), re
 
 bool stale_handle(CK_RV rv) { return rv == CKR_OBJECT_HANDLE_INVALID || rv == CKR_KEY_HANDLE_INVALID; }
 
+// Our own code for "no object with this CKA_ID": not a token failure, and not worth a retry.
+constexpr CK_RV kObjectNotFound = CKR_VENDOR_DEFINED | 0xC057;
+
 }  // namespace
 
 Error token_error(const p11::P11Error& e, const char* what) {
@@ -34,6 +37,9 @@ p11::Result<T> TokenKeyVault::with_session(Fn&& fn) {
     if (result) return result;
     lease->report(result.error());
     if (result.error().severity() == p11::Severity::operation) return result;
+    // Handles may not outlive the session or login that went: look objects up afresh.
+    std::lock_guard lock(cache_mutex_);
+    handles_.clear();
   }
   return result;
 }
@@ -54,7 +60,7 @@ p11::Result<CK_OBJECT_HANDLE> TokenKeyVault::resolve(p11::Session& s, const Obje
   auto found = s.find_objects(t, 2);
   if (!found) return unexpected(found.error());
   if (found->size() != 1)
-    return unexpected(p11::P11Error{CKR_KEY_HANDLE_INVALID,
+    return unexpected(p11::P11Error{kObjectNotFound,
                                     found->empty() ? "find " + ref.label + " (missing)" : "find " + ref.label + " (not unique)"});
   std::lock_guard lock(cache_mutex_);
   if (cache_generation_ == generation) handles_[key] = (*found)[0];
@@ -173,7 +179,7 @@ Outcome<AttributeReport> TokenKeyVault::attributes(const ObjectRef& key) {
     return report;
   });
   if (!r) {
-    if (stale_handle(r.error().rv)) return fail(Code::not_found, "token object " + key.label + " is missing");
+    if (r.error().rv == kObjectNotFound) return fail(Code::not_found, "token object " + key.label + " is missing");
     return unexpected(token_error(r.error(), "attribute read"));
   }
   return std::move(*r);

@@ -8,6 +8,9 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <openssl/crypto.h>
+
+#include <array>
+#include <optional>
 #include <spdlog/spdlog.h>
 
 namespace custody::transport {
@@ -31,6 +34,8 @@ struct Server::Connection {
 };
 
 namespace {
+
+constexpr std::size_t kLingerBytes = 1024 * 1024;
 
 // Runs service.handle on the worker pool and resumes the coroutine with the response on its own
 // executor. The work guard keeps the io_context alive while a request is out on a worker.
@@ -133,6 +138,7 @@ asio::awaitable<void> Server::serve(std::shared_ptr<Connection> connection, serv
   auto peer = peer_credentials(stream.socket().native_handle());
   if (!peer) co_return;
   beast::flat_buffer buffer;
+  bool unread_body = false;
   for (;;) {
     if (draining_) break;
     http::request_parser<http::string_body> parser;
@@ -141,10 +147,14 @@ asio::awaitable<void> Server::serve(std::shared_ptr<Connection> connection, serv
     boost::system::error_code ec;
     stream.expires_after(limits_.idle_timeout);
     co_await http::async_read_header(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) break;  // closed, idle timeout, drain, or garbage before a header: nothing to answer
+    // A Content-Length over the limit fails already here; anything else before a complete
+    // header (closed, idle timeout, drain, garbage) leaves nothing to answer.
+    if (ec && ec != http::error::body_limit) break;
     connection->busy = true;
-    stream.expires_after(limits_.request_timeout);
-    co_await http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+    if (!ec) {
+      stream.expires_after(limits_.request_timeout);
+      co_await http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+    }
     auto& req = parser.get();
     service::Request request;
     request.method = std::string(req.method_string());
@@ -157,22 +167,24 @@ asio::awaitable<void> Server::serve(std::shared_ptr<Connection> connection, serv
     bool keep_alive = req.keep_alive() && !ec;
     service::Response response;
     metrics_.in_flight(1);
+    // Named locals, not temporaries, in co_await expressions: GCC 12 destroys some temporaries
+    // of a co_await twice.
+    std::optional<core::Error> refusal;
     if (ec == http::error::body_limit) {
-      response = co_await async_refuse(service, request,
-                                       {core::Code::payload_too_large, "the body is larger than " +
-                                                                           std::to_string(limits_.max_body_bytes) + " bytes"},
-                                       asio::use_awaitable);
+      refusal = core::Error{core::Code::payload_too_large,
+                            "the body is larger than " + std::to_string(limits_.max_body_bytes) + " bytes"};
     } else if (ec) {
       if (ec == beast::error::timeout || ec == asio::error::operation_aborted || ec == http::error::end_of_stream ||
-          ec == asio::error::eof) {
+          ec == asio::error::eof || ec == http::error::partial_message) {
         metrics_.in_flight(-1);
         break;
       }
-      response = co_await async_refuse(service, request, {core::Code::invalid_argument, "malformed HTTP request: " + ec.message()},
-                                       asio::use_awaitable);
+      refusal = core::Error{core::Code::invalid_argument, "malformed HTTP request: " + ec.message()};
     } else if (in_flight_ >= limits_.max_in_flight) {
-      response = co_await async_refuse(service, request, {core::Code::resource_exhausted, "too many requests in flight"},
-                                       asio::use_awaitable);
+      refusal = core::Error{core::Code::resource_exhausted, "too many requests in flight"};
+    }
+    if (refusal) {
+      response = co_await async_refuse(service, request, *refusal, asio::use_awaitable);
     } else {
       request.body = std::move(req.body());
       ++in_flight_;
@@ -189,9 +201,24 @@ asio::awaitable<void> Server::serve(std::shared_ptr<Connection> connection, serv
     OPENSSL_cleanse(res.body().data(), res.body().size());
     OPENSSL_cleanse(req.body().data(), req.body().size());
     connection->busy = false;
+    unread_body = !parser.is_done();
     if (ec || !keep_alive) break;
   }
   boost::system::error_code ignored;
+  if (unread_body) {
+    // Lingering close: the client may still be sending the body we refused. Closing with unread
+    // data would reset the connection and the client would never see our answer, so stop
+    // sending, then read and drop what comes for a short while.
+    stream.socket().shutdown(local::socket::shutdown_send, ignored);
+    std::array<char, 16 * 1024> sink;
+    std::size_t drained = 0;
+    stream.expires_after(std::chrono::seconds(1));
+    while (drained < kLingerBytes) {
+      std::size_t n = co_await stream.async_read_some(asio::buffer(sink), asio::redirect_error(asio::use_awaitable, ignored));
+      if (ignored) break;
+      drained += n;
+    }
+  }
   stream.socket().shutdown(local::socket::shutdown_both, ignored);
   stream.close();
 }

@@ -1,0 +1,185 @@
+// Bad input gets a clear error in the contract's shape, and the daemon keeps serving.
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "common/base64.h"
+#include "tests/support/daemon_process.h"
+
+using namespace custody;
+using namespace custody::test;
+namespace json = boost::json;
+
+namespace {
+
+// Sends raw bytes and returns whatever the daemon answers before closing or timing out.
+std::string raw_exchange(const std::string& socket_path, const std::string& bytes) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, socket_path.c_str(), sizeof addr.sun_path - 1);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return "";
+  }
+  timeval tv{2, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+  ::shutdown(fd, SHUT_WR);
+  std::string out;
+  char buf[4096];
+  for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) out.append(buf, static_cast<std::size_t>(n));
+  ::close(fd);
+  return out;
+}
+
+class BadInputE2E : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    DaemonOptions o;
+    o.service_mode = "0666";  // so another uid can connect and be refused by policy
+    daemon_ = new Daemon(o);
+    ASSERT_EQ(daemon_->create_key("demo", "aes-256-gcm", allow_me_everything()), 201);
+  }
+  static void TearDownTestSuite() {
+    delete daemon_;
+    daemon_ = nullptr;
+  }
+  void expect_error(int status, const json::value& body, int want_status, const char* want_code) {
+    EXPECT_EQ(status, want_status) << json::serialize(body);
+    ASSERT_TRUE(body.is_object()) << json::serialize(body);
+    EXPECT_EQ(body.at("error").at("code").as_string(), want_code);
+    EXPECT_FALSE(body.at("error").at("message").as_string().empty());
+    EXPECT_FALSE(body.at("error").at("request_id").as_string().empty());
+  }
+  void expect_still_serving() {
+    auto [s, r] = daemon_->post("/v1/keys/demo/wrap", {{"plaintext", base64_encode(to_bytes("still here"))}});
+    EXPECT_EQ(s, 200);
+  }
+  static Daemon* daemon_;
+};
+Daemon* BadInputE2E::daemon_ = nullptr;
+
+}  // namespace
+
+TEST_F(BadInputE2E, UnknownKeyIsNotFound) {
+  auto [s, b] = daemon_->post("/v1/keys/nope/wrap", {{"plaintext", "aGk="}});
+  expect_error(s, b, 404, "not_found");
+  auto [s2, b2] = daemon_->post("/v1/keys/Bad%20Name/wrap", {{"plaintext", "aGk="}});
+  expect_error(s2, b2, 400, "invalid_argument");
+  expect_still_serving();
+}
+
+TEST_F(BadInputE2E, MalformedJsonBase64AndFieldsAreInvalidArgument) {
+  auto send = [&](const std::string& body) {
+    auto r = daemon_->service().call("POST", "/v1/keys/demo/wrap", body);
+    return std::pair{r->status, json::parse(r->body)};
+  };
+  for (const char* body : {"{", "[]", "\"x\"", "{\"plaintext\": 5}", "{\"plaintext\": \"a\"}", "{\"plaintext\": \"!!!!\"}",
+                           "{\"plaintext\": \"\"}", "{\"plaintext\": \"aGk=\", \"colour\": 1}",
+                           "{\"plaintext\": \"aGk=\", \"context\": {\"k\": 1}}", "{\"plaintext\": \"aGk=\", \"context\": []}"}) {
+    auto [s, b] = send(body);
+    SCOPED_TRACE(body);
+    expect_error(s, b, 400, "invalid_argument");
+  }
+  std::string deep = "{\"plaintext\":\"aGk=\",\"context\":" + std::string(100, '[') + std::string(100, ']') + "}";
+  auto [s, b] = send(deep);
+  expect_error(s, b, 400, "invalid_argument");
+  auto [s2, b2] = send("{\"plaintext\":\"" + base64_encode(Bytes(8193, 1)) + "\"}");
+  expect_error(s2, b2, 400, "invalid_argument");
+  auto [s3, b3] = daemon_->post("/v1/keys/demo/unwrap", {{"ciphertext", base64_encode(to_bytes("not a blob at all"))}});
+  expect_error(s3, b3, 400, "invalid_ciphertext");
+  expect_still_serving();
+}
+
+TEST_F(BadInputE2E, OversizeBodyIsPayloadTooLarge) {
+  std::string body = "{\"plaintext\":\"" + std::string(70 * 1024, 'A') + "\"}";
+  auto r = daemon_->service().call("POST", "/v1/keys/demo/wrap", body);
+  ASSERT_TRUE(r) << r.error();
+  expect_error(r->status, json::parse(r->body), 413, "payload_too_large");
+  expect_still_serving();
+}
+
+TEST_F(BadInputE2E, WrongMethodAndUnknownPath) {
+  auto r = daemon_->service().call("GET", "/v1/keys/demo/wrap");
+  expect_error(r->status, json::parse(r->body), 405, "method_not_allowed");
+  auto p = daemon_->service().call("GET", "/v1/nothing");
+  expect_error(p->status, json::parse(p->body), 404, "not_found");
+  // Admin routes do not exist on the service socket.
+  auto a = daemon_->service().call("POST", "/v1/admin/requests", "{}");
+  expect_error(a->status, json::parse(a->body), 404, "not_found");
+  expect_still_serving();
+}
+
+TEST_F(BadInputE2E, MalformedHttpGetsA400OrAClose) {
+  auto garbage = raw_exchange(daemon_->service_socket(), "NOT HTTP AT ALL\r\n\r\n");
+  EXPECT_TRUE(garbage.empty() || garbage.rfind("HTTP/1.1 400", 0) == 0) << garbage;
+  auto bad_length = raw_exchange(daemon_->service_socket(),
+                                 "POST /v1/keys/demo/wrap HTTP/1.1\r\nHost: x\r\nContent-Length: zz\r\n\r\n{}");
+  EXPECT_TRUE(bad_length.empty() || bad_length.rfind("HTTP/1.1 400", 0) == 0) << bad_length;
+  auto truncated = raw_exchange(daemon_->service_socket(),
+                                "POST /v1/keys/demo/wrap HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"pl");
+  EXPECT_TRUE(truncated.empty() || truncated.rfind("HTTP/1.1 4", 0) == 0) << truncated;
+  expect_still_serving();
+}
+
+TEST_F(BadInputE2E, AnotherUidIsDenied) {
+  if (::getuid() != 0) GTEST_SKIP() << "needs root to act as another uid";
+  ASSERT_EQ(::chmod(daemon_->dir().c_str(), 0755), 0);
+  int pipefd[2];
+  ASSERT_EQ(::pipe(pipefd), 0);
+  pid_t child = ::fork();
+  if (child == 0) {
+    ::close(pipefd[0]);
+    int status = -1;
+    if (::setgid(65534) == 0 && ::setuid(65534) == 0) {
+      client::UnixHttpClient c(daemon_->service_socket());
+      auto r = c.call("POST", "/v1/keys/demo/wrap", "{\"plaintext\":\"aGk=\"}");
+      status = r ? r->status : -2;
+      auto keys = c.call("GET", "/v1/keys/demo");
+      if (status == 403 && (!keys || keys->status != 403)) status = -3;
+    }
+    (void)!::write(pipefd[1], &status, sizeof status);
+    ::_exit(0);
+  }
+  ::close(pipefd[1]);
+  int status = 0;
+  ASSERT_EQ(::read(pipefd[0], &status, sizeof status), static_cast<ssize_t>(sizeof status));
+  ::waitpid(child, nullptr, 0);
+  EXPECT_EQ(status, 403);
+  // The refusal is audited with the peer's uid.
+  bool audited = false;
+  for (const auto& rec : daemon_->audit_records())
+    audited = audited || (rec.at("client").at("uid").as_int64() == 65534 && rec.at("result").as_string() == "permission_denied");
+  EXPECT_TRUE(audited);
+  expect_still_serving();
+}
+
+TEST_F(BadInputE2E, TheAdminSocketIsClosedToOthers) {
+  if (::getuid() != 0) GTEST_SKIP() << "needs root to act as another uid";
+  ASSERT_EQ(::chmod(daemon_->dir().c_str(), 0755), 0);
+  pid_t child = ::fork();
+  if (child == 0) {
+    if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(2);
+    client::UnixHttpClient c(daemon_->admin_socket());
+    auto r = c.call("POST", "/v1/admin/requests", "{}");
+    ::_exit(r ? 1 : 0);  // the socket's mode 0600 must refuse the connection
+  }
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+TEST(DaemonStartup, AWrongPinIsFatalWithAClearMessage) {
+  TempDir dir;
+  Daemon d;
+  ASSERT_EQ(d.terminate(), 0);
+  write_file(d.token().pin_file, "wrong-pin");
+  EXPECT_THROW(d.start(), std::runtime_error);
+  EXPECT_NE(d.log().find("PIN is wrong"), std::string::npos) << d.log();
+}

@@ -1,0 +1,62 @@
+// custodyctl against a live daemon: round trips through pipes and files, and exit codes scripts
+// can rely on.
+#include <gtest/gtest.h>
+
+#include "tests/support/daemon_process.h"
+
+using namespace custody;
+using namespace custody::test;
+
+namespace {
+
+class CustodyctlE2E : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { daemon_ = new Daemon(); }
+  static void TearDownTestSuite() {
+    delete daemon_;
+    daemon_ = nullptr;
+  }
+  int ctl(const std::string& args) {
+    return run("CUSTODY_SERVICE_SOCKET='" + daemon_->service_socket() + "' CUSTODY_ADMIN_SOCKET='" +
+               daemon_->admin_socket() + "' " + CUSTODYCTL_PATH + " " + args);
+  }
+  std::string path(const std::string& name) { return daemon_->dir() + "/" + name; }
+  static Daemon* daemon_;
+};
+Daemon* CustodyctlE2E::daemon_ = nullptr;
+
+}  // namespace
+
+TEST_F(CustodyctlE2E, CreatesKeysAndRoundTripsThroughPipesAndFiles) {
+  ASSERT_EQ(ctl("keys create ctl-key --policy '" + allow_me_everything() + "' >/dev/null"), 0);
+  ASSERT_EQ(ctl("keys create ctl-derive --algorithm hmac-sha256 --policy '" + allow_me_everything() + "' >/dev/null"), 0);
+  write_file(path("plain.bin"), std::string("binary\0data\n\xff", 13));
+  ASSERT_EQ(ctl("wrap ctl-key --in " + path("plain.bin") + " --context app=test --out " + path("ct.txt")), 0);
+  ASSERT_EQ(ctl("unwrap ctl-key --in " + path("ct.txt") + " --context app=test --out " + path("back.bin")), 0);
+  EXPECT_EQ(read_file(path("back.bin")), read_file(path("plain.bin")));
+  ASSERT_EQ(ctl("wrap ctl-key --text piped | " + std::string(CUSTODYCTL_PATH) + " --socket " + daemon_->service_socket() +
+                " unwrap ctl-key > " + path("piped.txt")),
+            0);
+  EXPECT_EQ(read_file(path("piped.txt")), "piped");
+  ASSERT_EQ(ctl("keys rotate ctl-key >/dev/null"), 0);
+  ASSERT_EQ(ctl("rewrap ctl-key --in " + path("ct.txt") + " --context app=test --out " + path("ct2.txt")), 0);
+  ASSERT_EQ(ctl("--json keys show ctl-key > " + path("show.json")), 0);
+  EXPECT_EQ(boost::json::parse(read_file(path("show.json"))).at("current_version").as_int64(), 2);
+  ASSERT_EQ(ctl("derive ctl-derive --info abc --length 16 --hex > " + path("d1.txt")), 0);
+  ASSERT_EQ(ctl("derive ctl-derive --info abc --length 16 --hex > " + path("d2.txt")), 0);
+  EXPECT_EQ(read_file(path("d1.txt")).size(), 33u);
+  EXPECT_EQ(read_file(path("d1.txt")), read_file(path("d2.txt")));
+  EXPECT_EQ(ctl("datakey ctl-key --length 16 >/dev/null"), 0);
+  EXPECT_EQ(ctl("health >/dev/null"), 0);
+}
+
+TEST_F(CustodyctlE2E, ExitCodesSayWhatWentWrong) {
+  EXPECT_EQ(ctl("wrap no-such-key --text x 2>/dev/null"), 1);
+  EXPECT_EQ(ctl("unwrap no-such-key --text Q1NUAQ== 2>/dev/null"), 1);
+  EXPECT_EQ(ctl("--socket /nonexistent/socket health 2>/dev/null"), 3);
+  EXPECT_EQ(ctl("wrap 2>/dev/null"), 2);
+  EXPECT_EQ(ctl("frobnicate 2>/dev/null >/dev/null"), 2);
+  EXPECT_EQ(ctl("wrap x --context novalue --text y 2>/dev/null"), 2);
+  EXPECT_EQ(ctl("--help >/dev/null"), 0);
+  EXPECT_EQ(ctl("audit verify /nonexistent 2>/dev/null"), 2);
+}

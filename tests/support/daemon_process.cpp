@@ -1,0 +1,112 @@
+#include "tests/support/daemon_process.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+namespace custody::test {
+
+Daemon::Daemon(DaemonOptions options) : options_(std::move(options)) {
+  token_ = make_softhsm_token(dir(), "custody-e2e");
+  std::ostringstream yaml;
+  yaml << "token:\n  module: " << CUSTODY_SOFTHSM_MODULE << "\n  label: " << token_.label << "\n  pin: {file: "
+       << token_.pin_file << "}\n  sessions: 2\n  workers: 1\n"
+       << "state:\n  path: " << dir() << "/state.db\n"
+       << "audit:\n  path: " << audit_path() << "\n  durability: " << options_.durability << "\n"
+       << "sockets:\n  service: {path: " << service_socket() << ", mode: \"" << options_.service_mode << "\"}\n"
+       << "  admin: {path: " << admin_socket() << ", mode: \"0600\"}\n"
+       << "limits:\n  max_body_bytes: 65536\n  idle_timeout: 30s\n  request_timeout: 10s\n" << options_.extra_limits
+       << "admin:\n  operator_uids: [" << ::getuid() << "]\n";
+  write_file(config_path(), yaml.str());
+  start();
+}
+
+Daemon::~Daemon() {
+  if (pid_ > 0) {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
+}
+
+void Daemon::start() {
+  pid_ = ::fork();
+  if (pid_ < 0) throw std::runtime_error("fork failed");
+  if (pid_ == 0) {
+    ::setenv("SOFTHSM2_CONF", token_.conf.c_str(), 1);
+    int log = ::open((dir() + "/custodyd.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+    ::dup2(log, 1);
+    ::dup2(log, 2);
+    if (options_.file_size_limit) {
+      rlimit lim{*options_.file_size_limit, *options_.file_size_limit};
+      ::setrlimit(RLIMIT_FSIZE, &lim);
+    }
+    ::execl(CUSTODYD_PATH, "custodyd", "--config", config_path().c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  service_ = std::make_unique<client::UnixHttpClient>(service_socket());
+  admin_ = std::make_unique<client::UnixHttpClient>(admin_socket());
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (!running()) throw std::runtime_error("custodyd exited at start:\n" + log());
+    client::UnixHttpClient probe(service_socket(), std::chrono::seconds(2));
+    if (auto r = probe.call("GET", "/v1/health"); r && r->status == 200) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  throw std::runtime_error("custodyd did not become healthy:\n" + log());
+}
+
+bool Daemon::running() {
+  if (pid_ <= 0) return false;
+  int status = 0;
+  if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+    pid_ = -1;
+    return false;
+  }
+  return true;
+}
+
+int Daemon::terminate() {
+  if (pid_ <= 0) return -1;
+  ::kill(pid_, SIGTERM);
+  int status = 0;
+  ::waitpid(pid_, &status, 0);
+  pid_ = -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+std::pair<int, boost::json::value> Daemon::post(const std::string& target, const boost::json::value& body) {
+  auto r = service_->call("POST", target, boost::json::serialize(body));
+  if (!r) throw std::runtime_error(r.error());
+  boost::system::error_code ec;
+  auto v = boost::json::parse(r->body, ec);
+  return {r->status, ec ? boost::json::value() : v};
+}
+
+int Daemon::create_key(const std::string& name, const std::string& algorithm, const std::string& policy_json) {
+  boost::json::value body = {{"operation", "create-key"},
+                             {"params", {{"name", name}, {"algorithm", algorithm}, {"policy", boost::json::parse(policy_json)}}}};
+  auto r = admin_->call("POST", "/v1/admin/requests", boost::json::serialize(body));
+  if (!r) throw std::runtime_error(r.error());
+  return r->status;
+}
+
+std::vector<boost::json::object> Daemon::audit_records() const {
+  std::vector<boost::json::object> out;
+  std::istringstream in(read_file(audit_path()));
+  std::string line;
+  while (std::getline(in, line)) out.push_back(boost::json::parse(line).as_object());
+  return out;
+}
+
+std::string allow_me_everything() {
+  return "[{\"uid\":" + std::to_string(::getuid()) +
+         ",\"operations\":[\"wrap\",\"unwrap\",\"datakey\",\"rewrap\",\"derive\"]}]";
+}
+
+}  // namespace custody::test

@@ -1,0 +1,63 @@
+#pragma once
+// A real custodyd on a fresh SoftHSMv2 token in a temp dir, started as a child process, with
+// clients for its service and admin sockets.
+#include <sys/resource.h>
+#include <sys/types.h>
+
+#include <boost/json.hpp>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "cli/unix_http_client.h"
+#include "tests/support/softhsm_token.h"
+
+namespace custody::test {
+
+struct DaemonOptions {
+  std::string service_mode = "0660";
+  std::optional<rlim_t> file_size_limit;  // RLIMIT_FSIZE for the daemon
+  std::string durability = "group";
+  std::string extra_limits;  // YAML lines under "limits:", each indented by two spaces
+};
+
+class Daemon {
+ public:
+  explicit Daemon(DaemonOptions options = {});
+  ~Daemon();
+
+  void start();
+  // SIGTERM, then waits; returns the exit status (-1 if killed by a signal).
+  int terminate();
+  bool running();
+  pid_t pid() const { return pid_; }
+
+  const std::string& dir() const { return dir_.path(); }
+  std::string service_socket() const { return dir() + "/service.sock"; }
+  std::string admin_socket() const { return dir() + "/admin.sock"; }
+  std::string audit_path() const { return dir() + "/audit.jsonl"; }
+  std::string config_path() const { return dir() + "/custodyd.yaml"; }
+  const TokenFiles& token() const { return token_; }
+  std::string log() const { return read_file(dir() + "/custodyd.log"); }
+
+  client::UnixHttpClient& service() { return *service_; }
+  client::UnixHttpClient& admin() { return *admin_; }
+
+  // POST to the service socket; the parsed body and the status.
+  std::pair<int, boost::json::value> post(const std::string& target, const boost::json::value& body);
+  int create_key(const std::string& name, const std::string& algorithm, const std::string& policy_json);
+  // Parsed audit records, in order.
+  std::vector<boost::json::object> audit_records() const;
+
+ private:
+  DaemonOptions options_;
+  TempDir dir_;
+  TokenFiles token_;
+  pid_t pid_ = -1;
+  std::unique_ptr<client::UnixHttpClient> service_, admin_;
+};
+
+// A policy allowing the test process every data-plane operation.
+std::string allow_me_everything();
+
+}  // namespace custody::test

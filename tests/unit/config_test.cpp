@@ -1,0 +1,74 @@
+#include <gtest/gtest.h>
+
+#include "config/config.h"
+
+using namespace custody::config;
+
+namespace {
+
+const char* kGood = R"(token:
+  module: /usr/lib/softhsm/libsofthsm2.so
+  label: custody
+  pin: {file: /etc/custody/pin}
+state:
+  path: /var/lib/custody/state.db
+audit:
+  path: /var/log/custody/audit.jsonl
+)";
+
+std::vector<ConfigError> errors_of(const std::string& text) {
+  auto c = parse_config(text, "test.yaml");
+  return c ? std::vector<ConfigError>{} : c.error();
+}
+
+}  // namespace
+
+TEST(Config, AMinimalFileGetsTheDocumentedDefaults) {
+  auto c = parse_config(kGood, "test.yaml");
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->token.pin.kind, custody::p11::PinSource::Kind::file);
+  EXPECT_EQ(c->service_socket.path, "/run/custody/service.sock");
+  EXPECT_EQ(c->admin_socket.path, "/run/custody/admin.sock");
+  EXPECT_EQ(c->service_socket.mode, 0660u);
+  EXPECT_EQ(c->limits.max_body_bytes, 65536u);
+  EXPECT_EQ(c->audit.durability, Durability::group);
+  EXPECT_EQ(c->token.workers, 1u);
+  EXPECT_EQ(c->sha256.size(), 64u);
+}
+
+TEST(Config, UnknownKeysAreRefusedWithPathAndPosition) {
+  auto errs = errors_of(std::string(kGood) + "limits:\n  max_body: 10\n");
+  ASSERT_EQ(errs.size(), 1u);
+  EXPECT_EQ(errs[0].key_path, "limits.max_body");
+  EXPECT_EQ(errs[0].line, 10);
+  EXPECT_EQ(errs[0].column, 3);
+  EXPECT_EQ(errs[0].format("test.yaml"), "test.yaml:10:3: limits.max_body: unknown key");
+}
+
+TEST(Config, EveryProblemIsReportedNotJustTheFirst) {
+  auto errs = errors_of(std::string(kGood) + "limits:\n  max_body_bytes: 5\n  idle_timeout: soon\n");
+  ASSERT_EQ(errs.size(), 2u);
+  EXPECT_EQ(errs[0].key_path, "limits.max_body_bytes");
+  EXPECT_EQ(errs[1].key_path, "limits.idle_timeout");
+}
+
+TEST(Config, ThePinIsNeverTakenFromTheYaml) {
+  std::string text = kGood;
+  text.replace(text.find("pin: {file: /etc/custody/pin}"), 29, "pin: \"1234\"");
+  auto errs = errors_of(text);
+  ASSERT_EQ(errs.size(), 1u);
+  EXPECT_EQ(errs[0].key_path, "token.pin");
+  std::string two = kGood;
+  two.replace(two.find("{file: /etc/custody/pin}"), 24, "{file: /x, env: PIN}");
+  EXPECT_EQ(errors_of(two).size(), 1u);
+}
+
+TEST(Config, RequiredSectionsAndValuesAreChecked) {
+  EXPECT_FALSE(errors_of("token:\n  module: /x\n  pin: {env: P}\n").empty());  // no label/serial, state, audit
+  EXPECT_FALSE(errors_of(std::string(kGood) + "sockets:\n  service: {mode: \"0777\"}\n").empty());
+  EXPECT_FALSE(errors_of(std::string(kGood) + "audit2: {}\n").empty());
+  EXPECT_FALSE(errors_of("token: [\n").empty());  // not YAML
+  auto durability = errors_of(std::string(kGood).replace(std::string(kGood).find("audit:\n") + 7, 0, "  durability: sometimes\n"));
+  ASSERT_EQ(durability.size(), 1u);
+  EXPECT_EQ(durability[0].key_path, "audit.durability");
+}

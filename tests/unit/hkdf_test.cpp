@@ -1,0 +1,72 @@
+#include <gtest/gtest.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/kdf.h>
+
+#include "common/hex.h"
+#include "daemon/core/hkdf.h"
+#include "tests/support/vectors.h"
+
+using namespace custody;
+using namespace custody::core;
+
+namespace {
+
+HmacFunction software_hmac(const Bytes& prk) {
+  return [prk](std::span<const std::uint8_t> m) -> Outcome<SecureBytes> {
+    SecureBytes out(32);
+    unsigned int len = 32;
+    HMAC(EVP_sha256(), prk.data(), static_cast<int>(prk.size()), m.data(), m.size(), out.data(), &len);
+    return out;
+  };
+}
+
+Bytes openssl_hkdf_expand(const Bytes& prk, const Bytes& info, std::size_t length) {
+  EVP_KDF* kdf = EVP_KDF_fetch(nullptr, "HKDF", nullptr);
+  EVP_KDF_CTX* ctx = EVP_KDF_CTX_new(kdf);
+  int mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY;
+  OSSL_PARAM params[] = {
+      OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, const_cast<char*>("SHA256"), 0),
+      OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode),
+      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, const_cast<std::uint8_t*>(prk.data()), prk.size()),
+      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, const_cast<std::uint8_t*>(info.data()), info.size()),
+      OSSL_PARAM_construct_end()};
+  Bytes out(length);
+  EXPECT_EQ(EVP_KDF_derive(ctx, out.data(), out.size(), params), 1);
+  EVP_KDF_CTX_free(ctx);
+  EVP_KDF_free(kdf);
+  return out;
+}
+
+}  // namespace
+
+TEST(HkdfExpand, MatchesRfc5869Vectors) {
+  auto vectors = test::rfc5869_sha256_vectors();
+  ASSERT_EQ(vectors.size(), 3u);
+  for (const auto& v : vectors) {
+    auto okm = hkdf_expand(software_hmac(v.prk), v.info, v.okm.size());
+    ASSERT_TRUE(okm);
+    EXPECT_EQ(hex_lower(*okm), hex_lower(v.okm));
+  }
+}
+
+TEST(HkdfExpand, MatchesOpenSslForManyLengthsAndInfos) {
+  Bytes prk(32);
+  for (int i = 0; i < 32; ++i) prk[i] = static_cast<std::uint8_t>(i * 7 + 1);
+  for (std::size_t length : {1u, 31u, 32u, 33u, 64u, 100u, 1024u}) {
+    for (std::size_t info_len : {0u, 1u, 77u, 1024u}) {
+      Bytes info(info_len, static_cast<std::uint8_t>(info_len));
+      auto okm = hkdf_expand(software_hmac(prk), info, length);
+      ASSERT_TRUE(okm);
+      EXPECT_EQ(hex_lower(*okm), hex_lower(openssl_hkdf_expand(prk, info, length))) << length << "/" << info_len;
+    }
+  }
+}
+
+TEST(HkdfExpand, RefusesLengthsOutsideTheRfcBound) {
+  Bytes prk(32, 1);
+  EXPECT_FALSE(hkdf_expand(software_hmac(prk), {}, 0));
+  EXPECT_FALSE(hkdf_expand(software_hmac(prk), {}, 255 * 32 + 1));
+  EXPECT_TRUE(hkdf_expand(software_hmac(prk), {}, 255 * 32));
+}
