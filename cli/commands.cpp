@@ -192,27 +192,53 @@ int cmd_keys_show(const Globals& g, const std::string& key) {
   return kOk;
 }
 
-int cmd_keys_create(const Globals& g, const std::string& key, const std::string& algorithm, const std::string& policy_json) {
+namespace {
+
+// Sends an admin request and prints what it did to the key.
+int admin_request(const Globals& g, const std::string& operation, json::object params) {
+  json::value body = {{"operation", operation}, {"params", std::move(params)}};
+  auto r = send(g, g.admin_socket, "POST", "/v1/admin/requests", &body);
+  if (r.exit != kOk || g.json) return r.exit;
+  const auto& req = r.body.at("request");
+  const auto& key = req.at("result").at("key");
+  std::cout << operation << ": " << str(req, "state") << "; key " << str(key, "name") << " is " << str(key, "state")
+            << ", current version " << key.at("current_version") << ", minimum decrypt version "
+            << key.at("min_decrypt_version");
+  if (key.as_object().contains("destroy_at")) std::cout << ", destroyed at " << str(key, "destroy_at");
+  std::cout << '\n';
+  return kOk;
+}
+
+}  // namespace
+
+int cmd_keys_create(const Globals& g, const CreateOptions& o) {
   boost::system::error_code ec;
-  auto policy = json::parse(policy_json, ec);
+  auto policy = json::parse(o.policy_json, ec);
   if (ec) {
     std::cerr << "custodyctl: --policy is not valid JSON: " << ec.message() << '\n';
     return kUsage;
   }
-  json::value body = {{"operation", "create-key"}, {"params", {{"name", key}, {"algorithm", algorithm}, {"policy", policy}}}};
-  auto r = send(g, g.admin_socket, "POST", "/v1/admin/requests", &body);
-  if (r.exit != kOk || g.json) return r.exit;
-  std::cout << "created key " << key << " (" << algorithm << "), version 1\n";
-  return kOk;
+  json::object params{{"name", o.key}, {"algorithm", o.algorithm}, {"policy", policy}};
+  if (o.rotation_period) params["rotation_period"] = *o.rotation_period;
+  if (o.usage_limit) params["usage_limit"] = *o.usage_limit;
+  return admin_request(g, "create-key", std::move(params));
 }
 
-int cmd_keys_rotate(const Globals& g, const std::string& key) {
-  json::value body = {{"operation", "rotate-key"}, {"params", {{"name", key}}}};
-  auto r = send(g, g.admin_socket, "POST", "/v1/admin/requests", &body);
+int cmd_key_operation(const Globals& g, const std::string& operation, const std::string& key,
+                      const std::vector<std::pair<std::string, std::uint64_t>>& numbers) {
+  json::object params{{"name", key}};
+  for (const auto& [name, value] : numbers) params[name] = value;
+  return admin_request(g, operation, std::move(params));
+}
+
+int cmd_keys_check(const Globals& g) {
+  auto r = send(g, g.admin_socket, "POST", "/v1/admin/keys/check");
   if (r.exit != kOk || g.json) return r.exit;
-  std::cout << "rotated key " << key << "; current version is "
-            << r.body.at("request").at("result").at("key").at("current_version") << '\n';
-  return kOk;
+  for (const char* kind : {"missing", "altered", "strays"})
+    for (const auto& item : r.body.at(kind).as_array()) std::cout << kind << ": " << item.as_string() << '\n';
+  const bool clean = r.body.at("clean").as_bool();
+  std::cout << (clean ? "every key version matches its token object\n" : "the token and the state disagree (see above)\n");
+  return clean ? kOk : kVerifyFailed;
 }
 
 int cmd_health(const Globals& g) {

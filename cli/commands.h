@@ -3,7 +3,9 @@
 //   0 success, 1 the daemon refused the request (4xx), 2 usage or input error,
 //   3 the daemon is unreachable or unavailable (connection failure, 5xx), 4 verification failed.
 #include <optional>
+#include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace custody::cli {
@@ -37,8 +39,19 @@ int cmd_derive(const Globals& g, const std::string& key, const Input& info, bool
                std::optional<unsigned> version, bool hex_output);
 int cmd_keys_list(const Globals& g);
 int cmd_keys_show(const Globals& g, const std::string& key);
-int cmd_keys_create(const Globals& g, const std::string& key, const std::string& algorithm, const std::string& policy_json);
-int cmd_keys_rotate(const Globals& g, const std::string& key);
+struct CreateOptions {
+  std::string key;
+  std::string algorithm = "aes-256-gcm";
+  std::string policy_json = "[]";
+  std::optional<std::string> rotation_period;
+  std::optional<std::uint64_t> usage_limit;
+};
+int cmd_keys_create(const Globals& g, const CreateOptions& o);
+// Any other admin operation on one key: rotate-key, disable-key, enable-key,
+// schedule-destruction, cancel-destruction, set-min-decrypt-version.
+int cmd_key_operation(const Globals& g, const std::string& operation, const std::string& key,
+                      const std::vector<std::pair<std::string, std::uint64_t>>& numbers = {});
+int cmd_keys_check(const Globals& g);
 int cmd_health(const Globals& g);
 int cmd_audit_verify(const std::string& file, bool json);
 

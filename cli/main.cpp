@@ -2,6 +2,10 @@
 // log verification. `custodyctl --help` and `custodyctl COMMAND --help` describe every option.
 #include <CLI/CLI.hpp>
 #include <cstdlib>
+#include <iostream>
+#include <tuple>
+
+#include "common/duration.h"
 
 #include "cli/commands.h"
 
@@ -96,18 +100,53 @@ int main(int argc, char** argv) {
   auto* show = keys->add_subcommand("show", "a key's metadata and versions");
   show->add_option("key", show_key, "key name")->required();
   show->callback([&] { status = cmd_keys_show(g, show_key); });
-  std::string create_key, create_alg = "aes-256-gcm", create_policy = "[]";
+  CreateOptions create_o;
   auto* create = keys->add_subcommand("create", "create a key (admin socket)");
-  create->add_option("key", create_key, "key name")->required();
-  create->add_option("--algorithm", create_alg, "aes-256-gcm or hmac-sha256")->capture_default_str();
-  create->add_option("--policy", create_policy,
+  create->add_option("key", create_o.key, "key name")->required();
+  create->add_option("--algorithm", create_o.algorithm, "aes-256-gcm or hmac-sha256")->capture_default_str();
+  create->add_option("--policy", create_o.policy_json,
                      "JSON list of rules, e.g. '[{\"uid\":1000,\"operations\":[\"wrap\",\"unwrap\"]}]'")
       ->capture_default_str();
-  create->callback([&] { status = cmd_keys_create(g, create_key, create_alg, create_policy); });
-  std::string rotate_key;
-  auto* rotate = keys->add_subcommand("rotate", "add a new current version (admin socket)");
-  rotate->add_option("key", rotate_key, "key name")->required();
-  rotate->callback([&] { status = cmd_keys_rotate(g, rotate_key); });
+  create->add_option("--rotation-period", create_o.rotation_period, "rotate automatically this often, e.g. 90d");
+  create->add_option("--usage-limit", create_o.usage_limit,
+                     "rotate automatically after this many encryptions per version (default 2^31)");
+  create->callback([&] { status = cmd_keys_create(g, create_o); });
+
+  // The admin operations that take just a key name.
+  std::string op_key;
+  for (auto [command, operation, help] : {
+           std::tuple{"rotate", "rotate-key", "add a new current version"},
+           std::tuple{"disable", "disable-key", "refuse every data-plane operation with the key"},
+           std::tuple{"enable", "enable-key", "serve the key again"},
+           std::tuple{"cancel-destruction", "cancel-destruction", "keep a key scheduled for destruction (it comes back disabled)"}}) {
+    auto* sub = keys->add_subcommand(command, std::string(help) + " (admin socket)");
+    sub->add_option("key", op_key, "key name")->required();
+    sub->callback([&, operation = std::string(operation)] { status = cmd_key_operation(g, operation, op_key); });
+  }
+  std::string destroy_key, destroy_wait = "7d";
+  auto* destroy = keys->add_subcommand("schedule-destruction",
+                                       "destroy every version of the key after a waiting period (admin socket)");
+  destroy->add_option("key", destroy_key, "key name")->required();
+  destroy->add_option("--wait", destroy_wait, "waiting period, at least lifecycle.min_destruction_wait")->capture_default_str();
+  destroy->callback([&] {
+    auto wait = custody::parse_duration(destroy_wait);
+    if (!wait) {
+      std::cerr << "custodyctl: --wait takes a duration such as 7d or 30d\n";
+      status = kUsage;
+      return;
+    }
+    status = cmd_key_operation(g, "schedule-destruction", destroy_key,
+                               {{"wait_seconds", static_cast<std::uint64_t>(wait->count() / 1000)}});
+  });
+  std::string min_key;
+  std::uint64_t min_version = 1;
+  auto* min = keys->add_subcommand("set-min-decrypt-version",
+                                   "retire older versions: their ciphertexts no longer unwrap (admin socket)");
+  min->add_option("key", min_key, "key name")->required();
+  min->add_option("version", min_version, "lowest version that still unwraps")->required();
+  min->callback([&] { status = cmd_key_operation(g, "set-min-decrypt-version", min_key, {{"version", min_version}}); });
+  keys->add_subcommand("check", "compare every key version with its token object now (admin socket)")
+      ->callback([&] { status = cmd_keys_check(g); });
 
   app.add_subcommand("health", "the daemon's health; exit 0 when ok or degraded")->callback([&] { status = cmd_health(g); });
 

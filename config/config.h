@@ -50,6 +50,12 @@ struct Admin {
   std::vector<uid_t> operator_uids;
 };
 
+struct Lifecycle {
+  std::chrono::milliseconds min_destruction_wait{7LL * 86'400'000};
+  std::chrono::milliseconds check_interval{60'000};
+  std::uint64_t default_usage_limit = std::uint64_t{1} << 31;
+};
+
 struct Config {
   std::string source_path;
   std::string sha256;  // of the file's exact bytes, for attestation
@@ -60,6 +66,7 @@ struct Config {
   Socket admin_socket;
   Limits limits;
   Admin admin;
+  Lifecycle lifecycle;
 };
 
 struct ConfigError {

@@ -10,7 +10,7 @@
 
 #include "common/hex.h"
 #include "config/config.h"
-#include "config/duration.h"
+#include "common/duration.h"
 
 namespace custody::config {
 namespace {
@@ -163,7 +163,8 @@ Expected<Config, std::vector<ConfigError>> parse_config(const std::string& text,
   c.admin_socket.path = "/run/custody/admin.sock";
   c.admin_socket.mode = 0660;
   Reader r(errors);
-  if (!r.mapping(root, "", {"token", "state", "audit", "sockets", "limits", "admin"})) return unexpected(errors);
+  if (!r.mapping(root, "", {"token", "state", "audit", "sockets", "limits", "admin", "lifecycle"}))
+    return unexpected(errors);
 
   if (root["token"].IsDefined()) read_token(r, root["token"], c.token);
   else r.error(root, "token", "is required");
@@ -221,6 +222,17 @@ Expected<Config, std::vector<ConfigError>> parse_config(const std::string& text,
         }
       }
     }
+  }
+
+  if (auto lc = root["lifecycle"]; lc.IsDefined() &&
+      r.mapping(lc, "lifecycle", {"min_destruction_wait", "check_interval", "default_usage_limit"})) {
+    using std::chrono::milliseconds;
+    r.duration(lc, "lifecycle", "min_destruction_wait", c.lifecycle.min_destruction_wait, milliseconds(0),
+               milliseconds(3650LL * 86'400'000));
+    r.duration(lc, "lifecycle", "check_interval", c.lifecycle.check_interval, milliseconds(100),
+               milliseconds(86'400'000));
+    r.number<std::uint64_t>(lc, "lifecycle", "default_usage_limit", c.lifecycle.default_usage_limit, 1,
+                            std::uint64_t{1} << 31);
   }
 
   if (!errors.empty()) return unexpected(errors);

@@ -19,6 +19,7 @@
 #include "daemon/core/audit_log.h"
 #include "daemon/core/data_plane.h"
 #include "daemon/core/key_admin.h"
+#include "daemon/core/lifecycle_scheduler.h"
 #include "daemon/core/token_key_vault.h"
 #include "daemon/service/routes.h"
 #include "daemon/service/service.h"
@@ -113,17 +114,7 @@ int main(int argc, char** argv) {
   core::SystemClock clock;
   core::TokenKeyVault vault(pool);
   core::KeyRegistry registry;
-  std::vector<std::string> degraded;
-  for (auto& key : *keys) {
-    for (const auto& v : key.versions) {
-      if (v.state == "destroyed") continue;
-      if (auto ok = vault.verify(key.algorithm, v.object, v.origin == "generated"); !ok) {
-        degraded.push_back(key.name + " v" + std::to_string(v.version) + ": " + ok.error().message);
-        spdlog::error("KEY CHECK FAILED: key '{}' version {}: {}", key.name, v.version, ok.error().message);
-      }
-    }
-    registry.put(std::move(key));
-  }
+  for (auto& key : *keys) registry.put(std::move(key));
 
   auto audit = core::AuditLog::open(cfg.audit.path, durability(cfg.audit.durability), clock);
   if (!audit) fatal(audit.error() + " (audit.path)");
@@ -133,12 +124,38 @@ int main(int argc, char** argv) {
   start.extra["token"] = info->label;
   if (!(*audit)->write({start})) fatal("cannot write the audit log " + cfg.audit.path);
 
-  core::DataPlane data_plane(registry, vault);
-  core::KeyAdmin key_admin(registry, **store, vault, clock);
+  core::KeyAdmin key_admin(registry, **store, vault, clock,
+                           core::LifecycleSettings{cfg.lifecycle.min_destruction_wait.count() / 1000});
+  // Changes a crash cut short are finished or undone before anything else touches the keys.
+  auto recovered = key_admin.recover();
+  if (!recovered) fatal("recovery of interrupted key changes failed: " + recovered.error().message);
+  for (const auto& what : *recovered) {
+    spdlog::warn("recovery: {}", what);
+    auto e = lifecycle_event("daemon.recovery");
+    e.extra["action"] = what;
+    (*audit)->write({e});
+  }
+  service::HealthState health;
+  auto report = key_admin.reconcile();
+  if (!report) fatal("cannot check the keys against the token: " + report.error().message);
+  for (const auto& m : report->missing) spdlog::error("KEY CHECK FAILED: token object missing: {}", m);
+  for (const auto& a : report->altered) spdlog::error("KEY CHECK FAILED: token object altered: {}", a);
+  for (const auto& st : report->strays) spdlog::warn("token object unknown to the state: {}", st);
+  health.set_reconcile(*report);
+
+  core::UsageMeter meter(**store);
+  core::DataPlane data_plane(registry, vault, &meter);
+  core::LifecycleScheduler scheduler(key_admin, registry, meter, **audit, clock, cfg.lifecycle.check_interval);
+  meter.on_limit([&scheduler](const std::string&) { scheduler.wake(); });
+  // Destructions that fell due while the daemon was down run now, before serving.
+  scheduler.run_once();
+  scheduler.start();
+
   service::Metrics metrics;
   service::ServiceContext context{registry, vault, data_plane, key_admin, **audit, metrics,
                                   service::TokenSummary{info->label, info->manufacturer, info->model},
-                                  cfg.limits.max_json_depth, cfg.admin.operator_uids, degraded};
+                                  cfg.limits.max_json_depth, cfg.admin.operator_uids, health, &meter,
+                                  cfg.lifecycle.default_usage_limit};
   service::Service service_socket(service::service_routes(context), context);
   service::Service admin_socket(service::admin_routes(context), context);
 
@@ -172,12 +189,12 @@ int main(int argc, char** argv) {
   spdlog::info("custodyd {} ready: token '{}' ({} {}), {} keys, {} mechanisms; service {} admin {}", CUSTODY_VERSION,
                info->label, info->manufacturer, info->model, registry.size(), caps->count(), cfg.service_socket.path,
                cfg.admin_socket.path);
-  if (!degraded.empty())
-    spdlog::error("{} key version(s) failed the attribute check; health reports degraded", degraded.size());
+  if (health.degraded()) spdlog::error("key check failed; health reports degraded until it is resolved");
 
   // Runs until the listeners are closed and the last connection is done.
   io.run();
   workers.join();
+  scheduler.stop();
   auto stop = lifecycle_event("daemon.stop");
   (*audit)->write({stop});
   (*audit)->stop();

@@ -32,6 +32,7 @@ Outcome<std::shared_ptr<const Key>> DataPlane::usable_key(const Peer& peer, cons
   if (key->algorithm != algorithm)
     return fail(Code::invalid_argument, "key '" + name + "' is " + algorithm_name(key->algorithm) + "; " +
                                             operation_name(op) + " needs an " + algorithm_name(algorithm) + " key");
+  if (key->state == KeyState::pending_destruction) pending_destruction_uses_.fetch_add(1, std::memory_order_relaxed);
   if (key->state != KeyState::enabled) return fail(Code::failed_precondition, "key '" + name + "' " + state_advice(key->state));
   return key;
 }
@@ -53,6 +54,10 @@ Outcome<Sealed> DataPlane::seal(const Key& key, const Bytes& ctx, std::span<cons
   const KeyVersion* v = key.find_version(key.current_version);
   if (!v) return fail(Code::internal, "key '" + key.name + "' has no current version");
   facts.version = v->version;
+  if (meter_) {
+    auto counted = meter_->count(key.name, v->version, key.rotation.usage_limit);
+    if (!counted) return unexpected(counted.error());
+  }
   std::uint8_t iv[kIvSize];
   if (RAND_bytes(iv, sizeof iv) != 1) return fail(Code::internal, "no randomness for the IV");
   Bytes header = encode_blob_header(key.name, v->version, iv);

@@ -1,6 +1,7 @@
 #pragma once
 // The data-plane operations of CONTRACT §3: wrap, unwrap, datakey, rewrap, derive. Each checks
 // the key (exists, algorithm, state, version), the caller's policy, then runs in the token.
+#include <atomic>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -9,6 +10,7 @@
 #include "daemon/core/encryption_context.h"
 #include "daemon/core/key_registry.h"
 #include "daemon/core/key_vault.h"
+#include "daemon/core/usage_meter.h"
 
 namespace custody::core {
 
@@ -40,7 +42,9 @@ inline constexpr std::size_t kMaxDeriveLength = 1024;
 
 class DataPlane {
  public:
-  DataPlane(KeyRegistry& registry, KeyVault& vault) : registry_(registry), vault_(vault) {}
+  // meter may be null (no usage counting, as in tests of the cryptography alone).
+  DataPlane(KeyRegistry& registry, KeyVault& vault, UsageMeter* meter = nullptr)
+      : registry_(registry), vault_(vault), meter_(meter) {}
 
   Outcome<Sealed> wrap(const Peer& peer, const std::string& name, std::span<const std::uint8_t> plaintext,
                        const EncryptionContext& context, AuditFacts& facts);
@@ -62,6 +66,12 @@ class DataPlane {
 
   KeyRegistry& registry_;
   KeyVault& vault_;
+  UsageMeter* meter_;
+  std::atomic<std::uint64_t> pending_destruction_uses_{0};
+
+ public:
+  // Attempts to use a key scheduled for destruction: someone still depends on it.
+  std::uint64_t pending_destruction_uses() const { return pending_destruction_uses_.load(); }
 };
 
 }  // namespace custody::core

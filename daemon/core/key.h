@@ -32,11 +32,20 @@ struct ObjectRef {
 
 struct KeyVersion {
   std::uint32_t version = 0;
-  std::string state = "enabled";
+  std::string state = "enabled";     // enabled | destroyed
   std::string origin = "generated";  // generated | imported
+  std::string reason = "created";    // created | rotated | auto-rotated:period | auto-rotated:usage
   std::int64_t created_at = 0;       // unix seconds
   std::optional<std::string> kcv;
   ObjectRef object;
+};
+
+// When a key rotates by itself. The usage limit keeps an aes-256-gcm version well below the
+// 2^32 random-IV invocations NIST SP 800-38D allows per key.
+inline constexpr std::uint64_t kDefaultUsageLimit = std::uint64_t{1} << 31;
+struct RotationPolicy {
+  std::optional<std::int64_t> period_seconds;
+  std::uint64_t usage_limit = kDefaultUsageLimit;
 };
 
 struct Key {
@@ -47,6 +56,7 @@ struct Key {
   std::uint32_t min_decrypt_version = 1;
   std::optional<std::int64_t> destroy_at;
   std::int64_t created_at = 0;
+  RotationPolicy rotation;
   Policy policy;
   std::vector<KeyVersion> versions;  // ascending by version
 

@@ -2,18 +2,50 @@
 
 #include <openssl/rand.h>
 
+#include <set>
+
 #include "common/hex.h"
+#include "daemon/core/fault_point.h"
 
 namespace custody::core {
+namespace {
 
-Outcome<KeyVersion> KeyAdmin::new_version(const std::string& name, Algorithm algorithm, std::uint32_t version) {
+std::string describe(const Key& key, const KeyVersion& v) {
+  return key.name + " v" + std::to_string(v.version) + " (" + v.object.label + ")";
+}
+
+}  // namespace
+
+Outcome<std::shared_ptr<const Key>> KeyAdmin::existing(const std::string& name) {
+  auto key = registry_.find(name);
+  if (!key) return fail(Code::not_found, "no key named '" + name + "'");
+  return key;
+}
+
+KeyAdmin::KeyResult KeyAdmin::publish(Key key) {
+  const std::string name = key.name;
+  registry_.put(std::move(key));
+  return registry_.find(name);
+}
+
+Outcome<KeyVersion> KeyAdmin::make_version(const std::string& name, Algorithm algorithm, std::uint32_t version,
+                                           const std::string& reason, const char* intent_kind, std::int64_t& intent_id) {
   KeyVersion v;
   v.version = version;
+  v.reason = reason;
   v.created_at = unix_seconds(clock_.now());
   v.object.id.resize(16);
   if (RAND_bytes(v.object.id.data(), 16) != 1) return fail(Code::internal, "no randomness for the object id");
   v.object.label = object_label(name, version);
-  if (auto r = vault_.generate(algorithm, v.object); !r) return unexpected(r.error());
+  auto intent = store_.begin_intent(Intent{0, intent_kind, name, version, v.object, v.created_at});
+  if (!intent) return unexpected(intent.error());
+  intent_id = *intent;
+  fault_point((std::string(intent_kind) + ".after-intent").c_str());
+  if (auto r = vault_.generate(algorithm, v.object); !r) {
+    (void)store_.drop_intent(intent_id);
+    return unexpected(r.error());
+  }
+  fault_point((std::string(intent_kind) + ".after-generate").c_str());
   // CONTRACT §8: an hmac-sha256 key's KCV is HMAC-SHA256(K, 16 zero bytes)[0..3]; a generated AES
   // key has none.
   if (algorithm == Algorithm::hmac_sha256) {
@@ -25,12 +57,13 @@ Outcome<KeyVersion> KeyAdmin::new_version(const std::string& name, Algorithm alg
   return v;
 }
 
-Outcome<std::shared_ptr<const Key>> KeyAdmin::create_key(const std::string& name, Algorithm algorithm, Policy policy) {
+KeyAdmin::KeyResult KeyAdmin::create_key(const std::string& name, Algorithm algorithm, Policy policy,
+                                         RotationPolicy rotation) {
   std::lock_guard lock(mutex_);
-  if (!valid_key_name(name))
-    return fail(Code::invalid_argument, "key names match ^[a-z0-9][a-z0-9._-]{0,62}$");
+  if (!valid_key_name(name)) return fail(Code::invalid_argument, "key names match ^[a-z0-9][a-z0-9._-]{0,62}$");
   if (registry_.find(name)) return fail(Code::failed_precondition, "a key named '" + name + "' already exists");
-  auto v = new_version(name, algorithm, 1);
+  std::int64_t intent = 0;
+  auto v = make_version(name, algorithm, 1, "created", "create-key", intent);
   if (!v) return unexpected(v.error());
   Key key;
   key.name = name;
@@ -38,26 +71,175 @@ Outcome<std::shared_ptr<const Key>> KeyAdmin::create_key(const std::string& name
   key.current_version = 1;
   key.created_at = v->created_at;
   key.policy = std::move(policy);
+  key.rotation = rotation;
   key.versions.push_back(std::move(*v));
-  if (auto r = store_.insert_key(key); !r) return unexpected(r.error());
-  registry_.put(key);
-  return registry_.find(name);
+  if (auto r = store_.insert_key(key, intent); !r) return unexpected(r.error());
+  return publish(std::move(key));
 }
 
-Outcome<std::shared_ptr<const Key>> KeyAdmin::rotate_key(const std::string& name) {
+KeyAdmin::KeyResult KeyAdmin::rotate_key(const std::string& name, const std::string& reason) {
   std::lock_guard lock(mutex_);
-  auto current = registry_.find(name);
-  if (!current) return fail(Code::not_found, "no key named '" + name + "'");
-  if (current->state != KeyState::enabled)
-    return fail(Code::failed_precondition, "key '" + name + "' is " + key_state_name(current->state) + "; only enabled keys rotate");
-  auto v = new_version(name, current->algorithm, current->current_version + 1);
+  auto current = existing(name);
+  if (!current) return current;
+  if ((*current)->state != KeyState::enabled)
+    return fail(Code::failed_precondition,
+                "key '" + name + "' is " + key_state_name((*current)->state) + "; only enabled keys rotate");
+  std::int64_t intent = 0;
+  auto v = make_version(name, (*current)->algorithm, (*current)->current_version + 1, reason, "rotate-key", intent);
   if (!v) return unexpected(v.error());
-  if (auto r = store_.add_version(name, *v); !r) return unexpected(r.error());
-  Key next = *current;
+  if (auto r = store_.add_version(name, *v, intent); !r) return unexpected(r.error());
+  Key next = **current;
   next.current_version = v->version;
   next.versions.push_back(std::move(*v));
-  registry_.put(std::move(next));
-  return registry_.find(name);
+  return publish(std::move(next));
+}
+
+KeyAdmin::KeyResult KeyAdmin::set_enabled(const std::string& name, bool enabled) {
+  std::lock_guard lock(mutex_);
+  auto current = existing(name);
+  if (!current) return current;
+  const KeyState from = (*current)->state;
+  if (from != KeyState::enabled && from != KeyState::disabled)
+    return fail(Code::failed_precondition, "key '" + name + "' is " + key_state_name(from) +
+                                               (from == KeyState::pending_destruction ? "; cancel the destruction first" : ""));
+  const KeyState to = enabled ? KeyState::enabled : KeyState::disabled;
+  if (auto r = store_.set_state(name, to, std::nullopt); !r) return unexpected(r.error());
+  Key next = **current;
+  next.state = to;
+  return publish(std::move(next));
+}
+
+KeyAdmin::KeyResult KeyAdmin::set_min_decrypt_version(const std::string& name, std::uint32_t version) {
+  std::lock_guard lock(mutex_);
+  auto current = existing(name);
+  if (!current) return current;
+  const Key& k = **current;
+  if (version < k.min_decrypt_version || version > k.current_version)
+    return fail(Code::failed_precondition, "the minimum decrypt version of '" + name + "' can go from " +
+                                               std::to_string(k.min_decrypt_version) + " up to the current version " +
+                                               std::to_string(k.current_version) + ", not to " + std::to_string(version));
+  if (auto r = store_.set_min_decrypt_version(name, version); !r) return unexpected(r.error());
+  Key next = k;
+  next.min_decrypt_version = version;
+  return publish(std::move(next));
+}
+
+KeyAdmin::KeyResult KeyAdmin::schedule_destruction(const std::string& name, std::int64_t wait_seconds) {
+  std::lock_guard lock(mutex_);
+  auto current = existing(name);
+  if (!current) return current;
+  const KeyState from = (*current)->state;
+  if (from != KeyState::enabled && from != KeyState::disabled)
+    return fail(Code::failed_precondition, "key '" + name + "' is already " + key_state_name(from));
+  if (wait_seconds < settings_.min_destruction_wait_seconds)
+    return fail(Code::invalid_argument, "wait_seconds must be at least " +
+                                            std::to_string(settings_.min_destruction_wait_seconds) +
+                                            " (lifecycle.min_destruction_wait)");
+  const std::int64_t at = unix_seconds(clock_.now()) + wait_seconds;
+  if (auto r = store_.set_state(name, KeyState::pending_destruction, at); !r) return unexpected(r.error());
+  Key next = **current;
+  next.state = KeyState::pending_destruction;
+  next.destroy_at = at;
+  return publish(std::move(next));
+}
+
+KeyAdmin::KeyResult KeyAdmin::cancel_destruction(const std::string& name) {
+  std::lock_guard lock(mutex_);
+  auto current = existing(name);
+  if (!current) return current;
+  if ((*current)->state != KeyState::pending_destruction)
+    return fail(Code::failed_precondition, "key '" + name + "' is " + key_state_name((*current)->state) +
+                                               ", not scheduled for destruction");
+  // Like AWS KMS: a rescued key comes back disabled, to be enabled on purpose.
+  if (auto r = store_.set_state(name, KeyState::disabled, std::nullopt); !r) return unexpected(r.error());
+  Key next = **current;
+  next.state = KeyState::disabled;
+  next.destroy_at.reset();
+  return publish(std::move(next));
+}
+
+Outcome<void> KeyAdmin::destroy_locked(const Key& key, std::int64_t intent_id) {
+  bool first = true;
+  for (const auto& v : key.versions) {
+    if (auto r = vault_.destroy(v.object); !r) return r;
+    if (first) fault_point("destroy-key.after-first-object");
+    first = false;
+  }
+  if (auto r = store_.mark_destroyed(key.name, intent_id); !r) return r;
+  Key next = key;
+  next.state = KeyState::destroyed;
+  next.destroy_at.reset();
+  for (auto& v : next.versions) v.state = "destroyed";
+  (void)publish(std::move(next));
+  return {};
+}
+
+Outcome<std::vector<std::string>> KeyAdmin::destroy_due() {
+  std::lock_guard lock(mutex_);
+  std::vector<std::string> destroyed;
+  const std::int64_t now = unix_seconds(clock_.now());
+  for (const auto& key : registry_.all()) {
+    if (key->state != KeyState::pending_destruction || !key->destroy_at || *key->destroy_at > now) continue;
+    auto intent = store_.begin_intent(Intent{0, "destroy-key", key->name, 0, {}, now});
+    if (!intent) return unexpected(intent.error());
+    fault_point("destroy-key.after-intent");
+    if (auto r = destroy_locked(*key, *intent); !r) return unexpected(r.error());
+    destroyed.push_back(key->name);
+  }
+  return destroyed;
+}
+
+Outcome<std::vector<std::string>> KeyAdmin::recover() {
+  std::lock_guard lock(mutex_);
+  auto intents = store_.pending_intents();
+  if (!intents) return unexpected(intents.error());
+  std::vector<std::string> done;
+  for (const auto& intent : *intents) {
+    if (intent.kind == "destroy-key") {
+      // Destruction was decided and may be half done: finish it.
+      auto key = registry_.find(intent.key_name);
+      if (!key) {
+        (void)store_.drop_intent(intent.id);
+        continue;
+      }
+      if (auto r = destroy_locked(*key, intent.id); !r) return unexpected(r.error());
+      done.push_back("finished destroying key '" + intent.key_name + "'");
+    } else {
+      // A create or rotate that never committed was never acknowledged: remove its object.
+      if (auto r = vault_.destroy(intent.object); !r) return unexpected(r.error());
+      if (auto r = store_.drop_intent(intent.id); !r) return unexpected(r.error());
+      done.push_back("rolled back " + intent.kind + " of '" + intent.key_name + "' v" + std::to_string(intent.version) +
+                     " (removed " + intent.object.label + " if it existed)");
+    }
+  }
+  return done;
+}
+
+Outcome<ReconcileReport> KeyAdmin::reconcile() {
+  std::lock_guard lock(mutex_);
+  ReconcileReport report;
+  std::set<Bytes> known;
+  for (const auto& key : registry_.all()) {
+    for (const auto& v : key->versions) {
+      known.insert(v.object.id);
+      if (v.state == "destroyed") continue;
+      auto exists = vault_.exists(v.object);
+      if (!exists) return unexpected(exists.error());
+      if (!*exists) {
+        report.missing.push_back(describe(*key, v));
+        continue;
+      }
+      if (auto ok = vault_.verify(key->algorithm, v.object, v.origin == "generated"); !ok) {
+        if (ok.error().code == Code::unavailable) return unexpected(ok.error());
+        report.altered.push_back(describe(*key, v) + ": " + ok.error().message);
+      }
+    }
+  }
+  auto labelled = vault_.find_labelled(std::string(kObjectLabelPrefix));
+  if (!labelled) return unexpected(labelled.error());
+  for (const auto& obj : *labelled)
+    if (!known.count(obj.id)) report.strays.push_back(obj.label + " (CKA_ID " + hex_lower(obj.id) + ")");
+  return report;
 }
 
 }  // namespace custody::core

@@ -1,7 +1,8 @@
 #pragma once
-// Key changes: create and rotate. Changes are serialized; each generates its token object first,
-// then commits the state, then publishes it to the registry. A crash between the two leaves a
-// labelled token object that reconciliation reports (never a state row without its object).
+// Every change to keys: create, rotate (by hand or automatically), enable/disable, minimum
+// decrypt version, scheduled destruction, and the recovery and reconciliation that keep state
+// and token consistent. Changes are serialized. Changes that touch the token record an intent
+// first (see StateStore), so a crash at any step is finished or undone by recover() at start.
 #include <mutex>
 
 #include "daemon/core/clock.h"
@@ -11,22 +12,54 @@
 
 namespace custody::core {
 
+struct LifecycleSettings {
+  std::int64_t min_destruction_wait_seconds = 7 * 86400;
+};
+
+struct ReconcileReport {
+  std::vector<std::string> missing;  // "key vN: object label" whose object is gone
+  std::vector<std::string> altered;  // "key vN: what differs"
+  std::vector<std::string> strays;   // custody-labelled token objects the state does not know
+  bool clean() const { return missing.empty() && altered.empty() && strays.empty(); }
+};
+
 class KeyAdmin {
  public:
-  KeyAdmin(KeyRegistry& registry, StateStore& store, KeyVault& vault, const Clock& clock)
-      : registry_(registry), store_(store), vault_(vault), clock_(clock) {}
+  KeyAdmin(KeyRegistry& registry, StateStore& store, KeyVault& vault, const Clock& clock,
+           LifecycleSettings settings = {})
+      : registry_(registry), store_(store), vault_(vault), clock_(clock), settings_(settings) {}
 
-  Outcome<std::shared_ptr<const Key>> create_key(const std::string& name, Algorithm algorithm, Policy policy);
-  Outcome<std::shared_ptr<const Key>> rotate_key(const std::string& name);
+  using KeyResult = Outcome<std::shared_ptr<const Key>>;
+  KeyResult create_key(const std::string& name, Algorithm algorithm, Policy policy, RotationPolicy rotation = {});
+  // reason: rotated | auto-rotated:period | auto-rotated:usage
+  KeyResult rotate_key(const std::string& name, const std::string& reason = "rotated");
+  KeyResult set_enabled(const std::string& name, bool enabled);
+  KeyResult set_min_decrypt_version(const std::string& name, std::uint32_t version);
+  KeyResult schedule_destruction(const std::string& name, std::int64_t wait_seconds);
+  KeyResult cancel_destruction(const std::string& name);
+
+  // Destroys every key whose destruction is due; returns their names.
+  Outcome<std::vector<std::string>> destroy_due();
+  // Finishes or undoes changes a crash cut short; returns what it did, for the log and audit.
+  Outcome<std::vector<std::string>> recover();
+  // Compares every key version with its token object, and the token's custody objects with the state.
+  Outcome<ReconcileReport> reconcile();
+
+  const LifecycleSettings& settings() const { return settings_; }
 
  private:
-  Outcome<KeyVersion> new_version(const std::string& name, Algorithm algorithm, std::uint32_t version);
+  Outcome<KeyVersion> make_version(const std::string& name, Algorithm algorithm, std::uint32_t version,
+                                   const std::string& reason, const char* intent_kind, std::int64_t& intent_id);
+  Outcome<void> destroy_locked(const Key& key, std::int64_t intent_id);
+  KeyResult publish(Key key);
+  Outcome<std::shared_ptr<const Key>> existing(const std::string& name);
 
   std::mutex mutex_;
   KeyRegistry& registry_;
   StateStore& store_;
   KeyVault& vault_;
   const Clock& clock_;
+  LifecycleSettings settings_;
 };
 
 }  // namespace custody::core

@@ -3,10 +3,11 @@
 #include <boost/json.hpp>
 
 #include "daemon/core/clock.h"
+#include "daemon/core/usage_meter.h"
 
 namespace custody::core {
 
-boost::json::object key_to_json(const Key& key) {
+boost::json::object key_to_json(const Key& key, UsageMeter* meter) {
   boost::json::object o;
   o["name"] = key.name;
   o["algorithm"] = algorithm_name(key.algorithm);
@@ -21,12 +22,20 @@ boost::json::object key_to_json(const Key& key) {
     vo["version"] = v.version;
     vo["state"] = v.state;
     vo["origin"] = v.origin;
+    vo["reason"] = v.reason;
     vo["created_at"] = rfc3339(std::chrono::system_clock::time_point(std::chrono::seconds(v.created_at)));
     if (v.kcv) vo["kcv"] = *v.kcv;
     else vo["kcv"] = nullptr;
+    if (meter && key.algorithm == Algorithm::aes_256_gcm && v.state != "destroyed")
+      vo["encryptions"] = meter->current(key.name, v.version);
     versions.push_back(std::move(vo));
   }
   o["versions"] = std::move(versions);
+  boost::json::object rotation;
+  if (key.rotation.period_seconds) rotation["period_seconds"] = *key.rotation.period_seconds;
+  else rotation["period_seconds"] = nullptr;
+  rotation["usage_limit"] = key.rotation.usage_limit;
+  o["rotation"] = std::move(rotation);
   o["policy"] = policy_to_json(key.policy);
   return o;
 }

@@ -6,6 +6,9 @@
 
 namespace custody::core {
 
-boost::json::object key_to_json(const Key& key);
+class UsageMeter;
+
+// With a meter, each aes-256-gcm version also shows its encryption count.
+boost::json::object key_to_json(const Key& key, UsageMeter* meter = nullptr);
 
 }  // namespace custody::core

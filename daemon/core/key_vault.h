@@ -6,6 +6,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "common/secure_buffer.h"
 #include "daemon/core/error.h"
@@ -33,6 +34,12 @@ class KeyVault {
   virtual Outcome<AttributeReport> attributes(const ObjectRef& key) = 0;
   // Checks the attributes against the custody template; the message lists what differs.
   virtual Outcome<void> verify(Algorithm algorithm, const ObjectRef& key, bool generated) = 0;
+  // Destroys the object (cryptographic shredding). An object that is already gone is success.
+  virtual Outcome<void> destroy(const ObjectRef& key) = 0;
+  // Whether an object with this CKA_ID exists.
+  virtual Outcome<bool> exists(const ObjectRef& key) = 0;
+  // Every secret key whose label starts with the prefix: for reconciliation.
+  virtual Outcome<std::vector<ObjectRef>> find_labelled(const std::string& prefix) = 0;
   virtual bool available() const = 0;
   virtual std::string unavailable_reason() const = 0;
   virtual std::uint64_t operations() const = 0;  // token calls made, for metrics

@@ -4,13 +4,13 @@
 
 #include <boost/json.hpp>
 
-#include "common/hex.h"
-
 namespace custody::core {
 namespace {
 
-constexpr const char* kSchema = R"sql(
-CREATE TABLE IF NOT EXISTS keys (
+// Schema versions, applied in order; PRAGMA user_version records how far a database is.
+constexpr const char* kMigrations[] = {
+    R"sql(
+CREATE TABLE keys (
   name TEXT PRIMARY KEY,
   algorithm TEXT NOT NULL,
   state TEXT NOT NULL,
@@ -18,20 +18,34 @@ CREATE TABLE IF NOT EXISTS keys (
   min_decrypt_version INTEGER NOT NULL DEFAULT 1,
   destroy_at INTEGER,
   policy TEXT NOT NULL,
-  created_at INTEGER NOT NULL
+  created_at INTEGER NOT NULL,
+  rotation_period INTEGER,
+  usage_limit INTEGER NOT NULL
 ) STRICT;
-CREATE TABLE IF NOT EXISTS key_versions (
+CREATE TABLE key_versions (
   key_name TEXT NOT NULL REFERENCES keys(name),
   version INTEGER NOT NULL,
   state TEXT NOT NULL,
   origin TEXT NOT NULL,
+  reason TEXT NOT NULL,
   created_at INTEGER NOT NULL,
   kcv TEXT,
   object_id BLOB NOT NULL,
   object_label TEXT NOT NULL,
+  encryptions INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (key_name, version)
 ) STRICT;
-)sql";
+CREATE TABLE intents (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  kind TEXT NOT NULL,
+  key_name TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  object_id BLOB,
+  object_label TEXT,
+  created_at INTEGER NOT NULL
+) STRICT;
+)sql",
+};
 
 // A prepared statement that finalizes itself.
 class Statement {
@@ -51,7 +65,9 @@ class Statement {
     sqlite3_bind_int64(stmt_, i, v);
     return *this;
   }
-  Statement& null(int i) {
+  template <class T>
+  Statement& optional(int i, const std::optional<T>& v) {
+    if (v) return bind(i, *v);
     sqlite3_bind_null(stmt_, i);
     return *this;
   }
@@ -68,6 +84,8 @@ class Statement {
   }
 
  private:
+  Statement& bind(int i, const std::string& s) { return text(i, s); }
+  Statement& bind(int i, std::int64_t v) { return integer(i, v); }
   sqlite3_stmt* stmt_ = nullptr;
   int rc_;
 };
@@ -76,17 +94,27 @@ Error db_error(sqlite3* db, const char* what) {
   return Error{Code::unavailable, std::string("state database error during ") + what + ": " + sqlite3_errmsg(db)};
 }
 
+// Runs one statement that changes rows; fails unless it changed exactly `rows` (when >= 0).
+Outcome<void> change(sqlite3* db, Statement& st, const char* what, int rows = -1) {
+  if (!st.ok() || st.step() != SQLITE_DONE) return unexpected(db_error(db, what));
+  if (rows >= 0 && sqlite3_changes(db) != rows) return fail(Code::not_found, std::string(what) + ": no such row");
+  return {};
+}
+
 Outcome<void> insert_version(sqlite3* db, const std::string& key_name, const KeyVersion& v) {
   Statement st(db,
-               "INSERT INTO key_versions(key_name, version, state, origin, created_at, kcv, object_id, object_label)"
-               " VALUES(?,?,?,?,?,?,?,?)");
-  if (!st.ok()) return unexpected(db_error(db, "insert version"));
-  st.text(1, key_name).integer(2, v.version).text(3, v.state).text(4, v.origin).integer(5, v.created_at);
-  if (v.kcv) st.text(6, *v.kcv);
-  else st.null(6);
-  st.blob(7, v.object.id).text(8, v.object.label);
-  if (st.step() != SQLITE_DONE) return unexpected(db_error(db, "insert version"));
-  return {};
+               "INSERT INTO key_versions(key_name, version, state, origin, reason, created_at, kcv, object_id,"
+               " object_label) VALUES(?,?,?,?,?,?,?,?,?)");
+  st.text(1, key_name).integer(2, v.version).text(3, v.state).text(4, v.origin).text(5, v.reason);
+  st.integer(6, v.created_at).optional(7, v.kcv).blob(8, v.object.id).text(9, v.object.label);
+  return change(db, st, "insert version");
+}
+
+Outcome<void> delete_intent(sqlite3* db, std::int64_t id) {
+  if (id == 0) return {};
+  Statement st(db, "DELETE FROM intents WHERE id = ?");
+  st.integer(1, id);
+  return change(db, st, "drop intent");
 }
 
 }  // namespace
@@ -104,7 +132,7 @@ Expected<std::unique_ptr<StateStore>, std::string> StateStore::open(const std::s
                              "PRAGMA busy_timeout=5000;"}) {
     if (auto r = store->exec(pragma); !r) return unexpected(r.error().message);
   }
-  if (auto r = store->exec(kSchema); !r) return unexpected(r.error().message);
+  if (auto r = store->migrate(); !r) return unexpected(r.error().message);
   return store;
 }
 
@@ -120,12 +148,39 @@ Outcome<void> StateStore::exec(const char* sql) {
   return {};
 }
 
+template <class Fn>
+Outcome<void> StateStore::transaction(Fn&& fn) {
+  if (auto r = exec("BEGIN IMMEDIATE;"); !r) return r;
+  Outcome<void> result = fn();
+  if (result) result = exec("COMMIT;");
+  if (!result) (void)exec("ROLLBACK;");
+  return result;
+}
+
+Outcome<void> StateStore::migrate() {
+  std::lock_guard lock(mutex_);
+  Statement v(db_, "PRAGMA user_version");
+  if (!v.ok() || v.step() != SQLITE_ROW) return unexpected(db_error(db_, "read schema version"));
+  const auto current = static_cast<std::size_t>(v.column_int(0));
+  constexpr std::size_t latest = std::size(kMigrations);
+  if (current > latest)
+    return fail(Code::internal, "the state database is from a newer custodyd (schema " + std::to_string(current) + ")");
+  for (std::size_t i = current; i < latest; ++i) {
+    auto r = transaction([&]() -> Outcome<void> {
+      if (auto m = exec(kMigrations[i]); !m) return m;
+      return exec(("PRAGMA user_version = " + std::to_string(i + 1) + ";").c_str());
+    });
+    if (!r) return r;
+  }
+  return {};
+}
+
 Outcome<std::vector<Key>> StateStore::load_keys() {
   std::lock_guard lock(mutex_);
   std::vector<Key> keys;
   Statement ks(db_,
-               "SELECT name, algorithm, state, current_version, min_decrypt_version, destroy_at, policy, created_at"
-               " FROM keys ORDER BY name");
+               "SELECT name, algorithm, state, current_version, min_decrypt_version, destroy_at, policy, created_at,"
+               " rotation_period, usage_limit FROM keys ORDER BY name");
   if (!ks.ok()) return unexpected(db_error(db_, "load keys"));
   while (ks.step() == SQLITE_ROW) {
     Key k;
@@ -144,10 +199,12 @@ Outcome<std::vector<Key>> StateStore::load_keys() {
     if (!policy) return fail(Code::internal, "key " + k.name + ": stored policy: " + policy.error().message);
     k.policy = std::move(*policy);
     k.created_at = ks.column_int(7);
+    if (!ks.column_null(8)) k.rotation.period_seconds = ks.column_int(8);
+    k.rotation.usage_limit = static_cast<std::uint64_t>(ks.column_int(9));
     keys.push_back(std::move(k));
   }
   Statement vs(db_,
-               "SELECT key_name, version, state, origin, created_at, kcv, object_id, object_label"
+               "SELECT key_name, version, state, origin, reason, created_at, kcv, object_id, object_label"
                " FROM key_versions ORDER BY key_name, version");
   if (!vs.ok()) return unexpected(db_error(db_, "load versions"));
   std::size_t ki = 0;
@@ -159,10 +216,11 @@ Outcome<std::vector<Key>> StateStore::load_keys() {
     v.version = static_cast<std::uint32_t>(vs.column_int(1));
     v.state = vs.column_text(2);
     v.origin = vs.column_text(3);
-    v.created_at = vs.column_int(4);
-    if (!vs.column_null(5)) v.kcv = vs.column_text(5);
-    v.object.id = vs.column_blob(6);
-    v.object.label = vs.column_text(7);
+    v.reason = vs.column_text(4);
+    v.created_at = vs.column_int(5);
+    if (!vs.column_null(6)) v.kcv = vs.column_text(6);
+    v.object.id = vs.column_blob(7);
+    v.object.label = vs.column_text(8);
     if (v.version != keys[ki].versions.size() + 1)
       return fail(Code::internal, "key " + name + " has a gap in its versions");
     keys[ki].versions.push_back(std::move(v));
@@ -170,43 +228,108 @@ Outcome<std::vector<Key>> StateStore::load_keys() {
   return keys;
 }
 
-Outcome<void> StateStore::insert_key(const Key& key) {
+Outcome<std::int64_t> StateStore::begin_intent(const Intent& intent) {
   std::lock_guard lock(mutex_);
-  if (auto r = exec("BEGIN IMMEDIATE;"); !r) return r;
-  auto rollback = [&](Error e) -> Outcome<void> {
-    (void)exec("ROLLBACK;");
-    return unexpected(std::move(e));
-  };
   Statement st(db_,
-               "INSERT INTO keys(name, algorithm, state, current_version, min_decrypt_version, destroy_at, policy, created_at)"
-               " VALUES(?,?,?,?,?,?,?,?)");
-  if (!st.ok()) return rollback(db_error(db_, "insert key"));
-  st.text(1, key.name).text(2, algorithm_name(key.algorithm)).text(3, key_state_name(key.state));
-  st.integer(4, key.current_version).integer(5, key.min_decrypt_version);
-  if (key.destroy_at) st.integer(6, *key.destroy_at);
-  else st.null(6);
-  st.text(7, boost::json::serialize(policy_to_json(key.policy))).integer(8, key.created_at);
-  if (st.step() != SQLITE_DONE) return rollback(db_error(db_, "insert key"));
-  for (const auto& v : key.versions)
-    if (auto r = insert_version(db_, key.name, v); !r) return rollback(r.error());
-  if (auto r = exec("COMMIT;"); !r) return rollback(r.error());
-  return {};
+               "INSERT INTO intents(kind, key_name, version, object_id, object_label, created_at) VALUES(?,?,?,?,?,?)");
+  st.text(1, intent.kind).text(2, intent.key_name).integer(3, intent.version).blob(4, intent.object.id);
+  st.text(5, intent.object.label).integer(6, intent.created_at);
+  if (auto r = change(db_, st, "record intent"); !r) return unexpected(r.error());
+  return sqlite3_last_insert_rowid(db_);
 }
 
-Outcome<void> StateStore::add_version(const std::string& key_name, const KeyVersion& version) {
+Outcome<std::vector<Intent>> StateStore::pending_intents() {
   std::lock_guard lock(mutex_);
-  if (auto r = exec("BEGIN IMMEDIATE;"); !r) return r;
-  auto rollback = [&](Error e) -> Outcome<void> {
-    (void)exec("ROLLBACK;");
-    return unexpected(std::move(e));
-  };
-  if (auto r = insert_version(db_, key_name, version); !r) return rollback(r.error());
-  Statement up(db_, "UPDATE keys SET current_version = ? WHERE name = ?");
-  if (!up.ok()) return rollback(db_error(db_, "set current version"));
-  up.integer(1, version.version).text(2, key_name);
-  if (up.step() != SQLITE_DONE) return rollback(db_error(db_, "set current version"));
-  if (auto r = exec("COMMIT;"); !r) return rollback(r.error());
-  return {};
+  Statement st(db_, "SELECT id, kind, key_name, version, object_id, object_label, created_at FROM intents ORDER BY id");
+  if (!st.ok()) return unexpected(db_error(db_, "load intents"));
+  std::vector<Intent> out;
+  while (st.step() == SQLITE_ROW) {
+    Intent i;
+    i.id = st.column_int(0);
+    i.kind = st.column_text(1);
+    i.key_name = st.column_text(2);
+    i.version = static_cast<std::uint32_t>(st.column_int(3));
+    i.object.id = st.column_blob(4);
+    i.object.label = st.column_text(5);
+    i.created_at = st.column_int(6);
+    out.push_back(std::move(i));
+  }
+  return out;
+}
+
+Outcome<void> StateStore::drop_intent(std::int64_t id) {
+  std::lock_guard lock(mutex_);
+  return delete_intent(db_, id);
+}
+
+Outcome<void> StateStore::insert_key(const Key& key, std::int64_t intent_id) {
+  std::lock_guard lock(mutex_);
+  return transaction([&]() -> Outcome<void> {
+    Statement st(db_,
+                 "INSERT INTO keys(name, algorithm, state, current_version, min_decrypt_version, destroy_at, policy,"
+                 " created_at, rotation_period, usage_limit) VALUES(?,?,?,?,?,?,?,?,?,?)");
+    st.text(1, key.name).text(2, algorithm_name(key.algorithm)).text(3, key_state_name(key.state));
+    st.integer(4, key.current_version).integer(5, key.min_decrypt_version).optional(6, key.destroy_at);
+    st.text(7, boost::json::serialize(policy_to_json(key.policy))).integer(8, key.created_at);
+    st.optional(9, key.rotation.period_seconds).integer(10, static_cast<std::int64_t>(key.rotation.usage_limit));
+    if (auto r = change(db_, st, "insert key"); !r) return r;
+    for (const auto& v : key.versions)
+      if (auto r = insert_version(db_, key.name, v); !r) return r;
+    return delete_intent(db_, intent_id);
+  });
+}
+
+Outcome<void> StateStore::add_version(const std::string& key_name, const KeyVersion& version, std::int64_t intent_id) {
+  std::lock_guard lock(mutex_);
+  return transaction([&]() -> Outcome<void> {
+    if (auto r = insert_version(db_, key_name, version); !r) return r;
+    Statement up(db_, "UPDATE keys SET current_version = ? WHERE name = ?");
+    up.integer(1, version.version).text(2, key_name);
+    if (auto r = change(db_, up, "set current version", 1); !r) return r;
+    return delete_intent(db_, intent_id);
+  });
+}
+
+Outcome<void> StateStore::mark_destroyed(const std::string& key_name, std::int64_t intent_id) {
+  std::lock_guard lock(mutex_);
+  return transaction([&]() -> Outcome<void> {
+    Statement k(db_, "UPDATE keys SET state = 'destroyed', destroy_at = NULL WHERE name = ?");
+    k.text(1, key_name);
+    if (auto r = change(db_, k, "mark key destroyed", 1); !r) return r;
+    Statement v(db_, "UPDATE key_versions SET state = 'destroyed' WHERE key_name = ?");
+    v.text(1, key_name);
+    if (auto r = change(db_, v, "mark versions destroyed"); !r) return r;
+    return delete_intent(db_, intent_id);
+  });
+}
+
+Outcome<void> StateStore::set_state(const std::string& key_name, KeyState state, std::optional<std::int64_t> destroy_at) {
+  std::lock_guard lock(mutex_);
+  Statement st(db_, "UPDATE keys SET state = ?, destroy_at = ? WHERE name = ?");
+  st.text(1, key_state_name(state)).optional(2, destroy_at).text(3, key_name);
+  return change(db_, st, "set key state", 1);
+}
+
+Outcome<void> StateStore::set_min_decrypt_version(const std::string& key_name, std::uint32_t version) {
+  std::lock_guard lock(mutex_);
+  Statement st(db_, "UPDATE keys SET min_decrypt_version = ? WHERE name = ?");
+  st.integer(1, version).text(2, key_name);
+  return change(db_, st, "set minimum decrypt version", 1);
+}
+
+Outcome<void> StateStore::set_encryptions(const std::string& key_name, std::uint32_t version, std::uint64_t count) {
+  std::lock_guard lock(mutex_);
+  Statement st(db_, "UPDATE key_versions SET encryptions = ? WHERE key_name = ? AND version = ?");
+  st.integer(1, static_cast<std::int64_t>(count)).text(2, key_name).integer(3, version);
+  return change(db_, st, "record usage", 1);
+}
+
+Outcome<std::uint64_t> StateStore::encryptions(const std::string& key_name, std::uint32_t version) {
+  std::lock_guard lock(mutex_);
+  Statement st(db_, "SELECT encryptions FROM key_versions WHERE key_name = ? AND version = ?");
+  st.text(1, key_name).integer(2, version);
+  if (!st.ok() || st.step() != SQLITE_ROW) return fail(Code::not_found, "no such key version");
+  return static_cast<std::uint64_t>(st.column_int(0));
 }
 
 }  // namespace custody::core

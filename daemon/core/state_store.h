@@ -1,6 +1,11 @@
 #pragma once
-// Durable state in SQLite (WAL, synchronous=FULL): keys, versions, metadata. A change is
-// acknowledged only after its transaction commits.
+// Durable state in SQLite (WAL, synchronous=FULL): keys, versions, usage counts and the intents
+// of changes that touch the token. A change is acknowledged only after its transaction commits.
+//
+// Crash safety: a change that touches the token first records an intent (what it is about to
+// create or destroy), then acts on the token, then commits its result and drops the intent in
+// one transaction. At start, an intent still present means the change was cut short; recovery
+// finishes or undoes it (KeyAdmin::recover).
 #include <memory>
 #include <mutex>
 #include <string>
@@ -12,6 +17,15 @@ struct sqlite3;
 
 namespace custody::core {
 
+struct Intent {
+  std::int64_t id = 0;
+  std::string kind;  // create-key | rotate-key | destroy-key
+  std::string key_name;
+  std::uint32_t version = 0;  // the version being created (create/rotate)
+  ObjectRef object;           // the object being created (create/rotate)
+  std::int64_t created_at = 0;
+};
+
 class StateStore {
  public:
   static Expected<std::unique_ptr<StateStore>, std::string> open(const std::string& path);
@@ -20,13 +34,29 @@ class StateStore {
   StateStore& operator=(const StateStore&) = delete;
 
   Outcome<std::vector<Key>> load_keys();
-  Outcome<void> insert_key(const Key& key);
-  // Adds a version and makes it current, in one transaction.
-  Outcome<void> add_version(const std::string& key_name, const KeyVersion& version);
+
+  Outcome<std::int64_t> begin_intent(const Intent& intent);
+  Outcome<std::vector<Intent>> pending_intents();
+  Outcome<void> drop_intent(std::int64_t id);
+
+  // Each of these commits together with dropping intent_id (0: no intent).
+  Outcome<void> insert_key(const Key& key, std::int64_t intent_id);
+  Outcome<void> add_version(const std::string& key_name, const KeyVersion& version, std::int64_t intent_id);
+  Outcome<void> mark_destroyed(const std::string& key_name, std::int64_t intent_id);
+
+  Outcome<void> set_state(const std::string& key_name, KeyState state, std::optional<std::int64_t> destroy_at);
+  Outcome<void> set_min_decrypt_version(const std::string& key_name, std::uint32_t version);
+  // Durable encryption count of a version (a reservation: never below the real count).
+  Outcome<void> set_encryptions(const std::string& key_name, std::uint32_t version, std::uint64_t count);
+  Outcome<std::uint64_t> encryptions(const std::string& key_name, std::uint32_t version);
 
  private:
   explicit StateStore(sqlite3* db) : db_(db) {}
   Outcome<void> exec(const char* sql);
+  Outcome<void> migrate();
+  // Runs fn inside BEGIN IMMEDIATE … COMMIT, rolling back on failure.
+  template <class Fn>
+  Outcome<void> transaction(Fn&& fn);
   std::mutex mutex_;
   sqlite3* db_;
 };

@@ -198,6 +198,47 @@ Outcome<void> TokenKeyVault::verify(Algorithm algorithm, const ObjectRef& key, b
   return {};
 }
 
+Outcome<void> TokenKeyVault::destroy(const ObjectRef& key) {
+  auto r = with_session<bool>([&](p11::Session& s) -> p11::Result<bool> {
+    auto h = resolve(s, key);
+    if (!h) return unexpected(h.error());
+    if (auto st = s.destroy_object(*h); !st) return unexpected(st.error());
+    return true;
+  });
+  forget(key);
+  if (!r && r.error().rv != kObjectNotFound) return unexpected(token_error(r.error(), "destroy"));
+  return {};
+}
+
+Outcome<bool> TokenKeyVault::exists(const ObjectRef& key) {
+  auto r = with_session<CK_OBJECT_HANDLE>([&](p11::Session& s) { return resolve(s, key); });
+  if (r) return true;
+  if (r.error().rv == kObjectNotFound) return false;
+  return unexpected(token_error(r.error(), "object lookup"));
+}
+
+Outcome<std::vector<ObjectRef>> TokenKeyVault::find_labelled(const std::string& prefix) {
+  auto r = with_session<std::vector<ObjectRef>>([&](p11::Session& s) -> p11::Result<std::vector<ObjectRef>> {
+    p11::AttributeTemplate t;
+    t.add_ulong(CKA_CLASS, CKO_SECRET_KEY);
+    auto found = s.find_objects(t, 100000);
+    if (!found) return unexpected(found.error());
+    std::vector<ObjectRef> out;
+    for (CK_OBJECT_HANDLE h : *found) {
+      auto label = s.get_bytes(h, CKA_LABEL);
+      if (!label) return unexpected(label.error());
+      if (!*label || (*label)->size() < prefix.size() || !std::equal(prefix.begin(), prefix.end(), (*label)->begin()))
+        continue;
+      auto id = s.get_bytes(h, CKA_ID);
+      if (!id) return unexpected(id.error());
+      out.push_back(ObjectRef{id->value_or(Bytes{}), std::string((*label)->begin(), (*label)->end())});
+    }
+    return out;
+  });
+  if (!r) return unexpected(token_error(r.error(), "object listing"));
+  return std::move(*r);
+}
+
 bool TokenKeyVault::available() const { return pool_.healthy(); }
 
 std::string TokenKeyVault::unavailable_reason() const { return pool_.last_error(); }

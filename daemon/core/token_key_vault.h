@@ -26,6 +26,9 @@ class TokenKeyVault final : public KeyVault {
   Outcome<void> random(std::span<std::uint8_t> out) override;
   Outcome<AttributeReport> attributes(const ObjectRef& key) override;
   Outcome<void> verify(Algorithm algorithm, const ObjectRef& key, bool generated) override;
+  Outcome<void> destroy(const ObjectRef& key) override;
+  Outcome<bool> exists(const ObjectRef& key) override;
+  Outcome<std::vector<ObjectRef>> find_labelled(const std::string& prefix) override;
   bool available() const override;
   std::string unavailable_reason() const override;
   std::uint64_t operations() const override { return operations_.load(std::memory_order_relaxed); }

@@ -10,6 +10,7 @@
 #include "daemon/core/key_admin.h"
 #include "daemon/core/key_registry.h"
 #include "daemon/core/key_vault.h"
+#include "daemon/service/health_state.h"
 #include "daemon/service/metrics.h"
 
 namespace custody::service {
@@ -30,7 +31,9 @@ struct ServiceContext {
   TokenSummary token;
   unsigned max_json_depth = 16;
   std::vector<uid_t> operator_uids;  // until dual control: who may run admin requests at once
-  std::vector<std::string> degraded;  // key versions whose token object failed the start check
+  HealthState& health;
+  core::UsageMeter* meter = nullptr;
+  std::uint64_t default_usage_limit = core::kDefaultUsageLimit;
 };
 
 }  // namespace custody::service

@@ -8,7 +8,8 @@ Handler make_health_handler(ServiceContext& c) {
   return [&c](Call&) {
     const bool token_ok = c.vault.available();
     const bool audit_ok = c.audit.accepting();
-    const char* status = !(token_ok && audit_ok) ? "unavailable" : c.degraded.empty() ? "ok" : "degraded";
+    const auto report = c.health.reconcile();
+    const char* status = !(token_ok && audit_ok) ? "unavailable" : c.health.degraded() ? "degraded" : "ok";
     boost::json::object token{{"label", c.token.label},
                               {"manufacturer", c.token.manufacturer},
                               {"model", c.token.model},
@@ -17,11 +18,17 @@ Handler make_health_handler(ServiceContext& c) {
     boost::json::object audit{{"path", c.audit.path()}, {"writable", audit_ok}, {"sequence", c.audit.sequence()}};
     boost::json::object body{{"status", status}, {"token", std::move(token)}, {"audit", std::move(audit)},
                              {"keys", c.registry.size()}};
-    if (!c.degraded.empty()) {
-      boost::json::array problems;
-      for (const auto& d : c.degraded) problems.emplace_back(d);
-      body["degraded"] = std::move(problems);
-    }
+    auto list = [](const std::vector<std::string>& items) {
+      boost::json::array a;
+      for (const auto& i : items) a.emplace_back(i);
+      return a;
+    };
+    if (!report.missing.empty()) body["missing_objects"] = list(report.missing);
+    if (!report.altered.empty()) body["altered_objects"] = list(report.altered);
+    if (!report.strays.empty()) body["stray_objects"] = list(report.strays);
+    // Someone still depends on a key that is about to be destroyed.
+    if (auto uses = c.data_plane.pending_destruction_uses())
+      body["alarms"] = {{"pending_destruction_uses", uses}};
     return json_response(token_ok && audit_ok ? 200 : 503, body);
   };
 }

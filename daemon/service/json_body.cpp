@@ -2,16 +2,24 @@
 
 #include <openssl/crypto.h>
 
+#include <cstdlib>
+#include <new>
+
 #include "common/base64.h"
 
 namespace custody::service {
 namespace {
 
+// malloc's alignment covers everything Boost.JSON allocates (at most alignof(max_align_t)).
 class ZeroizingResource final : public boost::json::memory_resource {
-  void* do_allocate(std::size_t n, std::size_t align) override { return ::operator new(n, std::align_val_t(align)); }
-  void do_deallocate(void* p, std::size_t n, std::size_t align) override {
+  void* do_allocate(std::size_t n, std::size_t) override {
+    void* p = std::malloc(n ? n : 1);
+    if (!p) throw std::bad_alloc();
+    return p;
+  }
+  void do_deallocate(void* p, std::size_t n, std::size_t) override {
     OPENSSL_cleanse(p, n);
-    ::operator delete(p, std::align_val_t(align));
+    std::free(p);
   }
   bool do_is_equal(const memory_resource& other) const noexcept override { return this == &other; }
 };

@@ -20,7 +20,7 @@ Handler make_list_keys_handler(ServiceContext& c) {
   return [&c](Call& call) {
     boost::json::array keys;
     for (const auto& key : c.registry.all())
-      if (may_see(c, *key, call.request.peer)) keys.push_back(core::key_to_json(*key));
+      if (may_see(c, *key, call.request.peer)) keys.push_back(core::key_to_json(*key, c.meter));
     call.record("keys.list");
     return json_response(200, boost::json::object{{"keys", std::move(keys)}});
   };
@@ -36,7 +36,7 @@ Handler make_show_key_handler(ServiceContext& c) {
     if (!key) err = {core::Code::not_found, "no key named '" + name + "'"};
     else if (!may_see(c, *key, call.request.peer))
       err = {core::Code::permission_denied, "uid " + std::to_string(call.request.peer.uid) + " may not use key '" + name + "'"};
-    else return json_response(200, core::key_to_json(*key));
+    else return json_response(200, core::key_to_json(*key, c.meter));
     e.result = core::code_name(err.code);
     return error_response(err, call.request.request_id);
   };

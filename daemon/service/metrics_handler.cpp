@@ -33,6 +33,15 @@ Handler make_metrics_handler(ServiceContext& c) {
            "custody_audit_records_total " + std::to_string(c.audit.records_written()) + "\n");
     metric(out, "custody_audit_writable", "gauge", "1 when the audit log accepts records.",
            std::string("custody_audit_writable ") + (c.audit.accepting() ? "1" : "0") + "\n");
+    const auto report = c.health.reconcile();
+    metric(out, "custody_key_objects_missing", "gauge", "Key versions whose token object is missing (last check).",
+           "custody_key_objects_missing " + std::to_string(report.missing.size()) + "\n");
+    metric(out, "custody_key_objects_altered", "gauge", "Key versions whose token object has other attributes.",
+           "custody_key_objects_altered " + std::to_string(report.altered.size()) + "\n");
+    metric(out, "custody_stray_objects", "gauge", "Custody-labelled token objects the state does not know.",
+           "custody_stray_objects " + std::to_string(report.strays.size()) + "\n");
+    metric(out, "custody_pending_destruction_uses_total", "counter", "Attempts to use a key scheduled for destruction.",
+           "custody_pending_destruction_uses_total " + std::to_string(c.data_plane.pending_destruction_uses()) + "\n");
     metric(out, "custody_keys", "gauge", "Keys known to the daemon.", "custody_keys " + std::to_string(c.registry.size()) + "\n");
     return Response{200, out.str(), "text/plain; version=0.0.4"};
   };

@@ -21,6 +21,7 @@ Router service_routes(ServiceContext& c) {
 Router admin_routes(ServiceContext& c) {
   Router r;
   r.add("POST", "/v1/admin/requests", make_admin_request_handler(c))
+      .add("POST", "/v1/admin/keys/check", make_keys_check_handler(c))
       .add("GET", "/v1/keys", make_list_keys_handler(c))
       .add("GET", "/v1/keys/{name}", make_show_key_handler(c))
       .add("GET", "/v1/health", make_health_handler(c), false)

@@ -14,5 +14,6 @@ Handler make_show_key_handler(ServiceContext& context);
 Handler make_health_handler(ServiceContext& context);
 Handler make_metrics_handler(ServiceContext& context);
 Handler make_admin_request_handler(ServiceContext& context);
+Handler make_keys_check_handler(ServiceContext& context);
 
 }  // namespace custody::service

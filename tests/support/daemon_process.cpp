@@ -22,7 +22,7 @@ Daemon::Daemon(DaemonOptions options) : options_(std::move(options)) {
        << "sockets:\n  service: {path: " << service_socket() << ", mode: \"" << options_.service_mode << "\"}\n"
        << "  admin: {path: " << admin_socket() << ", mode: \"0600\"}\n"
        << "limits:\n  max_body_bytes: 65536\n  idle_timeout: 30s\n  request_timeout: 10s\n" << options_.extra_limits
-       << "admin:\n  operator_uids: [" << ::getuid() << "]\n";
+       << "admin:\n  operator_uids: [" << ::getuid() << "]\n" << options_.extra_yaml;
   write_file(config_path(), yaml.str());
   start();
 }
@@ -39,6 +39,7 @@ void Daemon::start() {
   if (pid_ < 0) throw std::runtime_error("fork failed");
   if (pid_ == 0) {
     ::setenv("SOFTHSM2_CONF", token_.conf.c_str(), 1);
+    for (const auto& [k, v] : options_.env) ::setenv(k.c_str(), v.c_str(), 1);
     int log = ::open((dir() + "/custodyd.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
     ::dup2(log, 1);
     ::dup2(log, 2);
@@ -71,6 +72,19 @@ bool Daemon::running() {
   return true;
 }
 
+int Daemon::wait_exit(std::chrono::seconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (pid_ > 0 && std::chrono::steady_clock::now() < deadline) {
+    int status = 0;
+    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return -1;
+}
+
 int Daemon::terminate() {
   if (pid_ <= 0) return -1;
   ::kill(pid_, SIGTERM);
@@ -92,8 +106,7 @@ int Daemon::create_key(const std::string& name, const std::string& algorithm, co
   boost::json::value body = {{"operation", "create-key"},
                              {"params", {{"name", name}, {"algorithm", algorithm}, {"policy", boost::json::parse(policy_json)}}}};
   auto r = admin_->call("POST", "/v1/admin/requests", boost::json::serialize(body));
-  if (!r) throw std::runtime_error(r.error());
-  return r->status;
+  return r ? r->status : -1;
 }
 
 std::vector<boost::json::object> Daemon::audit_records() const {

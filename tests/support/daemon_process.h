@@ -5,6 +5,8 @@
 #include <sys/types.h>
 
 #include <boost/json.hpp>
+#include <chrono>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -19,6 +21,8 @@ struct DaemonOptions {
   std::optional<rlim_t> file_size_limit;  // RLIMIT_FSIZE for the daemon
   std::string durability = "group";
   std::string extra_limits;  // YAML lines under "limits:", each indented by two spaces
+  std::string extra_yaml;    // further top-level sections
+  std::map<std::string, std::string> env;  // e.g. CUSTODY_FAULT_POINT
 };
 
 class Daemon {
@@ -30,6 +34,9 @@ class Daemon {
   // SIGTERM, then waits; returns the exit status (-1 if killed by a signal).
   int terminate();
   bool running();
+  // Waits for the process to end by itself; its exit status, or -1 on timeout or signal.
+  int wait_exit(std::chrono::seconds timeout = std::chrono::seconds(20));
+  DaemonOptions& options() { return options_; }
   pid_t pid() const { return pid_; }
 
   const std::string& dir() const { return dir_.path(); }
@@ -45,6 +52,7 @@ class Daemon {
 
   // POST to the service socket; the parsed body and the status.
   std::pair<int, boost::json::value> post(const std::string& target, const boost::json::value& body);
+  // The HTTP status, or -1 when the daemon closed the connection without an answer.
   int create_key(const std::string& name, const std::string& algorithm, const std::string& policy_json);
   // Parsed audit records, in order.
   std::vector<boost::json::object> audit_records() const;

@@ -1,4 +1,4 @@
-#include "config/duration.h"
+#include "common/duration.h"
 
 #include <charconv>
 

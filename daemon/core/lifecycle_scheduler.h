@@ -1,0 +1,44 @@
+#pragma once
+// The daemon's own key changes: destructions that fell due and automatic rotations (by period
+// or by usage), each audited. Runs on its own thread every interval, and at once when a key
+// reaches its usage limit. run_once() is the whole of one pass, for tests with a fake clock.
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "daemon/core/audit_log.h"
+#include "daemon/core/key_admin.h"
+#include "daemon/core/usage_meter.h"
+
+namespace custody::core {
+
+class LifecycleScheduler {
+ public:
+  LifecycleScheduler(KeyAdmin& admin, KeyRegistry& registry, UsageMeter& meter, AuditLog& audit, const Clock& clock,
+                     std::chrono::milliseconds interval);
+  ~LifecycleScheduler();
+
+  void start();
+  void stop();
+  void wake();
+  void run_once();
+
+ private:
+  void audit_change(const std::string& type, const std::string& key, std::optional<std::uint32_t> version,
+                    const std::string& result, boost::json::object extra = {});
+
+  KeyAdmin& admin_;
+  KeyRegistry& registry_;
+  UsageMeter& meter_;
+  AuditLog& audit_;
+  const Clock& clock_;
+  std::chrono::milliseconds interval_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  bool woken_ = false;
+  std::thread thread_;
+};
+
+}  // namespace custody::core

@@ -1,0 +1,52 @@
+#include "daemon/core/usage_meter.h"
+
+#include <algorithm>
+
+namespace custody::core {
+
+UsageMeter::Entry& UsageMeter::entry(const std::string& key, std::uint32_t version) {
+  const std::string id = key + "#" + std::to_string(version);
+  {
+    std::shared_lock lock(mutex_);
+    if (auto it = entries_.find(id); it != entries_.end()) return *it->second;
+  }
+  std::unique_lock lock(mutex_);
+  auto& slot = entries_[id];
+  if (!slot) {
+    slot = std::make_unique<Entry>();
+    // Start from the durable reservation: what a previous run may have used.
+    auto durable = store_.encryptions(key, version);
+    const std::uint64_t start = durable ? *durable : 0;
+    slot->used = start;
+    slot->reserved = start;
+  }
+  return *slot;
+}
+
+Outcome<std::uint64_t> UsageMeter::count(const std::string& key, std::uint32_t version, std::uint64_t limit) {
+  Entry& e = entry(key, version);
+  const std::uint64_t used = e.used.fetch_add(1, std::memory_order_relaxed) + 1;
+  if (used >= kGcmInvocationBound)
+    return fail(Code::failed_precondition, "version " + std::to_string(version) + " of key '" + key +
+                                               "' has reached the AES-GCM invocation bound; rotate the key");
+  if (used > e.reserved.load(std::memory_order_acquire)) {
+    std::lock_guard lock(e.persist);
+    if (used > e.reserved.load(std::memory_order_acquire)) {
+      const std::uint64_t block = std::clamp<std::uint64_t>(limit / 16, 1, 65536);
+      const std::uint64_t next = used + block;
+      if (auto r = store_.set_encryptions(key, version, next); !r) {
+        e.used.fetch_sub(1);
+        return unexpected(r.error());
+      }
+      e.reserved.store(next, std::memory_order_release);
+    }
+  }
+  if (used >= limit && !e.signalled.exchange(true) && on_limit_) on_limit_(key);
+  return used;
+}
+
+std::uint64_t UsageMeter::current(const std::string& key, std::uint32_t version) {
+  return entry(key, version).used.load(std::memory_order_relaxed);
+}
+
+}  // namespace custody::core

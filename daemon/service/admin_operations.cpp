@@ -1,0 +1,117 @@
+#include "daemon/service/admin_operations.h"
+
+#include <boost/json.hpp>
+
+#include "common/duration.h"
+#include "daemon/core/key_json.h"
+#include "daemon/service/context.h"
+#include "daemon/service/json_body.h"
+
+namespace custody::service {
+namespace {
+
+using core::Code;
+using core::fail;
+
+struct Parsed {
+  std::string name;
+  core::Algorithm algorithm = core::Algorithm::aes_256_gcm;
+  core::Policy policy;
+  core::RotationPolicy rotation;
+  std::int64_t wait_seconds = 0;
+  std::uint32_t version = 0;
+};
+
+// Reads and checks the params of one operation. The fields each operation takes are listed
+// here once; anything else is refused by name.
+core::Outcome<Parsed> parse(const std::string& op, const boost::json::object& params, std::uint64_t default_usage_limit) {
+  Fields f(params, "params.");
+  Parsed p;
+  p.rotation.usage_limit = default_usage_limit;
+  auto need_name = [&]() -> core::Outcome<void> {
+    auto name = f.string("name");
+    if (!name) return unexpected(name.error());
+    if (!core::valid_key_name(*name)) return fail(Code::invalid_argument, "params.name must match ^[a-z0-9][a-z0-9._-]{0,62}$");
+    p.name = *name;
+    return {};
+  };
+  core::Outcome<void> shape = {};
+  if (op == "create-key") {
+    shape = f.only({"name", "algorithm", "policy", "rotation_period", "usage_limit"});
+    if (!shape) return unexpected(shape.error());
+    if (auto n = need_name(); !n) return unexpected(n.error());
+    auto alg = f.string("algorithm");
+    if (!alg) return unexpected(alg.error());
+    auto algorithm = core::parse_algorithm(*alg);
+    if (!algorithm) return fail(Code::invalid_argument, "params.algorithm must be aes-256-gcm or hmac-sha256");
+    p.algorithm = *algorithm;
+    const auto* pv = f.get("policy");
+    auto policy = core::parse_policy(pv ? *pv : boost::json::value(boost::json::array()));
+    if (!policy) return unexpected(policy.error());
+    p.policy = std::move(*policy);
+    if (const auto* rp = f.get("rotation_period"); rp && !rp->is_null()) {
+      auto d = rp->is_string() ? parse_duration(std::string(rp->as_string())) : std::nullopt;
+      if (!d || d->count() < 1000)
+        return fail(Code::invalid_argument, "params.rotation_period must be a duration such as 90d or 12h");
+      p.rotation.period_seconds = d->count() / 1000;
+    }
+    auto limit = f.number("usage_limit", 1, core::kDefaultUsageLimit);
+    if (!limit) return unexpected(limit.error());
+    if (*limit) p.rotation.usage_limit = **limit;
+    return p;
+  }
+  if (op == "rotate-key" || op == "disable-key" || op == "enable-key" || op == "cancel-destruction") {
+    shape = f.only({"name"});
+  } else if (op == "schedule-destruction") {
+    shape = f.only({"name", "wait_seconds"});
+    if (shape) {
+      auto wait = f.number("wait_seconds", 0, 3650ULL * 86400);
+      if (!wait) return unexpected(wait.error());
+      if (!*wait) return fail(Code::invalid_argument, "'params.wait_seconds' is required");
+      p.wait_seconds = static_cast<std::int64_t>(**wait);
+    }
+  } else if (op == "set-min-decrypt-version") {
+    shape = f.only({"name", "version"});
+    if (shape) {
+      auto v = f.number("version", 1, UINT32_MAX);
+      if (!v) return unexpected(v.error());
+      if (!*v) return fail(Code::invalid_argument, "'params.version' is required");
+      p.version = static_cast<std::uint32_t>(**v);
+    }
+  } else {
+    return fail(Code::invalid_argument,
+                "unknown operation '" + op +
+                    "'; one of create-key, rotate-key, disable-key, enable-key, schedule-destruction, "
+                    "cancel-destruction, set-min-decrypt-version");
+  }
+  if (!shape) return unexpected(shape.error());
+  if (auto n = need_name(); !n) return unexpected(n.error());
+  return p;
+}
+
+}  // namespace
+
+core::Outcome<void> validate_admin_operation(const std::string& operation, const boost::json::object& params) {
+  auto p = parse(operation, params, core::kDefaultUsageLimit);
+  if (!p) return unexpected(p.error());
+  return {};
+}
+
+core::Outcome<boost::json::object> run_admin_operation(ServiceContext& c, const std::string& op,
+                                                       const boost::json::object& params) {
+  auto p = parse(op, params, c.default_usage_limit);
+  if (!p) return unexpected(p.error());
+  auto& admin = c.key_admin;
+  core::KeyAdmin::KeyResult key = fail(Code::internal, "operation did not run");
+  if (op == "create-key") key = admin.create_key(p->name, p->algorithm, std::move(p->policy), p->rotation);
+  else if (op == "rotate-key") key = admin.rotate_key(p->name);
+  else if (op == "disable-key") key = admin.set_enabled(p->name, false);
+  else if (op == "enable-key") key = admin.set_enabled(p->name, true);
+  else if (op == "schedule-destruction") key = admin.schedule_destruction(p->name, p->wait_seconds);
+  else if (op == "cancel-destruction") key = admin.cancel_destruction(p->name);
+  else if (op == "set-min-decrypt-version") key = admin.set_min_decrypt_version(p->name, p->version);
+  if (!key) return unexpected(key.error());
+  return boost::json::object{{"key", core::key_to_json(**key, c.meter)}};
+}
+
+}  // namespace custody::service
