@@ -83,7 +83,7 @@ TEST(AuditE2E, CustodyctlVerifiesTheChainAndFindsAFlippedByte) {
 
 TEST(AuditE2E, WhenTheLogCannotBeWrittenRequestsFailClosed) {
   DaemonOptions o;
-  o.file_size_limit = 48 * 1024;  // the audit log hits this after some requests
+  o.file_size_limit = 128 * 1024;  // the audit log hits this after a few hundred requests
   o.durability = "always";
   Daemon d(o);
   ASSERT_EQ(d.create_key("demo", "aes-256-gcm", allow_me_everything()), 201);
