@@ -1,11 +1,16 @@
 #include "cli/commands.h"
 
+#include <termios.h>
+#include <unistd.h>
+
 #include <boost/json.hpp>
+#include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <iterator>
 #include <sstream>
 
+#include "cli/approval_signer.h"
 #include "cli/unix_http_client.h"
 #include "common/base64.h"
 #include "common/hex.h"
@@ -194,18 +199,52 @@ int cmd_keys_show(const Globals& g, const std::string& key) {
 
 namespace {
 
-// Sends an admin request and prints what it did to the key.
+std::string approvals_text(const json::value& req) {
+  std::string names;
+  for (const auto& a : req.at("approvals").as_array()) names += (names.empty() ? "" : ", ") + str(a, "operator");
+  return std::to_string(req.at("approvals").as_array().size()) + " of " + std::to_string(req.at("required").to_number<int>()) +
+         (names.empty() ? "" : " (" + names + ")");
+}
+
+// What a request does, in words, for the operator who is asked to sign it.
+std::string describe_operation(const json::value& req) {
+  const std::string op = str(req, "operation");
+  const auto& p = req.at("params");
+  const std::string name = p.as_object().contains("name") ? str(p, "name") : "";
+  if (op == "create-key")
+    return "create key '" + name + "' (" + str(p, "algorithm") + ") with policy " +
+           (p.as_object().contains("policy") ? json::serialize(p.at("policy")) : "[]");
+  if (op == "rotate-key") return "add a new current version to key '" + name + "'";
+  if (op == "disable-key") return "DISABLE key '" + name + "': every service using it will fail until it is enabled";
+  if (op == "enable-key") return "enable key '" + name + "' again";
+  if (op == "set-policy") return "replace the policy of key '" + name + "' with " + json::serialize(p.at("policy"));
+  if (op == "set-min-decrypt-version")
+    return "RETIRE versions of key '" + name + "' below " + json::serialize(p.at("version")) +
+           ": their ciphertexts will no longer unwrap, and this cannot be undone";
+  if (op == "schedule-destruction")
+    return "DESTROY key '" + name + "' (every version) after " + json::serialize(p.at("wait_seconds")) +
+           " seconds: its ciphertexts can never be decrypted again";
+  if (op == "cancel-destruction") return "cancel the destruction of key '" + name + "' (it stays disabled)";
+  return op + " " + json::serialize(p);
+}
+
+void print_request(const json::value& req) {
+  std::cout << "request " << str(req, "id") << "\n  operation: " << str(req, "operation")
+            << "\n  does:      " << describe_operation(req) << "\n  state:     " << str(req, "state")
+            << "\n  approvals: " << approvals_text(req) << "\n  expires:   " << str(req, "expires_at") << '\n';
+  if (req.as_object().contains("error"))
+    std::cout << "  error:     " << str(req.at("error"), "code") << ": " << str(req.at("error"), "message") << '\n';
+}
+
+// Proposes an admin request and says what it needs next.
 int admin_request(const Globals& g, const std::string& operation, json::object params) {
   json::value body = {{"operation", operation}, {"params", std::move(params)}};
   auto r = send(g, g.admin_socket, "POST", "/v1/admin/requests", &body);
   if (r.exit != kOk || g.json) return r.exit;
   const auto& req = r.body.at("request");
-  const auto& key = req.at("result").at("key");
-  std::cout << operation << ": " << str(req, "state") << "; key " << str(key, "name") << " is " << str(key, "state")
-            << ", current version " << key.at("current_version") << ", minimum decrypt version "
-            << key.at("min_decrypt_version");
-  if (key.as_object().contains("destroy_at")) std::cout << ", destroyed at " << str(key, "destroy_at");
-  std::cout << '\n';
+  print_request(req);
+  std::cout << "Each operator approves with:\n  custodyctl admin approve " << str(req, "id")
+            << " --operator NAME (--module PKCS11.so --token-label LABEL | --key-file KEY.pem)\n";
   return kOk;
 }
 
@@ -239,6 +278,134 @@ int cmd_keys_check(const Globals& g) {
   const bool clean = r.body.at("clean").as_bool();
   std::cout << (clean ? "every key version matches its token object\n" : "the token and the state disagree (see above)\n");
   return clean ? kOk : kVerifyFailed;
+}
+
+int cmd_admin_propose(const Globals& g, const std::string& operation, const std::string& params_json) {
+  boost::system::error_code ec;
+  auto params = json::parse(params_json, ec);
+  if (ec || !params.is_object()) {
+    std::cerr << "custodyctl: --params must be a JSON object\n";
+    return kUsage;
+  }
+  return admin_request(g, operation, params.as_object());
+}
+
+int cmd_admin_list(const Globals& g) {
+  auto r = send(g, g.admin_socket, "GET", "/v1/admin/requests");
+  if (r.exit != kOk || g.json) return r.exit;
+  for (const auto& item : r.body.at("requests").as_array()) {
+    const auto& req = item.at("request");
+    std::cout << str(req, "id") << "  " << str(req, "state") << "  " << str(req, "operation") << "  "
+              << approvals_text(req) << "  expires " << str(req, "expires_at") << '\n';
+  }
+  return kOk;
+}
+
+int cmd_admin_show(const Globals& g, const std::string& id) {
+  auto r = send(g, g.admin_socket, "GET", "/v1/admin/requests/" + id);
+  if (r.exit != kOk || g.json) return r.exit;
+  print_request(r.body.at("request"));
+  auto challenge = base64_decode(str(r.body, "challenge"));
+  if (challenge) std::cout << "  challenge: " << std::string(challenge->begin(), challenge->end()) << '\n';
+  return kOk;
+}
+
+int cmd_admin_cancel(const Globals& g, const std::string& id) {
+  auto r = send(g, g.admin_socket, "POST", "/v1/admin/requests/" + id + "/cancel");
+  if (r.exit != kOk || g.json) return r.exit;
+  print_request(r.body.at("request"));
+  return kOk;
+}
+
+namespace {
+
+// Reads the PIN from a file, or asks for it on the terminal without echo.
+std::optional<SecureString> read_pin(const std::optional<std::string>& file) {
+  SecureString pin;
+  if (file) {
+    std::ifstream in(*file);
+    if (!in) return std::nullopt;
+    std::getline(in, pin);
+    return pin;
+  }
+  std::FILE* tty = std::fopen("/dev/tty", "r+");
+  if (!tty) return std::nullopt;
+  std::fputs("Token PIN: ", tty);
+  std::fflush(tty);
+  termios old{};
+  ::tcgetattr(::fileno(tty), &old);
+  termios quiet = old;
+  quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+  ::tcsetattr(::fileno(tty), TCSANOW, &quiet);
+  for (int c; (c = std::fgetc(tty)) != EOF && c != '\n';) pin.push_back(static_cast<char>(c));
+  ::tcsetattr(::fileno(tty), TCSANOW, &old);
+  std::fputs("\n", tty);
+  std::fclose(tty);
+  return pin;
+}
+
+bool confirmed() {
+  std::cout << "Sign and approve this request? [y/N] " << std::flush;
+  std::string answer;
+  if (!std::getline(std::cin, answer)) return false;
+  return answer == "y" || answer == "Y" || answer == "yes";
+}
+
+}  // namespace
+
+int cmd_admin_approve(const Globals& g, const ApproveOptions& o) {
+  if (!o.key_file == !o.module) {
+    std::cerr << "custodyctl: sign with either --key-file or --module (the operator's PKCS#11 token)\n";
+    return kUsage;
+  }
+  Globals quiet = g;
+  quiet.json = false;
+  auto r = send(quiet, g.admin_socket, "GET", "/v1/admin/requests/" + o.id);
+  if (r.exit != kOk) return r.exit;
+  const auto& req = r.body.at("request");
+  auto challenge = base64_decode(str(r.body, "challenge"));
+  if (!challenge) return kUnavailable;
+  const std::string challenge_text(challenge->begin(), challenge->end());
+  // The operator signs what they read: the summary comes from the exact challenge bytes.
+  auto signed_view = json::parse(challenge_text);
+  if (str(signed_view, "id") != o.id || signed_view.at("operation") != req.at("operation") ||
+      signed_view.at("params") != req.at("params")) {
+    std::cerr << "custodyctl: the challenge does not describe this request; refusing to sign\n";
+    return kVerifyFailed;
+  }
+  print_request(req);
+  if (str(req, "state") != "pending") {
+    std::cerr << "custodyctl: the request is " << str(req, "state") << "; nothing to approve\n";
+    return kRefused;
+  }
+  if (!o.yes && !confirmed()) {
+    std::cerr << "custodyctl: not approved\n";
+    return kRefused;
+  }
+  Expected<Bytes, std::string> signature = unexpected(std::string("no key"));
+  if (o.key_file) {
+    signature = client::sign_with_key_file(*o.key_file, challenge_text);
+  } else {
+    auto pin = read_pin(o.pin_file);
+    if (!pin) {
+      std::cerr << "custodyctl: cannot read the PIN (use --pin-file)\n";
+      return kUsage;
+    }
+    signature = client::sign_with_token({*o.module, o.token_label, o.token_serial, o.key_label, std::move(*pin)}, challenge_text);
+  }
+  if (!signature) {
+    std::cerr << "custodyctl: cannot sign: " << signature.error() << '\n';
+    return kUsage;
+  }
+  json::value body = {{"operator", o.operator_name}, {"signature", base64_encode(*signature)}};
+  auto done = send(g, g.admin_socket, "POST", "/v1/admin/requests/" + o.id + "/approvals", &body);
+  if (done.exit != kOk || g.json) return done.exit;
+  const auto& after = done.body.at("request");
+  std::cout << "approved by " << o.operator_name << "; request is now " << str(after, "state") << " ("
+            << approvals_text(after) << ")\n";
+  if (after.as_object().contains("error"))
+    std::cout << "error: " << str(after.at("error"), "code") << ": " << str(after.at("error"), "message") << '\n';
+  return str(after, "state") == "failed" ? kRefused : kOk;
 }
 
 int cmd_health(const Globals& g) {

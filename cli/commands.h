@@ -52,6 +52,23 @@ int cmd_keys_create(const Globals& g, const CreateOptions& o);
 int cmd_key_operation(const Globals& g, const std::string& operation, const std::string& key,
                       const std::vector<std::pair<std::string, std::uint64_t>>& numbers = {});
 int cmd_keys_check(const Globals& g);
+
+// Dual control.
+int cmd_admin_propose(const Globals& g, const std::string& operation, const std::string& params_json);
+int cmd_admin_list(const Globals& g);
+int cmd_admin_show(const Globals& g, const std::string& id);
+int cmd_admin_cancel(const Globals& g, const std::string& id);
+struct ApproveOptions {
+  std::string id;
+  std::string operator_name;
+  std::optional<std::string> key_file;  // offline: a PEM private key
+  std::optional<std::string> module;    // or the operator's PKCS#11 token
+  std::optional<std::string> token_label, token_serial;
+  std::string key_label = "approval";
+  std::optional<std::string> pin_file;  // else the PIN is asked for
+  bool yes = false;
+};
+int cmd_admin_approve(const Globals& g, const ApproveOptions& o);
 int cmd_health(const Globals& g);
 int cmd_audit_verify(const std::string& file, bool json);
 

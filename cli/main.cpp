@@ -101,7 +101,7 @@ int main(int argc, char** argv) {
   show->add_option("key", show_key, "key name")->required();
   show->callback([&] { status = cmd_keys_show(g, show_key); });
   CreateOptions create_o;
-  auto* create = keys->add_subcommand("create", "create a key (admin socket)");
+  auto* create = keys->add_subcommand("create", "propose creating a key (admin socket; needs approvals)");
   create->add_option("key", create_o.key, "key name")->required();
   create->add_option("--algorithm", create_o.algorithm, "aes-256-gcm or hmac-sha256")->capture_default_str();
   create->add_option("--policy", create_o.policy_json,
@@ -119,7 +119,7 @@ int main(int argc, char** argv) {
            std::tuple{"disable", "disable-key", "refuse every data-plane operation with the key"},
            std::tuple{"enable", "enable-key", "serve the key again"},
            std::tuple{"cancel-destruction", "cancel-destruction", "keep a key scheduled for destruction (it comes back disabled)"}}) {
-    auto* sub = keys->add_subcommand(command, std::string(help) + " (admin socket)");
+    auto* sub = keys->add_subcommand(command, std::string(help) + " (proposes an admin request)");
     sub->add_option("key", op_key, "key name")->required();
     sub->callback([&, operation = std::string(operation)] { status = cmd_key_operation(g, operation, op_key); });
   }
@@ -147,6 +147,38 @@ int main(int argc, char** argv) {
   min->callback([&] { status = cmd_key_operation(g, "set-min-decrypt-version", min_key, {{"version", min_version}}); });
   keys->add_subcommand("check", "compare every key version with its token object now (admin socket)")
       ->callback([&] { status = cmd_keys_check(g); });
+
+  auto* admin = app.add_subcommand("admin", "dual control: propose, list, show, approve and cancel admin requests");
+  admin->require_subcommand(1);
+  std::string prop_op, prop_params = "{}";
+  auto* propose = admin->add_subcommand("propose", "propose an admin request");
+  propose->add_option("operation", prop_op,
+                      "create-key, rotate-key, disable-key, enable-key, set-policy, set-min-decrypt-version, "
+                      "schedule-destruction, cancel-destruction")
+      ->required();
+  propose->add_option("--params", prop_params, "the operation's params as a JSON object")->capture_default_str();
+  propose->callback([&] { status = cmd_admin_propose(g, prop_op, prop_params); });
+  admin->add_subcommand("list", "every request and its state")->callback([&] { status = cmd_admin_list(g); });
+  std::string req_id;
+  auto* show_req = admin->add_subcommand("show", "one request, with the challenge operators sign");
+  show_req->add_option("id", req_id, "request id")->required();
+  show_req->callback([&] { status = cmd_admin_show(g, req_id); });
+  auto* cancel = admin->add_subcommand("cancel", "cancel a pending request");
+  cancel->add_option("id", req_id, "request id")->required();
+  cancel->callback([&] { status = cmd_admin_cancel(g, req_id); });
+  ApproveOptions appr;
+  auto* approve = admin->add_subcommand(
+      "approve", "show what a request does, then sign its challenge with your key and approve it");
+  approve->add_option("id", appr.id, "request id")->required();
+  approve->add_option("--operator", appr.operator_name, "your operator name, as in the daemon's configuration")->required();
+  approve->add_option("--key-file", appr.key_file, "sign with this PEM private key (offline use)");
+  approve->add_option("--module", appr.module, "sign on your PKCS#11 token: the module path");
+  approve->add_option("--token-label", appr.token_label, "the token's label");
+  approve->add_option("--token-serial", appr.token_serial, "or its serial number");
+  approve->add_option("--key-label", appr.key_label, "label of your approval key on the token")->capture_default_str();
+  approve->add_option("--pin-file", appr.pin_file, "read the token PIN from this file (else it is asked for)");
+  approve->add_flag("--yes", appr.yes, "approve without asking for confirmation");
+  approve->callback([&] { status = cmd_admin_approve(g, appr); });
 
   app.add_subcommand("health", "the daemon's health; exit 0 when ok or degraded")->callback([&] { status = cmd_health(g); });
 

@@ -4,6 +4,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -45,9 +46,15 @@ struct Limits {
   std::chrono::milliseconds request_timeout{10'000};
 };
 
-struct Admin {
-  // Until dual control lands, admin requests run at once for these peers.
-  std::vector<uid_t> operator_uids;
+struct OperatorConfig {
+  std::string name;
+  std::string public_key_path;  // PEM SubjectPublicKeyInfo: EC P-256 or RSA >= 2048
+};
+
+struct DualControl {
+  std::vector<OperatorConfig> operators;
+  std::map<std::string, std::uint32_t> quorum;  // per operation; absent: 2
+  std::chrono::milliseconds request_ttl{15 * 60'000};
 };
 
 struct Lifecycle {
@@ -65,7 +72,7 @@ struct Config {
   Socket service_socket;
   Socket admin_socket;
   Limits limits;
-  Admin admin;
+  DualControl dual_control;
   Lifecycle lifecycle;
 };
 

@@ -163,7 +163,7 @@ Expected<Config, std::vector<ConfigError>> parse_config(const std::string& text,
   c.admin_socket.path = "/run/custody/admin.sock";
   c.admin_socket.mode = 0660;
   Reader r(errors);
-  if (!r.mapping(root, "", {"token", "state", "audit", "sockets", "limits", "admin", "lifecycle"}))
+  if (!r.mapping(root, "", {"token", "state", "audit", "sockets", "limits", "dual_control", "lifecycle"}))
     return unexpected(errors);
 
   if (root["token"].IsDefined()) read_token(r, root["token"], c.token);
@@ -207,21 +207,58 @@ Expected<Config, std::vector<ConfigError>> parse_config(const std::string& text,
     r.duration(limits, "limits", "request_timeout", l.request_timeout, milliseconds(100), milliseconds(3'600'000));
   }
 
-  if (auto admin = root["admin"]; admin.IsDefined() && r.mapping(admin, "admin", {"operator_uids"})) {
-    auto uids = admin["operator_uids"];
-    if (uids.IsDefined()) {
-      if (!uids.IsSequence()) {
-        r.error(uids, "admin.operator_uids", "must be a list of numeric uids");
-      } else {
-        for (std::size_t i = 0; i < uids.size(); ++i) {
-          std::uint32_t uid = 0;
-          if (!uids[i].IsScalar() || !YAML::convert<std::uint32_t>::decode(uids[i], uid))
-            r.error(uids[i], "admin.operator_uids[" + std::to_string(i) + "]", "must be a numeric uid");
-          else
-            c.admin.operator_uids.push_back(uid);
-        }
+  if (auto dc = root["dual_control"]; dc.IsDefined() &&
+      r.mapping(dc, "dual_control", {"operators", "quorum", "request_ttl"})) {
+    auto& d = c.dual_control;
+    auto ops = dc["operators"];
+    if (ops.IsDefined() && !ops.IsSequence()) {
+      r.error(ops, "dual_control.operators", "must be a list of {name, public_key}");
+    } else if (ops.IsDefined()) {
+      for (std::size_t i = 0; i < ops.size(); ++i) {
+        const std::string path = "dual_control.operators[" + std::to_string(i) + "]";
+        if (!r.mapping(ops[i], path, {"name", "public_key"})) continue;
+        OperatorConfig o;
+        if (auto v = r.string(ops[i], path, "name", true)) o.name = *v;
+        if (auto v = r.string(ops[i], path, "public_key", true)) o.public_key_path = *v;
+        for (const auto& other : d.operators)
+          if (other.name == o.name) r.error(ops[i]["name"], path + ".name", "operator '" + o.name + "' is listed twice");
+        d.operators.push_back(std::move(o));
       }
     }
+    const std::set<std::string> operations = {"create-key", "rotate-key", "disable-key", "enable-key",
+                                              "schedule-destruction", "cancel-destruction", "set-policy",
+                                              "set-min-decrypt-version", "create-import-job"};
+    const std::set<std::string> at_least_two = {"schedule-destruction", "set-policy", "create-import-job", "disable-key",
+                                                "set-min-decrypt-version"};
+    if (auto q = dc["quorum"]; q.IsDefined() && q.IsMap()) {
+      for (const auto& kv : q) {
+        const std::string op = kv.first.Scalar();
+        const std::string path = "dual_control.quorum." + op;
+        std::uint32_t n = 0;
+        if (!operations.count(op)) {
+          r.error(kv.first, path, "unknown operation");
+        } else if (!kv.second.IsScalar() || !YAML::convert<std::uint32_t>::decode(kv.second, n) || n < 1 || n > 16) {
+          r.error(kv.second, path, "must be a whole number from 1 to 16");
+        } else if (n < 2 && at_least_two.count(op)) {
+          r.error(kv.second, path, op + " is destructive or security-relevant and needs at least 2 approvals");
+        } else {
+          d.quorum[op] = n;
+        }
+      }
+    } else if (q.IsDefined()) {
+      r.error(q, "dual_control.quorum", "must map operation names to approval counts");
+    }
+    r.duration(dc, "dual_control", "request_ttl", d.request_ttl, std::chrono::milliseconds(60'000),
+               std::chrono::milliseconds(7LL * 86'400'000));
+    for (const auto& op : operations) {
+      auto it = d.quorum.find(op);
+      const std::uint32_t need = it == d.quorum.end() ? 2 : it->second;
+      if (need > d.operators.size())
+        r.error(dc, "dual_control", op + " needs " + std::to_string(need) + " approvals but only " +
+                                        std::to_string(d.operators.size()) + " operator(s) are configured");
+    }
+  } else if (!dc.IsDefined()) {
+    r.error(root, "dual_control", "is required: list the operators who approve admin requests (at least 2)");
   }
 
   if (auto lc = root["lifecycle"]; lc.IsDefined() &&

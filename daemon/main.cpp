@@ -9,18 +9,25 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <openssl/rand.h>
+
 #include <csignal>
+#include <fstream>
+#include <sstream>
 #include <cstdio>
 #include <iostream>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "common/hex.h"
 #include "config/config.h"
 #include "daemon/core/audit_log.h"
 #include "daemon/core/data_plane.h"
+#include "daemon/core/admin_requests.h"
 #include "daemon/core/key_admin.h"
 #include "daemon/core/lifecycle_scheduler.h"
 #include "daemon/core/token_key_vault.h"
+#include "daemon/service/admin_operations.h"
 #include "daemon/service/routes.h"
 #include "daemon/service/service.h"
 #include "daemon/transport/server.h"
@@ -154,8 +161,46 @@ int main(int argc, char** argv) {
   service::Metrics metrics;
   service::ServiceContext context{registry, vault, data_plane, key_admin, **audit, metrics,
                                   service::TokenSummary{info->label, info->manufacturer, info->model},
-                                  cfg.limits.max_json_depth, cfg.admin.operator_uids, health, &meter,
+                                  cfg.limits.max_json_depth, nullptr, health, &meter,
                                   cfg.lifecycle.default_usage_limit};
+
+  // Dual control: the operators' public keys, and the requests waiting for their approvals.
+  std::vector<std::pair<std::string, std::string>> operator_keys;
+  for (const auto& op : cfg.dual_control.operators) {
+    std::ifstream in(op.public_key_path);
+    if (!in) fatal("cannot read the public key of operator '" + op.name + "' at " + op.public_key_path +
+                   " (dual_control.operators)");
+    std::stringstream pem;
+    pem << in.rdbuf();
+    operator_keys.emplace_back(op.name, pem.str());
+  }
+  auto operators = core::OperatorSet::from_pem(operator_keys);
+  if (!operators) fatal(operators.error() + " (dual_control.operators)");
+  std::uint8_t random_id[16];
+  RAND_bytes(random_id, sizeof random_id);
+  auto instance_id = (*store)->meta("instance_id", hex_lower(random_id));
+  if (!instance_id) fatal("state: " + instance_id.error().message);
+  core::QuorumPolicy quorum{cfg.dual_control.quorum};
+  core::AdminRequests requests(
+      **store, std::move(*operators), quorum, clock, *instance_id,
+      std::chrono::duration_cast<std::chrono::seconds>(cfg.dual_control.request_ttl), service::validate_admin_operation,
+      [&context](const std::string& op, const boost::json::object& params, const std::string& id) {
+        return service::run_admin_operation(context, op, params, id);
+      },
+      [&context](const std::string& op, const boost::json::object& params) {
+        return service::admin_operation_result(context, op, params);
+      });
+  context.requests = &requests;
+  if (auto ok = requests.load(); !ok) fatal("state: " + ok.error().message);
+  auto finished = requests.recover();
+  if (!finished) fatal("recovery of admin requests failed: " + finished.error().message);
+  for (const auto& what : *finished) {
+    spdlog::warn("recovery: {}", what);
+    auto e = lifecycle_event("daemon.recovery");
+    e.extra["action"] = what;
+    (*audit)->write({e});
+  }
+  for (const auto& op : requests.operators().all()) spdlog::info("operator {} key_id {}", op.name, op.key_id);
   service::Service service_socket(service::service_routes(context), context);
   service::Service admin_socket(service::admin_routes(context), context);
 

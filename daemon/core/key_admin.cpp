@@ -58,7 +58,7 @@ Outcome<KeyVersion> KeyAdmin::make_version(const std::string& name, Algorithm al
 }
 
 KeyAdmin::KeyResult KeyAdmin::create_key(const std::string& name, Algorithm algorithm, Policy policy,
-                                         RotationPolicy rotation) {
+                                         RotationPolicy rotation, const std::string& request_id) {
   std::lock_guard lock(mutex_);
   if (!valid_key_name(name)) return fail(Code::invalid_argument, "key names match ^[a-z0-9][a-z0-9._-]{0,62}$");
   if (registry_.find(name)) return fail(Code::failed_precondition, "a key named '" + name + "' already exists");
@@ -73,11 +73,12 @@ KeyAdmin::KeyResult KeyAdmin::create_key(const std::string& name, Algorithm algo
   key.policy = std::move(policy);
   key.rotation = rotation;
   key.versions.push_back(std::move(*v));
-  if (auto r = store_.insert_key(key, intent); !r) return unexpected(r.error());
+  if (auto r = store_.insert_key(key, intent, request_id); !r) return unexpected(r.error());
   return publish(std::move(key));
 }
 
-KeyAdmin::KeyResult KeyAdmin::rotate_key(const std::string& name, const std::string& reason) {
+KeyAdmin::KeyResult KeyAdmin::rotate_key(const std::string& name, const std::string& reason,
+                                         const std::string& request_id) {
   std::lock_guard lock(mutex_);
   auto current = existing(name);
   if (!current) return current;
@@ -87,14 +88,14 @@ KeyAdmin::KeyResult KeyAdmin::rotate_key(const std::string& name, const std::str
   std::int64_t intent = 0;
   auto v = make_version(name, (*current)->algorithm, (*current)->current_version + 1, reason, "rotate-key", intent);
   if (!v) return unexpected(v.error());
-  if (auto r = store_.add_version(name, *v, intent); !r) return unexpected(r.error());
+  if (auto r = store_.add_version(name, *v, intent, request_id); !r) return unexpected(r.error());
   Key next = **current;
   next.current_version = v->version;
   next.versions.push_back(std::move(*v));
   return publish(std::move(next));
 }
 
-KeyAdmin::KeyResult KeyAdmin::set_enabled(const std::string& name, bool enabled) {
+KeyAdmin::KeyResult KeyAdmin::set_enabled(const std::string& name, bool enabled, const std::string& request_id) {
   std::lock_guard lock(mutex_);
   auto current = existing(name);
   if (!current) return current;
@@ -103,13 +104,14 @@ KeyAdmin::KeyResult KeyAdmin::set_enabled(const std::string& name, bool enabled)
     return fail(Code::failed_precondition, "key '" + name + "' is " + key_state_name(from) +
                                                (from == KeyState::pending_destruction ? "; cancel the destruction first" : ""));
   const KeyState to = enabled ? KeyState::enabled : KeyState::disabled;
-  if (auto r = store_.set_state(name, to, std::nullopt); !r) return unexpected(r.error());
+  if (auto r = store_.set_state(name, to, std::nullopt, request_id); !r) return unexpected(r.error());
   Key next = **current;
   next.state = to;
   return publish(std::move(next));
 }
 
-KeyAdmin::KeyResult KeyAdmin::set_min_decrypt_version(const std::string& name, std::uint32_t version) {
+KeyAdmin::KeyResult KeyAdmin::set_min_decrypt_version(const std::string& name, std::uint32_t version,
+                                                      const std::string& request_id) {
   std::lock_guard lock(mutex_);
   auto current = existing(name);
   if (!current) return current;
@@ -118,13 +120,25 @@ KeyAdmin::KeyResult KeyAdmin::set_min_decrypt_version(const std::string& name, s
     return fail(Code::failed_precondition, "the minimum decrypt version of '" + name + "' can go from " +
                                                std::to_string(k.min_decrypt_version) + " up to the current version " +
                                                std::to_string(k.current_version) + ", not to " + std::to_string(version));
-  if (auto r = store_.set_min_decrypt_version(name, version); !r) return unexpected(r.error());
+  if (auto r = store_.set_min_decrypt_version(name, version, request_id); !r) return unexpected(r.error());
   Key next = k;
   next.min_decrypt_version = version;
   return publish(std::move(next));
 }
 
-KeyAdmin::KeyResult KeyAdmin::schedule_destruction(const std::string& name, std::int64_t wait_seconds) {
+KeyAdmin::KeyResult KeyAdmin::set_policy(const std::string& name, Policy policy, const std::string& request_id) {
+  std::lock_guard lock(mutex_);
+  auto current = existing(name);
+  if (!current) return current;
+  if ((*current)->state == KeyState::destroyed) return fail(Code::failed_precondition, "key '" + name + "' is destroyed");
+  if (auto r = store_.set_policy(name, policy, request_id); !r) return unexpected(r.error());
+  Key next = **current;
+  next.policy = std::move(policy);
+  return publish(std::move(next));
+}
+
+KeyAdmin::KeyResult KeyAdmin::schedule_destruction(const std::string& name, std::int64_t wait_seconds,
+                                                   const std::string& request_id) {
   std::lock_guard lock(mutex_);
   auto current = existing(name);
   if (!current) return current;
@@ -136,14 +150,14 @@ KeyAdmin::KeyResult KeyAdmin::schedule_destruction(const std::string& name, std:
                                             std::to_string(settings_.min_destruction_wait_seconds) +
                                             " (lifecycle.min_destruction_wait)");
   const std::int64_t at = unix_seconds(clock_.now()) + wait_seconds;
-  if (auto r = store_.set_state(name, KeyState::pending_destruction, at); !r) return unexpected(r.error());
+  if (auto r = store_.set_state(name, KeyState::pending_destruction, at, request_id); !r) return unexpected(r.error());
   Key next = **current;
   next.state = KeyState::pending_destruction;
   next.destroy_at = at;
   return publish(std::move(next));
 }
 
-KeyAdmin::KeyResult KeyAdmin::cancel_destruction(const std::string& name) {
+KeyAdmin::KeyResult KeyAdmin::cancel_destruction(const std::string& name, const std::string& request_id) {
   std::lock_guard lock(mutex_);
   auto current = existing(name);
   if (!current) return current;
@@ -151,7 +165,7 @@ KeyAdmin::KeyResult KeyAdmin::cancel_destruction(const std::string& name) {
     return fail(Code::failed_precondition, "key '" + name + "' is " + key_state_name((*current)->state) +
                                                ", not scheduled for destruction");
   // Like AWS KMS: a rescued key comes back disabled, to be enabled on purpose.
-  if (auto r = store_.set_state(name, KeyState::disabled, std::nullopt); !r) return unexpected(r.error());
+  if (auto r = store_.set_state(name, KeyState::disabled, std::nullopt, request_id); !r) return unexpected(r.error());
   Key next = **current;
   next.state = KeyState::disabled;
   next.destroy_at.reset();

@@ -29,14 +29,18 @@ class KeyAdmin {
            LifecycleSettings settings = {})
       : registry_(registry), store_(store), vault_(vault), clock_(clock), settings_(settings) {}
 
+  // request_id: the admin request making the change, marked applied in the same transaction
+  // (empty for the daemon's own changes).
   using KeyResult = Outcome<std::shared_ptr<const Key>>;
-  KeyResult create_key(const std::string& name, Algorithm algorithm, Policy policy, RotationPolicy rotation = {});
+  KeyResult create_key(const std::string& name, Algorithm algorithm, Policy policy, RotationPolicy rotation = {},
+                       const std::string& request_id = {});
   // reason: rotated | auto-rotated:period | auto-rotated:usage
-  KeyResult rotate_key(const std::string& name, const std::string& reason = "rotated");
-  KeyResult set_enabled(const std::string& name, bool enabled);
-  KeyResult set_min_decrypt_version(const std::string& name, std::uint32_t version);
-  KeyResult schedule_destruction(const std::string& name, std::int64_t wait_seconds);
-  KeyResult cancel_destruction(const std::string& name);
+  KeyResult rotate_key(const std::string& name, const std::string& reason = "rotated", const std::string& request_id = {});
+  KeyResult set_enabled(const std::string& name, bool enabled, const std::string& request_id = {});
+  KeyResult set_min_decrypt_version(const std::string& name, std::uint32_t version, const std::string& request_id = {});
+  KeyResult set_policy(const std::string& name, Policy policy, const std::string& request_id = {});
+  KeyResult schedule_destruction(const std::string& name, std::int64_t wait_seconds, const std::string& request_id = {});
+  KeyResult cancel_destruction(const std::string& name, const std::string& request_id = {});
 
   // Destroys every key whose destruction is due; returns their names.
   Outcome<std::vector<std::string>> destroy_due();

@@ -45,6 +45,35 @@ CREATE TABLE intents (
   created_at INTEGER NOT NULL
 ) STRICT;
 )sql",
+    R"sql(
+CREATE TABLE meta (
+  name TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+) STRICT;
+CREATE TABLE admin_requests (
+  id TEXT PRIMARY KEY,
+  operation TEXT NOT NULL,
+  params TEXT NOT NULL,
+  state TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  required INTEGER NOT NULL,
+  challenge TEXT NOT NULL,
+  proposer_uid INTEGER NOT NULL,
+  outcome TEXT
+) STRICT;
+CREATE TABLE approvals (
+  request_id TEXT NOT NULL REFERENCES admin_requests(id),
+  operator TEXT NOT NULL,
+  signature TEXT NOT NULL,
+  approved_at INTEGER NOT NULL,
+  PRIMARY KEY (request_id, operator)
+) STRICT;
+CREATE TABLE applied_requests (
+  request_id TEXT PRIMARY KEY,
+  applied_at INTEGER NOT NULL
+) STRICT;
+)sql",
 };
 
 // A prepared statement that finalizes itself.
@@ -108,6 +137,15 @@ Outcome<void> insert_version(sqlite3* db, const std::string& key_name, const Key
   st.text(1, key_name).integer(2, v.version).text(3, v.state).text(4, v.origin).text(5, v.reason);
   st.integer(6, v.created_at).optional(7, v.kcv).blob(8, v.object.id).text(9, v.object.label);
   return change(db, st, "insert version");
+}
+
+// Marks an admin request as applied in the same transaction as its change: the proof, after a
+// crash, that the change happened (exactly-once execution).
+Outcome<void> mark_applied(sqlite3* db, const std::string& request_id) {
+  if (request_id.empty()) return {};
+  Statement st(db, "INSERT INTO applied_requests(request_id, applied_at) VALUES(?, strftime('%s','now'))");
+  st.text(1, request_id);
+  return change(db, st, "mark request applied");
 }
 
 Outcome<void> delete_intent(sqlite3* db, std::int64_t id) {
@@ -262,7 +300,7 @@ Outcome<void> StateStore::drop_intent(std::int64_t id) {
   return delete_intent(db_, id);
 }
 
-Outcome<void> StateStore::insert_key(const Key& key, std::int64_t intent_id) {
+Outcome<void> StateStore::insert_key(const Key& key, std::int64_t intent_id, const std::string& request_id) {
   std::lock_guard lock(mutex_);
   return transaction([&]() -> Outcome<void> {
     Statement st(db_,
@@ -275,17 +313,20 @@ Outcome<void> StateStore::insert_key(const Key& key, std::int64_t intent_id) {
     if (auto r = change(db_, st, "insert key"); !r) return r;
     for (const auto& v : key.versions)
       if (auto r = insert_version(db_, key.name, v); !r) return r;
+    if (auto r = mark_applied(db_, request_id); !r) return r;
     return delete_intent(db_, intent_id);
   });
 }
 
-Outcome<void> StateStore::add_version(const std::string& key_name, const KeyVersion& version, std::int64_t intent_id) {
+Outcome<void> StateStore::add_version(const std::string& key_name, const KeyVersion& version, std::int64_t intent_id,
+                                      const std::string& request_id) {
   std::lock_guard lock(mutex_);
   return transaction([&]() -> Outcome<void> {
     if (auto r = insert_version(db_, key_name, version); !r) return r;
     Statement up(db_, "UPDATE keys SET current_version = ? WHERE name = ?");
     up.integer(1, version.version).text(2, key_name);
     if (auto r = change(db_, up, "set current version", 1); !r) return r;
+    if (auto r = mark_applied(db_, request_id); !r) return r;
     return delete_intent(db_, intent_id);
   });
 }
@@ -303,18 +344,36 @@ Outcome<void> StateStore::mark_destroyed(const std::string& key_name, std::int64
   });
 }
 
-Outcome<void> StateStore::set_state(const std::string& key_name, KeyState state, std::optional<std::int64_t> destroy_at) {
+Outcome<void> StateStore::set_state(const std::string& key_name, KeyState state, std::optional<std::int64_t> destroy_at,
+                                    const std::string& request_id) {
   std::lock_guard lock(mutex_);
-  Statement st(db_, "UPDATE keys SET state = ?, destroy_at = ? WHERE name = ?");
-  st.text(1, key_state_name(state)).optional(2, destroy_at).text(3, key_name);
-  return change(db_, st, "set key state", 1);
+  return transaction([&]() -> Outcome<void> {
+    Statement st(db_, "UPDATE keys SET state = ?, destroy_at = ? WHERE name = ?");
+    st.text(1, key_state_name(state)).optional(2, destroy_at).text(3, key_name);
+    if (auto r = change(db_, st, "set key state", 1); !r) return r;
+    return mark_applied(db_, request_id);
+  });
 }
 
-Outcome<void> StateStore::set_min_decrypt_version(const std::string& key_name, std::uint32_t version) {
+Outcome<void> StateStore::set_min_decrypt_version(const std::string& key_name, std::uint32_t version,
+                                                  const std::string& request_id) {
   std::lock_guard lock(mutex_);
-  Statement st(db_, "UPDATE keys SET min_decrypt_version = ? WHERE name = ?");
-  st.integer(1, version).text(2, key_name);
-  return change(db_, st, "set minimum decrypt version", 1);
+  return transaction([&]() -> Outcome<void> {
+    Statement st(db_, "UPDATE keys SET min_decrypt_version = ? WHERE name = ?");
+    st.integer(1, version).text(2, key_name);
+    if (auto r = change(db_, st, "set minimum decrypt version", 1); !r) return r;
+    return mark_applied(db_, request_id);
+  });
+}
+
+Outcome<void> StateStore::set_policy(const std::string& key_name, const Policy& policy, const std::string& request_id) {
+  std::lock_guard lock(mutex_);
+  return transaction([&]() -> Outcome<void> {
+    Statement st(db_, "UPDATE keys SET policy = ? WHERE name = ?");
+    st.text(1, boost::json::serialize(policy_to_json(policy))).text(2, key_name);
+    if (auto r = change(db_, st, "set policy", 1); !r) return r;
+    return mark_applied(db_, request_id);
+  });
 }
 
 Outcome<void> StateStore::set_encryptions(const std::string& key_name, std::uint32_t version, std::uint64_t count) {
@@ -330,6 +389,86 @@ Outcome<std::uint64_t> StateStore::encryptions(const std::string& key_name, std:
   st.text(1, key_name).integer(2, version);
   if (!st.ok() || st.step() != SQLITE_ROW) return fail(Code::not_found, "no such key version");
   return static_cast<std::uint64_t>(st.column_int(0));
+}
+
+Outcome<std::string> StateStore::meta(const std::string& name, const std::string& initial) {
+  std::lock_guard lock(mutex_);
+  Statement ins(db_, "INSERT OR IGNORE INTO meta(name, value) VALUES(?, ?)");
+  ins.text(1, name).text(2, initial);
+  if (auto r = change(db_, ins, "write metadata"); !r) return unexpected(r.error());
+  Statement st(db_, "SELECT value FROM meta WHERE name = ?");
+  st.text(1, name);
+  if (!st.ok() || st.step() != SQLITE_ROW) return unexpected(db_error(db_, "read metadata"));
+  return st.column_text(0);
+}
+
+Outcome<void> StateStore::insert_request(const StoredRequest& r) {
+  std::lock_guard lock(mutex_);
+  Statement st(db_,
+               "INSERT INTO admin_requests(id, operation, params, state, created_at, expires_at, required, challenge,"
+               " proposer_uid, outcome) VALUES(?,?,?,?,?,?,?,?,?,?)");
+  st.text(1, r.id).text(2, r.operation).text(3, r.params).text(4, r.state).integer(5, r.created_at);
+  st.integer(6, r.expires_at).integer(7, r.required).text(8, r.challenge).integer(9, r.proposer_uid).optional(10, r.outcome);
+  return change(db_, st, "insert request");
+}
+
+Outcome<void> StateStore::add_approval(const std::string& request_id, const StoredApproval& a, const std::string& new_state) {
+  std::lock_guard lock(mutex_);
+  return transaction([&]() -> Outcome<void> {
+    Statement st(db_, "INSERT INTO approvals(request_id, operator, signature, approved_at) VALUES(?,?,?,?)");
+    st.text(1, request_id).text(2, a.operator_name).text(3, a.signature).integer(4, a.approved_at);
+    if (auto r = change(db_, st, "insert approval"); !r) return r;
+    Statement up(db_, "UPDATE admin_requests SET state = ? WHERE id = ?");
+    up.text(1, new_state).text(2, request_id);
+    return change(db_, up, "update request", 1);
+  });
+}
+
+Outcome<void> StateStore::finish_request(const std::string& request_id, const std::string& state,
+                                         const std::optional<std::string>& outcome) {
+  std::lock_guard lock(mutex_);
+  Statement up(db_, "UPDATE admin_requests SET state = ?, outcome = ? WHERE id = ?");
+  up.text(1, state).optional(2, outcome).text(3, request_id);
+  return change(db_, up, "update request", 1);
+}
+
+Outcome<std::vector<StoredRequest>> StateStore::load_requests() {
+  std::lock_guard lock(mutex_);
+  std::vector<StoredRequest> out;
+  Statement st(db_,
+               "SELECT id, operation, params, state, created_at, expires_at, required, challenge, proposer_uid, outcome"
+               " FROM admin_requests ORDER BY created_at, id");
+  if (!st.ok()) return unexpected(db_error(db_, "load requests"));
+  while (st.step() == SQLITE_ROW) {
+    StoredRequest r;
+    r.id = st.column_text(0);
+    r.operation = st.column_text(1);
+    r.params = st.column_text(2);
+    r.state = st.column_text(3);
+    r.created_at = st.column_int(4);
+    r.expires_at = st.column_int(5);
+    r.required = static_cast<std::uint32_t>(st.column_int(6));
+    r.challenge = st.column_text(7);
+    r.proposer_uid = static_cast<std::uint32_t>(st.column_int(8));
+    if (!st.column_null(9)) r.outcome = st.column_text(9);
+    out.push_back(std::move(r));
+  }
+  Statement ap(db_, "SELECT request_id, operator, signature, approved_at FROM approvals ORDER BY approved_at, operator");
+  if (!ap.ok()) return unexpected(db_error(db_, "load approvals"));
+  while (ap.step() == SQLITE_ROW) {
+    auto id = ap.column_text(0);
+    for (auto& r : out)
+      if (r.id == id) r.approvals.push_back(StoredApproval{ap.column_text(1), ap.column_text(2), ap.column_int(3)});
+  }
+  return out;
+}
+
+Outcome<bool> StateStore::applied(const std::string& request_id) {
+  std::lock_guard lock(mutex_);
+  Statement st(db_, "SELECT 1 FROM applied_requests WHERE request_id = ?");
+  st.text(1, request_id);
+  if (!st.ok()) return unexpected(db_error(db_, "read applied requests"));
+  return st.step() == SQLITE_ROW;
 }
 
 }  // namespace custody::core

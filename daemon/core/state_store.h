@@ -26,6 +26,23 @@ struct Intent {
   std::int64_t created_at = 0;
 };
 
+struct StoredApproval {
+  std::string operator_name;
+  std::string signature;  // base64, as given
+  std::int64_t approved_at = 0;
+};
+
+// An admin request as stored; its meaning lives in AdminRequests.
+struct StoredRequest {
+  std::string id, operation, params, state;
+  std::int64_t created_at = 0, expires_at = 0;
+  std::uint32_t required = 0;
+  std::string challenge;  // the exact bytes operators sign
+  std::uint32_t proposer_uid = 0;
+  std::optional<std::string> outcome;  // JSON: result or error
+  std::vector<StoredApproval> approvals;
+};
+
 class StateStore {
  public:
   static Expected<std::unique_ptr<StateStore>, std::string> open(const std::string& path);
@@ -39,13 +56,28 @@ class StateStore {
   Outcome<std::vector<Intent>> pending_intents();
   Outcome<void> drop_intent(std::int64_t id);
 
-  // Each of these commits together with dropping intent_id (0: no intent).
-  Outcome<void> insert_key(const Key& key, std::int64_t intent_id);
-  Outcome<void> add_version(const std::string& key_name, const KeyVersion& version, std::int64_t intent_id);
+  // Each change commits together with dropping intent_id (0: no intent) and, for a change an
+  // admin request makes, with marking request_id applied (empty: none).
+  Outcome<void> insert_key(const Key& key, std::int64_t intent_id, const std::string& request_id = {});
+  Outcome<void> add_version(const std::string& key_name, const KeyVersion& version, std::int64_t intent_id,
+                            const std::string& request_id = {});
   Outcome<void> mark_destroyed(const std::string& key_name, std::int64_t intent_id);
+  Outcome<void> set_state(const std::string& key_name, KeyState state, std::optional<std::int64_t> destroy_at,
+                          const std::string& request_id = {});
+  Outcome<void> set_min_decrypt_version(const std::string& key_name, std::uint32_t version,
+                                        const std::string& request_id = {});
+  Outcome<void> set_policy(const std::string& key_name, const Policy& policy, const std::string& request_id = {});
 
-  Outcome<void> set_state(const std::string& key_name, KeyState state, std::optional<std::int64_t> destroy_at);
-  Outcome<void> set_min_decrypt_version(const std::string& key_name, std::uint32_t version);
+  // Admin requests and their approvals (dual control).
+  Outcome<void> insert_request(const StoredRequest& request);
+  Outcome<void> add_approval(const std::string& request_id, const StoredApproval& approval, const std::string& new_state);
+  Outcome<void> finish_request(const std::string& request_id, const std::string& state,
+                               const std::optional<std::string>& outcome);
+  Outcome<std::vector<StoredRequest>> load_requests();
+  Outcome<bool> applied(const std::string& request_id);
+
+  // A named value fixed at first use (e.g. the instance id): returns the stored one.
+  Outcome<std::string> meta(const std::string& name, const std::string& initial);
   // Durable encryption count of a version (a reservation: never below the real count).
   Outcome<void> set_encryptions(const std::string& key_name, std::uint32_t version, std::uint64_t count);
   Outcome<std::uint64_t> encryptions(const std::string& key_name, std::uint32_t version);

@@ -62,6 +62,15 @@ core::Outcome<Parsed> parse(const std::string& op, const boost::json::object& pa
   }
   if (op == "rotate-key" || op == "disable-key" || op == "enable-key" || op == "cancel-destruction") {
     shape = f.only({"name"});
+  } else if (op == "set-policy") {
+    shape = f.only({"name", "policy"});
+    if (shape) {
+      const auto* pv = f.get("policy");
+      if (!pv) return fail(Code::invalid_argument, "'params.policy' is required");
+      auto policy = core::parse_policy(*pv);
+      if (!policy) return unexpected(policy.error());
+      p.policy = std::move(*policy);
+    }
   } else if (op == "schedule-destruction") {
     shape = f.only({"name", "wait_seconds"});
     if (shape) {
@@ -82,7 +91,7 @@ core::Outcome<Parsed> parse(const std::string& op, const boost::json::object& pa
     return fail(Code::invalid_argument,
                 "unknown operation '" + op +
                     "'; one of create-key, rotate-key, disable-key, enable-key, schedule-destruction, "
-                    "cancel-destruction, set-min-decrypt-version");
+                    "cancel-destruction, set-policy, set-min-decrypt-version");
   }
   if (!shape) return unexpected(shape.error());
   if (auto n = need_name(); !n) return unexpected(n.error());
@@ -98,20 +107,28 @@ core::Outcome<void> validate_admin_operation(const std::string& operation, const
 }
 
 core::Outcome<boost::json::object> run_admin_operation(ServiceContext& c, const std::string& op,
-                                                       const boost::json::object& params) {
+                                                       const boost::json::object& params, const std::string& id) {
   auto p = parse(op, params, c.default_usage_limit);
   if (!p) return unexpected(p.error());
   auto& admin = c.key_admin;
   core::KeyAdmin::KeyResult key = fail(Code::internal, "operation did not run");
-  if (op == "create-key") key = admin.create_key(p->name, p->algorithm, std::move(p->policy), p->rotation);
-  else if (op == "rotate-key") key = admin.rotate_key(p->name);
-  else if (op == "disable-key") key = admin.set_enabled(p->name, false);
-  else if (op == "enable-key") key = admin.set_enabled(p->name, true);
-  else if (op == "schedule-destruction") key = admin.schedule_destruction(p->name, p->wait_seconds);
-  else if (op == "cancel-destruction") key = admin.cancel_destruction(p->name);
-  else if (op == "set-min-decrypt-version") key = admin.set_min_decrypt_version(p->name, p->version);
+  if (op == "create-key") key = admin.create_key(p->name, p->algorithm, std::move(p->policy), p->rotation, id);
+  else if (op == "rotate-key") key = admin.rotate_key(p->name, "rotated", id);
+  else if (op == "disable-key") key = admin.set_enabled(p->name, false, id);
+  else if (op == "enable-key") key = admin.set_enabled(p->name, true, id);
+  else if (op == "set-policy") key = admin.set_policy(p->name, std::move(p->policy), id);
+  else if (op == "schedule-destruction") key = admin.schedule_destruction(p->name, p->wait_seconds, id);
+  else if (op == "cancel-destruction") key = admin.cancel_destruction(p->name, id);
+  else if (op == "set-min-decrypt-version") key = admin.set_min_decrypt_version(p->name, p->version, id);
   if (!key) return unexpected(key.error());
   return boost::json::object{{"key", core::key_to_json(**key, c.meter)}};
+}
+
+boost::json::object admin_operation_result(ServiceContext& c, const std::string&, const boost::json::object& params) {
+  const auto* name = params.if_contains("name");
+  auto key = name && name->is_string() ? c.registry.find(std::string(name->as_string())) : nullptr;
+  if (!key) return {};
+  return {{"key", core::key_to_json(*key, c.meter)}};
 }
 
 }  // namespace custody::service

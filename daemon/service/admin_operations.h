@@ -1,7 +1,6 @@
 #pragma once
 // The state-changing admin operations of CONTRACT §7, by name, with their params checked.
-// Today the admin request handler runs them at once for configured operator uids; dual control
-// will run the same functions once a request has its approvals.
+// Dual control (core::AdminRequests) runs them once a request has its approvals.
 #include <boost/json/object.hpp>
 #include <string>
 
@@ -13,8 +12,11 @@ struct ServiceContext;
 
 // Checks operation and params without changing anything.
 core::Outcome<void> validate_admin_operation(const std::string& operation, const boost::json::object& params);
-// Runs it; the value is the request's "result".
+// Runs it for the admin request request_id; the value is the request's "result".
 core::Outcome<boost::json::object> run_admin_operation(ServiceContext& context, const std::string& operation,
-                                                       const boost::json::object& params);
+                                                       const boost::json::object& params, const std::string& request_id);
+// The result of an operation that has already been applied: the key as it is now.
+boost::json::object admin_operation_result(ServiceContext& context, const std::string& operation,
+                                           const boost::json::object& params);
 
 }  // namespace custody::service

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "daemon/core/admin_requests.h"
 #include "daemon/core/audit_log.h"
 #include "daemon/core/data_plane.h"
 #include "daemon/core/key_admin.h"
@@ -30,7 +31,7 @@ struct ServiceContext {
   Metrics& metrics;
   TokenSummary token;
   unsigned max_json_depth = 16;
-  std::vector<uid_t> operator_uids;  // until dual control: who may run admin requests at once
+  core::AdminRequests* requests = nullptr;  // dual control, on the admin socket
   HealthState& health;
   core::UsageMeter* meter = nullptr;
   std::uint64_t default_usage_limit = core::kDefaultUsageLimit;

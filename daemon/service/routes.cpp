@@ -11,8 +11,8 @@ Router service_routes(ServiceContext& c) {
       .add("POST", "/v1/keys/{name}/datakey", make_datakey_handler(c))
       .add("POST", "/v1/keys/{name}/rewrap", make_rewrap_handler(c))
       .add("POST", "/v1/keys/{name}/derive", make_derive_handler(c))
-      .add("GET", "/v1/keys", make_list_keys_handler(c))
-      .add("GET", "/v1/keys/{name}", make_show_key_handler(c))
+      .add("GET", "/v1/keys", make_list_keys_handler(c, false))
+      .add("GET", "/v1/keys/{name}", make_show_key_handler(c, false))
       .add("GET", "/v1/health", make_health_handler(c), false)
       .add("GET", "/metrics", make_metrics_handler(c), false);
   return r;
@@ -20,10 +20,14 @@ Router service_routes(ServiceContext& c) {
 
 Router admin_routes(ServiceContext& c) {
   Router r;
-  r.add("POST", "/v1/admin/requests", make_admin_request_handler(c))
+  r.add("POST", "/v1/admin/requests", make_propose_handler(c))
+      .add("GET", "/v1/admin/requests", make_list_requests_handler(c))
+      .add("GET", "/v1/admin/requests/{id}", make_show_request_handler(c))
+      .add("POST", "/v1/admin/requests/{id}/approvals", make_approve_handler(c))
+      .add("POST", "/v1/admin/requests/{id}/cancel", make_cancel_handler(c))
       .add("POST", "/v1/admin/keys/check", make_keys_check_handler(c))
-      .add("GET", "/v1/keys", make_list_keys_handler(c))
-      .add("GET", "/v1/keys/{name}", make_show_key_handler(c))
+      .add("GET", "/v1/keys", make_list_keys_handler(c, true))
+      .add("GET", "/v1/keys/{name}", make_show_key_handler(c, true))
       .add("GET", "/v1/health", make_health_handler(c), false)
       .add("GET", "/metrics", make_metrics_handler(c), false);
   return r;

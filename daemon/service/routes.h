@@ -9,11 +9,16 @@ struct ServiceContext;
 Router service_routes(ServiceContext& context);
 Router admin_routes(ServiceContext& context);
 
-Handler make_list_keys_handler(ServiceContext& context);
-Handler make_show_key_handler(ServiceContext& context);
+// every_key: the admin socket shows operators every key, the service socket only the caller's.
+Handler make_list_keys_handler(ServiceContext& context, bool every_key);
+Handler make_show_key_handler(ServiceContext& context, bool every_key);
 Handler make_health_handler(ServiceContext& context);
 Handler make_metrics_handler(ServiceContext& context);
-Handler make_admin_request_handler(ServiceContext& context);
+Handler make_propose_handler(ServiceContext& context);
+Handler make_list_requests_handler(ServiceContext& context);
+Handler make_show_request_handler(ServiceContext& context);
+Handler make_approve_handler(ServiceContext& context);
+Handler make_cancel_handler(ServiceContext& context);
 Handler make_keys_check_handler(ServiceContext& context);
 
 }  // namespace custody::service

@@ -2,6 +2,9 @@
 // replies only after the record, a chain custodyctl verifies, and fail-closed when unwritable.
 #include <gtest/gtest.h>
 
+#include <sys/resource.h>
+
+#include <filesystem>
 #include <regex>
 
 #include "common/base64.h"
@@ -83,10 +86,16 @@ TEST(AuditE2E, CustodyctlVerifiesTheChainAndFindsAFlippedByte) {
 
 TEST(AuditE2E, WhenTheLogCannotBeWrittenRequestsFailClosed) {
   DaemonOptions o;
-  o.file_size_limit = 128 * 1024;  // the audit log hits this after a few hundred requests
   o.durability = "always";
   Daemon d(o);
   ASSERT_EQ(d.create_key("demo", "aes-256-gcm", allow_me_everything()), 201);
+  ASSERT_EQ(d.post("/v1/keys/demo/wrap", {{"plaintext", b64("first")}}).first, 200);
+  // From now on the daemon may not grow any file past this size: the audit log fills up first.
+  std::uintmax_t largest = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(d.dir()))
+    if (entry.is_regular_file()) largest = std::max(largest, entry.file_size());
+  rlimit limit{largest + 16 * 1024, largest + 16 * 1024};
+  ASSERT_EQ(::prlimit(d.pid(), RLIMIT_FSIZE, &limit, nullptr), 0);
   int status = 200;
   for (int i = 0; i < 2000 && status == 200; ++i)
     status = d.post("/v1/keys/demo/wrap", {{"plaintext", b64(std::string(100, 'p'))}}).first;

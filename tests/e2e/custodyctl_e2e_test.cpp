@@ -21,6 +21,18 @@ class CustodyctlE2E : public ::testing::Test {
                daemon_->admin_socket() + "' " + CUSTODYCTL_PATH + " " + args);
   }
   std::string path(const std::string& name) { return daemon_->dir() + "/" + name; }
+  // Proposes with custodyctl --json, then approves as alice and bob with custodyctl.
+  int propose_and_approve(const std::string& args) {
+    if (int rc = ctl("--json " + args + " > " + path("proposal.json")); rc != 0) return rc;
+    const std::string id(boost::json::parse(read_file(path("proposal.json"))).at("request").at("id").as_string());
+    for (const char* op : {"alice", "bob"}) {
+      if (int rc = ctl("admin approve " + id + " --operator " + op + " --key-file " + daemon_->operator_key(op) +
+                       " --yes >/dev/null");
+          rc != 0)
+        return rc;
+    }
+    return 0;
+  }
   static Daemon* daemon_;
 };
 Daemon* CustodyctlE2E::daemon_ = nullptr;
@@ -28,8 +40,8 @@ Daemon* CustodyctlE2E::daemon_ = nullptr;
 }  // namespace
 
 TEST_F(CustodyctlE2E, CreatesKeysAndRoundTripsThroughPipesAndFiles) {
-  ASSERT_EQ(ctl("keys create ctl-key --policy '" + allow_me_everything() + "' >/dev/null"), 0);
-  ASSERT_EQ(ctl("keys create ctl-derive --algorithm hmac-sha256 --policy '" + allow_me_everything() + "' >/dev/null"), 0);
+  ASSERT_EQ(propose_and_approve("keys create ctl-key --policy '" + allow_me_everything() + "'"), 0);
+  ASSERT_EQ(propose_and_approve("keys create ctl-derive --algorithm hmac-sha256 --policy '" + allow_me_everything() + "'"), 0);
   write_file(path("plain.bin"), std::string("binary\0data\n\xff", 13));
   ASSERT_EQ(ctl("wrap ctl-key --in " + path("plain.bin") + " --context app=test --out " + path("ct.txt")), 0);
   ASSERT_EQ(ctl("unwrap ctl-key --in " + path("ct.txt") + " --context app=test --out " + path("back.bin")), 0);
@@ -38,7 +50,7 @@ TEST_F(CustodyctlE2E, CreatesKeysAndRoundTripsThroughPipesAndFiles) {
                 " unwrap ctl-key > " + path("piped.txt")),
             0);
   EXPECT_EQ(read_file(path("piped.txt")), "piped");
-  ASSERT_EQ(ctl("keys rotate ctl-key >/dev/null"), 0);
+  ASSERT_EQ(propose_and_approve("keys rotate ctl-key"), 0);
   ASSERT_EQ(ctl("rewrap ctl-key --in " + path("ct.txt") + " --context app=test --out " + path("ct2.txt")), 0);
   ASSERT_EQ(ctl("--json keys show ctl-key > " + path("show.json")), 0);
   EXPECT_EQ(boost::json::parse(read_file(path("show.json"))).at("current_version").as_int64(), 2);

@@ -58,9 +58,7 @@ TEST_F(DataPlaneE2E, RotationKeepsOldBlobsReadableAndRewrapMovesThem) {
   ASSERT_EQ(daemon_->create_key("rotating", "aes-256-gcm", allow_me_everything()), 201);
   auto [s, old_blob] = daemon_->post("/v1/keys/rotating/wrap", {{"plaintext", b64("v1 data")}});
   ASSERT_EQ(s, 200);
-  auto r = daemon_->admin().call("POST", "/v1/admin/requests", R"({"operation":"rotate-key","params":{"name":"rotating"}})");
-  ASSERT_TRUE(r);
-  ASSERT_EQ(r->status, 201) << r->body;
+  ASSERT_EQ(daemon_->admin_operation("rotate-key", {{"name", "rotating"}}).first, 201);
   auto [s2, moved] = daemon_->post("/v1/keys/rotating/rewrap", {{"ciphertext", old_blob.at("ciphertext")}});
   ASSERT_EQ(s2, 200);
   EXPECT_EQ(moved.at("key_version").as_int64(), 2);

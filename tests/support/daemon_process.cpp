@@ -10,10 +10,21 @@
 #include <stdexcept>
 #include <thread>
 
+#include "cli/approval_signer.h"
+#include "common/base64.h"
+
 namespace custody::test {
 
 Daemon::Daemon(DaemonOptions options) : options_(std::move(options)) {
   token_ = make_softhsm_token(dir(), "custody-e2e");
+  for (auto [name, algorithm] : {std::pair{"alice", "EC -pkeyopt ec_paramgen_curve:P-256"},
+                                 std::pair{"bob", "EC -pkeyopt ec_paramgen_curve:P-256"},
+                                 std::pair{"carol", "RSA -pkeyopt rsa_keygen_bits:2048"}}) {
+    const std::string key = operator_key(name);
+    if (run("openssl genpkey -algorithm " + std::string(algorithm) + " -out " + key + " 2>/dev/null && openssl pkey -in " +
+            key + " -pubout -out " + dir() + "/" + name + ".pub 2>/dev/null") != 0)
+      throw std::runtime_error("cannot make the test operator keys");
+  }
   std::ostringstream yaml;
   yaml << "token:\n  module: " << CUSTODY_SOFTHSM_MODULE << "\n  label: " << token_.label << "\n  pin: {file: "
        << token_.pin_file << "}\n  sessions: 2\n  workers: 1\n"
@@ -22,7 +33,11 @@ Daemon::Daemon(DaemonOptions options) : options_(std::move(options)) {
        << "sockets:\n  service: {path: " << service_socket() << ", mode: \"" << options_.service_mode << "\"}\n"
        << "  admin: {path: " << admin_socket() << ", mode: \"0600\"}\n"
        << "limits:\n  max_body_bytes: 65536\n  idle_timeout: 30s\n  request_timeout: 10s\n" << options_.extra_limits
-       << "admin:\n  operator_uids: [" << ::getuid() << "]\n" << options_.extra_yaml;
+       << "dual_control:\n  operators:\n"
+       << "    - {name: alice, public_key: " << dir() << "/alice.pub}\n"
+       << "    - {name: bob, public_key: " << dir() << "/bob.pub}\n"
+       << "    - {name: carol, public_key: " << dir() << "/carol.pub}\n"
+       << options_.extra_yaml;
   write_file(config_path(), yaml.str());
   start();
 }
@@ -102,11 +117,46 @@ std::pair<int, boost::json::value> Daemon::post(const std::string& target, const
   return {r->status, ec ? boost::json::value() : v};
 }
 
+std::pair<int, boost::json::value> Daemon::approve(const std::string& id, const std::string& operator_name) {
+  auto shown = admin_->call("GET", "/v1/admin/requests/" + id);
+  if (!shown) return {-1, {}};
+  auto request = boost::json::parse(shown->body);
+  if (shown->status != 200) return {shown->status, request};
+  auto challenge = base64_decode(std::string(request.at("challenge").as_string()));
+  auto signature = client::sign_with_key_file(operator_key(operator_name), std::string(challenge->begin(), challenge->end()));
+  if (!signature) throw std::runtime_error(signature.error());
+  boost::json::value body = {{"operator", operator_name}, {"signature", base64_encode(*signature)}};
+  auto r = admin_->call("POST", "/v1/admin/requests/" + id + "/approvals", boost::json::serialize(body));
+  if (!r) return {-1, {}};
+  return {r->status, boost::json::parse(r->body)};
+}
+
+std::pair<int, boost::json::value> Daemon::admin_operation(const std::string& operation, boost::json::object params) {
+  boost::json::value body = {{"operation", operation}, {"params", std::move(params)}};
+  auto proposed = admin_->call("POST", "/v1/admin/requests", boost::json::serialize(body));
+  if (!proposed) return {-1, {}};
+  auto p = boost::json::parse(proposed->body);
+  if (proposed->status != 201) return {proposed->status, p};
+  const std::string id(p.at("request").at("id").as_string());
+  std::pair<int, boost::json::value> last;
+  for (const char* op : {"alice", "bob"}) {
+    last = approve(id, op);
+    if (last.first != 200) return last;
+  }
+  const auto& request = last.second.at("request");
+  if (request.at("state").as_string() == "executed") return {201, request};
+  if (request.at("state").as_string() == "failed") {
+    static const std::map<std::string, int> status = {{"invalid_argument", 400}, {"not_found", 404},
+                                                      {"failed_precondition", 409}, {"unavailable", 503}};
+    auto it = status.find(std::string(request.at("error").at("code").as_string()));
+    return {it == status.end() ? 500 : it->second, request};
+  }
+  return {0, request};
+}
+
 int Daemon::create_key(const std::string& name, const std::string& algorithm, const std::string& policy_json) {
-  boost::json::value body = {{"operation", "create-key"},
-                             {"params", {{"name", name}, {"algorithm", algorithm}, {"policy", boost::json::parse(policy_json)}}}};
-  auto r = admin_->call("POST", "/v1/admin/requests", boost::json::serialize(body));
-  return r ? r->status : -1;
+  return admin_operation("create-key", {{"name", name}, {"algorithm", algorithm}, {"policy", boost::json::parse(policy_json)}})
+      .first;
 }
 
 std::vector<boost::json::object> Daemon::audit_records() const {

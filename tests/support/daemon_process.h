@@ -52,8 +52,14 @@ class Daemon {
 
   // POST to the service socket; the parsed body and the status.
   std::pair<int, boost::json::value> post(const std::string& target, const boost::json::value& body);
-  // The HTTP status, or -1 when the daemon closed the connection without an answer.
+  // Proposes an admin operation and approves it as alice and bob (the default quorum of 2).
+  // 201 when it executed; else the status of the refusal or of the failed operation's error;
+  // -1 when the daemon closed the connection without an answer.
+  std::pair<int, boost::json::value> admin_operation(const std::string& operation, boost::json::object params);
   int create_key(const std::string& name, const std::string& algorithm, const std::string& policy_json);
+  // Signs request id's challenge as one of the test operators (alice, bob: EC P-256; carol: RSA).
+  std::pair<int, boost::json::value> approve(const std::string& id, const std::string& operator_name);
+  std::string operator_key(const std::string& operator_name) const { return dir() + "/" + operator_name + ".key"; }
   // Parsed audit records, in order.
   std::vector<boost::json::object> audit_records() const;
 

@@ -14,6 +14,10 @@ state:
   path: /var/lib/custody/state.db
 audit:
   path: /var/log/custody/audit.jsonl
+dual_control:
+  operators:
+    - {name: alice, public_key: /etc/custody/operators/alice.pem}
+    - {name: bob, public_key: /etc/custody/operators/bob.pem}
 )";
 
 std::vector<ConfigError> errors_of(const std::string& text) {
@@ -40,9 +44,9 @@ TEST(Config, UnknownKeysAreRefusedWithPathAndPosition) {
   auto errs = errors_of(std::string(kGood) + "limits:\n  max_body: 10\n");
   ASSERT_EQ(errs.size(), 1u);
   EXPECT_EQ(errs[0].key_path, "limits.max_body");
-  EXPECT_EQ(errs[0].line, 10);
+  EXPECT_EQ(errs[0].line, 14);
   EXPECT_EQ(errs[0].column, 3);
-  EXPECT_EQ(errs[0].format("test.yaml"), "test.yaml:10:3: limits.max_body: unknown key");
+  EXPECT_EQ(errs[0].format("test.yaml"), "test.yaml:14:3: limits.max_body: unknown key");
 }
 
 TEST(Config, EveryProblemIsReportedNotJustTheFirst) {
@@ -71,6 +75,23 @@ TEST(Config, RequiredSectionsAndValuesAreChecked) {
   auto durability = errors_of(std::string(kGood).replace(std::string(kGood).find("audit:\n") + 7, 0, "  durability: sometimes\n"));
   ASSERT_EQ(durability.size(), 1u);
   EXPECT_EQ(durability[0].key_path, "audit.durability");
+}
+
+TEST(Config, QuorumRulesAreEnforcedAtStart) {
+  auto with = [](const std::string& quorum) { return errors_of(std::string(kGood) + "  quorum: {" + quorum + "}\n"); };
+  EXPECT_TRUE(with("create-key: 1, rotate-key: 1, enable-key: 1, cancel-destruction: 1").empty());
+  for (const char* op : {"schedule-destruction", "set-policy", "create-import-job", "disable-key", "set-min-decrypt-version"}) {
+    auto errs = with(std::string(op) + ": 1");
+    ASSERT_EQ(errs.size(), 1u) << op;
+    EXPECT_NE(errs[0].message.find("at least 2"), std::string::npos) << errs[0].message;
+  }
+  auto too_many = with("rotate-key: 3");  // only two operators
+  ASSERT_EQ(too_many.size(), 1u);
+  EXPECT_NE(too_many[0].message.find("only 2 operator"), std::string::npos) << too_many[0].message;
+  EXPECT_EQ(with("launch-missiles: 2").size(), 1u);
+  std::string no_dual = kGood;
+  no_dual.resize(no_dual.find("dual_control:"));
+  EXPECT_EQ(errors_of(no_dual).size(), 1u);
 }
 
 TEST(Config, ShippedSamplesAreValid) {

@@ -1,0 +1,74 @@
+#pragma once
+// Dual control (CONTRACT §7): every state-changing admin operation is a request that runs only
+// when enough distinct operators have signed its challenge. Requests and approvals are stored
+// before they are acknowledged. Execution is exactly-once: the request is marked "executing"
+// with the approval that completes the quorum, the operation marks the request applied in the
+// same transaction as its change, and recovery after a crash either records the result of an
+// applied request or runs an unapplied one.
+#include <chrono>
+#include <functional>
+#include <map>
+#include <mutex>
+
+#include <boost/json/object.hpp>
+
+#include "daemon/core/clock.h"
+#include "daemon/core/operators.h"
+#include "daemon/core/state_store.h"
+
+namespace custody::core {
+
+struct QuorumPolicy {
+  std::map<std::string, std::uint32_t> required;  // per operation; absent: 2
+  std::uint32_t required_for(const std::string& operation) const;
+};
+
+// Operations that may never run on fewer than two approvals.
+bool quorum_at_least_two(const std::string& operation);
+
+class AdminRequests {
+ public:
+  using Validator = std::function<Outcome<void>(const std::string& operation, const boost::json::object& params)>;
+  using Executor = std::function<Outcome<boost::json::object>(const std::string& operation,
+                                                              const boost::json::object& params, const std::string& request_id)>;
+  // The result of a request that was applied before a crash, recomputed from the state.
+  using ResultOf = std::function<boost::json::object(const std::string& operation, const boost::json::object& params)>;
+
+  AdminRequests(StateStore& store, OperatorSet operators, QuorumPolicy quorum, const Clock& clock,
+                std::string instance_id, std::chrono::seconds ttl, Validator validate, Executor execute, ResultOf result_of);
+
+  Outcome<void> load();
+  Outcome<StoredRequest> propose(const std::string& operation, const boost::json::object& params, std::uint32_t proposer_uid);
+  Outcome<StoredRequest> approve(const std::string& id, const std::string& operator_name, std::string_view signature_b64);
+  Outcome<StoredRequest> cancel(const std::string& id);
+  Outcome<StoredRequest> get(const std::string& id);
+  std::vector<StoredRequest> list();
+  // Finishes requests a crash left executing; returns what it did.
+  Outcome<std::vector<std::string>> recover();
+
+  const OperatorSet& operators() const { return operators_; }
+  const QuorumPolicy& quorum() const { return quorum_; }
+  const std::string& instance_id() const { return instance_id_; }
+
+ private:
+  StoredRequest* find_locked(const std::string& id);
+  void expire_locked(StoredRequest& r);
+  Outcome<void> execute_locked(StoredRequest& r);
+
+  std::mutex mutex_;
+  StateStore& store_;
+  OperatorSet operators_;
+  QuorumPolicy quorum_;
+  const Clock& clock_;
+  std::string instance_id_;
+  std::chrono::seconds ttl_;
+  Validator validate_;
+  Executor execute_;
+  ResultOf result_of_;
+  std::vector<StoredRequest> requests_;
+};
+
+// The request as the admin API shows it (without the challenge).
+boost::json::object request_to_json(const StoredRequest& r);
+
+}  // namespace custody::core

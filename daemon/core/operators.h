@@ -1,0 +1,38 @@
+#pragma once
+// The operators who approve admin requests, each with a public key (EC P-256 or RSA ≥ 2048),
+// and the check of an approval: a signature over SHA-256 of the challenge bytes (CONTRACT §7),
+// ECDSA (DER) or RSA-PSS with SHA-256 and MGF1-SHA-256.
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "daemon/core/error.h"
+
+typedef struct evp_pkey_st EVP_PKEY;
+
+namespace custody::core {
+
+struct Operator {
+  std::string name;
+  std::shared_ptr<EVP_PKEY> key;
+  std::string key_id;  // hex SHA-256 of the SubjectPublicKeyInfo DER
+};
+
+class OperatorSet {
+ public:
+  // name → PEM text of the public key; the message names the operator that is wrong.
+  static Expected<OperatorSet, std::string> from_pem(const std::vector<std::pair<std::string, std::string>>& operators);
+
+  const Operator* find(std::string_view name) const;
+  const std::vector<Operator>& all() const { return operators_; }
+  // invalid_argument for a signature that is not even well-formed, permission_denied for one
+  // that does not verify.
+  static Outcome<void> verify(const Operator& op, std::string_view challenge, std::span<const std::uint8_t> signature);
+
+ private:
+  std::vector<Operator> operators_;
+};
+
+}  // namespace custody::core
