@@ -36,8 +36,9 @@ Daemon::Daemon(DaemonOptions options) : options_(std::move(options)) {
        << "dual_control:\n  operators:\n"
        << "    - {name: alice, public_key: " << dir() << "/alice.pub}\n"
        << "    - {name: bob, public_key: " << dir() << "/bob.pub}\n"
-       << "    - {name: carol, public_key: " << dir() << "/carol.pub}\n"
-       << options_.extra_yaml;
+       << "    - {name: carol, public_key: " << dir() << "/carol.pub}\n";
+  for (const auto& [name, pub] : options_.extra_operators) yaml << "    - {name: " << name << ", public_key: " << pub << "}\n";
+  yaml << options_.extra_yaml;
   write_file(config_path(), yaml.str());
   start();
 }

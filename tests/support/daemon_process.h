@@ -23,6 +23,7 @@ struct DaemonOptions {
   std::string extra_limits;  // YAML lines under "limits:", each indented by two spaces
   std::string extra_yaml;    // further top-level sections
   std::map<std::string, std::string> env;  // e.g. CUSTODY_FAULT_POINT
+  std::vector<std::pair<std::string, std::string>> extra_operators;  // name, public key PEM path
 };
 
 class Daemon {

@@ -1,0 +1,229 @@
+// Dual control in the core, with a real SQLite store, a fake clock and an executor that counts
+// its calls: quorum by distinct operators, every refusal, expiry, exactly-once execution.
+#include <gtest/gtest.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
+#include <boost/json.hpp>
+
+#include "cli/approval_signer.h"
+#include "common/base64.h"
+#include "daemon/core/admin_requests.h"
+#include "tests/support/fake_clock.h"
+#include "tests/support/softhsm_token.h"
+
+using namespace custody;
+using namespace custody::core;
+using namespace std::chrono_literals;
+
+namespace {
+
+// Writes a fresh key pair: the private half to a PEM file, the public half returned as PEM.
+std::string make_key(const std::string& private_path, bool rsa) {
+  EVP_PKEY* key = rsa ? EVP_RSA_gen(2048) : EVP_EC_gen("P-256");
+  FILE* f = std::fopen(private_path.c_str(), "w");
+  PEM_write_PrivateKey(f, key, nullptr, nullptr, 0, nullptr, nullptr);
+  std::fclose(f);
+  BIO* bio = BIO_new(BIO_s_mem());
+  PEM_write_bio_PUBKEY(bio, key);
+  char* data = nullptr;
+  long len = BIO_get_mem_data(bio, &data);
+  std::string pem(data, static_cast<std::size_t>(len));
+  BIO_free(bio);
+  EVP_PKEY_free(key);
+  return pem;
+}
+
+class DualControl : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    store_ = StateStore::open(dir_.path() + "/state.db").value();
+    std::vector<std::pair<std::string, std::string>> keys;
+    for (auto [name, rsa] : {std::pair{"alice", false}, std::pair{"bob", false}, std::pair{"carol", true}})
+      keys.emplace_back(name, make_key(key(name), rsa));
+    keys_ = keys;
+    requests_ = make();
+  }
+  std::unique_ptr<AdminRequests> make() {
+    auto ops = OperatorSet::from_pem(keys_);
+    EXPECT_TRUE(ops) << ops.error();
+    QuorumPolicy quorum{{{"rotate-key", 3}, {"enable-key", 1}}};
+    auto r = std::make_unique<AdminRequests>(
+        *store_, std::move(*ops), quorum, clock_, "instance-1", 15min,
+        [](const std::string& op, const boost::json::object&) -> Outcome<void> {
+          if (op == "bogus") return fail(Code::invalid_argument, "unknown operation");
+          return {};
+        },
+        [this](const std::string& op, const boost::json::object&, const std::string& id) -> Outcome<boost::json::object> {
+          ++executed_[id];
+          if (op == "disable-key") return fail(Code::failed_precondition, "key is pending destruction");
+          return boost::json::object{{"ran", op}};
+        },
+        [](const std::string&, const boost::json::object&) { return boost::json::object{{"recomputed", true}}; });
+    EXPECT_TRUE(r->load());
+    return r;
+  }
+  std::string key(const std::string& name) { return dir_.path() + "/" + name + ".pem"; }
+  std::string sign(const std::string& name, const std::string& challenge) {
+    return base64_encode(client::sign_with_key_file(key(name), challenge).value());
+  }
+  Outcome<StoredRequest> approve(const StoredRequest& r, const std::string& name) {
+    return requests_->approve(r.id, name, sign(name, r.challenge));
+  }
+
+  test::TempDir dir_;
+  test::FakeClock clock_;
+  std::unique_ptr<StateStore> store_;
+  std::vector<std::pair<std::string, std::string>> keys_;
+  std::unique_ptr<AdminRequests> requests_;
+  std::map<std::string, int> executed_;
+};
+
+const boost::json::object kParams{{"name", "k"}};
+
+}  // namespace
+
+TEST_F(DualControl, TheChallengeIsTheContractsDocument) {
+  auto r = requests_->propose("create-key", kParams, 1000);
+  ASSERT_TRUE(r);
+  auto c = boost::json::parse(r->challenge).as_object();
+  std::vector<std::string> keys;
+  for (const auto& [k, v] : c) keys.emplace_back(k);
+  EXPECT_EQ(keys, (std::vector<std::string>{"format", "id", "operation", "params", "created_at", "expires_at", "nonce",
+                                            "instance_id"}));
+  EXPECT_EQ(c.at("format").as_string(), "custody.admin-request.v1");
+  EXPECT_EQ(c.at("id").as_string(), r->id);
+  EXPECT_EQ(c.at("params"), boost::json::value(kParams));
+  EXPECT_EQ(c.at("instance_id").as_string(), "instance-1");
+  EXPECT_EQ(base64_decode(std::string(c.at("nonce").as_string()))->size(), 32u);
+  EXPECT_EQ(r->required, 2u);
+  EXPECT_FALSE(requests_->propose("bogus", kParams, 1000));
+}
+
+TEST_F(DualControl, RunsOnceWhenDistinctOperatorsReachTheQuorum) {
+  auto r = *requests_->propose("create-key", kParams, 1000);
+  auto first = approve(r, "alice");
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->state, "pending");
+  EXPECT_EQ(executed_[r.id], 0);
+  auto twice = approve(r, "alice");
+  ASSERT_FALSE(twice);
+  EXPECT_EQ(twice.error().code, Code::failed_precondition);
+  auto second = approve(r, "carol");  // RSA-PSS
+  ASSERT_TRUE(second) << second.error().message;
+  EXPECT_EQ(second->state, "executed");
+  EXPECT_EQ(executed_[r.id], 1);
+  EXPECT_NE(second->outcome->find("\"ran\":\"create-key\""), std::string::npos);
+  auto late = approve(r, "bob");
+  ASSERT_FALSE(late);
+  EXPECT_EQ(late.error().code, Code::failed_precondition);
+  EXPECT_EQ(executed_[r.id], 1);
+}
+
+TEST_F(DualControl, QuorumIsPerOperation) {
+  auto one = *requests_->propose("enable-key", kParams, 1000);
+  EXPECT_EQ(approve(one, "bob")->state, "executed");
+  auto three = *requests_->propose("rotate-key", kParams, 1000);
+  EXPECT_EQ(approve(three, "alice")->state, "pending");
+  EXPECT_EQ(approve(three, "bob")->state, "pending");
+  EXPECT_EQ(approve(three, "carol")->state, "executed");
+}
+
+TEST_F(DualControl, RefusesBadApprovalsAndChangesNothing) {
+  auto r = *requests_->propose("create-key", kParams, 1000);
+  auto other = *requests_->propose("create-key", boost::json::object{{"name", "other"}}, 1000);
+  auto code = [&](const std::string& op, const std::string& sig) {
+    auto a = requests_->approve(r.id, op, sig);
+    return a ? Code::internal : a.error().code;
+  };
+  EXPECT_EQ(code("mallory", sign("alice", r.challenge)), Code::permission_denied);  // unknown operator
+  EXPECT_EQ(code("bob", sign("alice", r.challenge)), Code::permission_denied);      // someone else's signature
+  EXPECT_EQ(code("alice", sign("alice", other.challenge)), Code::permission_denied);  // another request's challenge
+  EXPECT_EQ(code("alice", "!!notbase64"), Code::invalid_argument);
+  EXPECT_EQ(code("alice", base64_encode(to_bytes("not DER"))), Code::invalid_argument);
+  EXPECT_EQ(code("carol", base64_encode(to_bytes("short"))), Code::invalid_argument);
+  auto still = requests_->get(r.id);
+  EXPECT_EQ(still->state, "pending");
+  EXPECT_TRUE(still->approvals.empty());
+  EXPECT_EQ(executed_[r.id], 0);
+  EXPECT_EQ(requests_->approve("no-such-id", "alice", sign("alice", r.challenge)).error().code, Code::not_found);
+}
+
+TEST_F(DualControl, ExpiredAndCancelledRequestsAcceptNothing) {
+  auto r = *requests_->propose("create-key", kParams, 1000);
+  ASSERT_TRUE(approve(r, "alice"));
+  clock_.advance(15min);
+  EXPECT_EQ(requests_->get(r.id)->state, "expired");
+  auto late = approve(r, "bob");
+  ASSERT_FALSE(late);
+  EXPECT_EQ(late.error().code, Code::failed_precondition);
+  EXPECT_EQ(executed_[r.id], 0);
+
+  auto c = *requests_->propose("create-key", kParams, 1000);
+  ASSERT_TRUE(requests_->cancel(c.id));
+  EXPECT_EQ(approve(c, "alice").error().code, Code::failed_precondition);
+  EXPECT_EQ(requests_->cancel(c.id).error().code, Code::failed_precondition);
+}
+
+TEST_F(DualControl, AFailedOperationIsReportedNotRetried) {
+  auto r = *requests_->propose("disable-key", kParams, 1000);
+  ASSERT_TRUE(approve(r, "alice"));
+  auto done = approve(r, "bob");
+  ASSERT_TRUE(done);
+  EXPECT_EQ(done->state, "failed");
+  EXPECT_NE(done->outcome->find("failed_precondition"), std::string::npos);
+  EXPECT_EQ(executed_[r.id], 1);
+}
+
+TEST_F(DualControl, RequestsSurviveARestartAndRecoveryIsExactlyOnce) {
+  auto pending = *requests_->propose("create-key", kParams, 1000);
+  ASSERT_TRUE(approve(pending, "alice"));
+  // Two requests a crash left "executing": one whose change committed (applied), one not.
+  auto applied = *requests_->propose("create-key", boost::json::object{{"name", "a"}}, 1000);
+  auto unapplied = *requests_->propose("create-key", boost::json::object{{"name", "u"}}, 1000);
+  for (const auto* r : {&applied, &unapplied})
+    ASSERT_TRUE(store_->add_approval(r->id, StoredApproval{"alice", "x", 0}, "executing"));
+  Key k;
+  k.name = "a";
+  ASSERT_TRUE(store_->insert_key(k, 0, applied.id));  // the change and its "applied" mark, together
+
+  requests_ = make();  // a restart
+  EXPECT_EQ(requests_->get(pending.id)->approvals.size(), 1u);
+  auto done = requests_->recover();
+  ASSERT_TRUE(done);
+  EXPECT_EQ(done->size(), 2u);
+  EXPECT_EQ(executed_[applied.id], 0);  // not run again
+  EXPECT_NE(requests_->get(applied.id)->outcome->find("recomputed"), std::string::npos);
+  EXPECT_EQ(executed_[unapplied.id], 1);  // run once
+  EXPECT_EQ(requests_->get(unapplied.id)->state, "executed");
+  EXPECT_TRUE(requests_->recover()->empty());
+  // The pending request goes on where it was.
+  EXPECT_EQ(approve(pending, "bob")->state, "executed");
+}
+
+TEST(Operators, RefuseWeakOrForeignKeys) {
+  test::TempDir dir;
+  EVP_PKEY* small = EVP_RSA_gen(1024);
+  BIO* bio = BIO_new(BIO_s_mem());
+  PEM_write_bio_PUBKEY(bio, small);
+  char* data = nullptr;
+  long len = BIO_get_mem_data(bio, &data);
+  std::string pem(data, static_cast<std::size_t>(len));
+  BIO_free(bio);
+  EVP_PKEY_free(small);
+  auto r = OperatorSet::from_pem({{"weak", pem}});
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().find("2048"), std::string::npos);
+  EXPECT_FALSE(OperatorSet::from_pem({{"junk", "not a key"}}));
+  EVP_PKEY* p384 = EVP_EC_gen("P-384");
+  BIO* b = BIO_new(BIO_s_mem());
+  PEM_write_bio_PUBKEY(b, p384);
+  len = BIO_get_mem_data(b, &data);
+  const std::string p384_pem(data, static_cast<std::size_t>(len));
+  BIO_free(b);
+  EVP_PKEY_free(p384);
+  EXPECT_FALSE(OperatorSet::from_pem({{"a", p384_pem}}));
+  std::string p256 = make_key(dir.path() + "/p256.pem", false);
+  EXPECT_TRUE(OperatorSet::from_pem({{"a", p256}}));
+  EXPECT_FALSE(OperatorSet::from_pem({{"a", p256}, {"b", p256}}));  // one key, two names
+}
