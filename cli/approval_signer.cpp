@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "common/ecdsa_der.h"
 #include "common/hex.h"
 #include "pkcs11/module.h"
 #include "pkcs11/session.h"
@@ -40,24 +41,6 @@ Expected<Bytes, std::string> sign_with_key_file(const std::string& pem_path, con
   sig.resize(len);
   return sig;
 }
-
-namespace {
-
-// PKCS#11 returns an ECDSA signature as r || s; approvals carry the DER form.
-Bytes ecdsa_raw_to_der(const SecureBytes& raw) {
-  const std::size_t half = raw.size() / 2;
-  ECDSA_SIG* sig = ECDSA_SIG_new();
-  ECDSA_SIG_set0(sig, BN_bin2bn(raw.data(), static_cast<int>(half), nullptr),
-                 BN_bin2bn(raw.data() + half, static_cast<int>(half), nullptr));
-  unsigned char* der = nullptr;
-  int len = i2d_ECDSA_SIG(sig, &der);
-  Bytes out(der, der + len);
-  OPENSSL_free(der);
-  ECDSA_SIG_free(sig);
-  return out;
-}
-
-}  // namespace
 
 Expected<Bytes, std::string> sign_with_token(const TokenKey& key, const std::string& challenge) {
   auto module = p11::Module::load(key.module, std::nullopt);

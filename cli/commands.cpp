@@ -1,5 +1,8 @@
 #include "cli/commands.h"
 
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -8,6 +11,7 @@
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <memory>
 #include <sstream>
 
 #include "cli/approval_signer.h"
@@ -429,24 +433,150 @@ int cmd_health(const Globals& g) {
   return reply->status == 200 ? kOk : kUnavailable;
 }
 
-int cmd_audit_verify(const std::string& file, bool as_json) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) {
-    std::cerr << "custodyctl: cannot read " << file << '\n';
-    return kUsage;
+int cmd_audit_verify(const std::vector<std::string>& files, const std::string& public_key_file, bool as_json) {
+  std::vector<std::unique_ptr<std::ifstream>> streams;
+  std::vector<std::istream*> inputs;
+  for (const auto& f : files) {
+    streams.push_back(std::make_unique<std::ifstream>(f, std::ios::binary));
+    if (!*streams.back()) {
+      std::cerr << "custodyctl: cannot read " << f << '\n';
+      return kUsage;
+    }
+    inputs.push_back(streams.back().get());
   }
-  auto r = core::verify_audit_log(in);
+  std::string pem;
+  if (!public_key_file.empty()) {
+    std::ifstream in(public_key_file);
+    if (!in) {
+      std::cerr << "custodyctl: cannot read " << public_key_file << '\n';
+      return kUsage;
+    }
+    pem.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  auto r = core::verify_audit_log(inputs, pem);
   if (as_json) {
-    json::object o{{"ok", r.ok}, {"records", r.records}, {"head", r.head}};
-    if (!r.ok) o["first_bad_line"] = r.first_bad_line, o["problem"] = r.problem;
+    json::object o{{"ok", r.ok}, {"records", r.records}, {"checkpoints", r.checkpoints}, {"head", r.head},
+                   {"after_last_checkpoint", r.after_last_checkpoint}};
+    if (!r.ok) o["first_bad_line"] = r.first_bad_line, o["first_bad_seq"] = r.first_bad_seq, o["problem"] = r.problem;
     std::cout << json::serialize(o) << '\n';
   } else if (r.ok) {
-    std::cout << file << ": OK, " << r.records << " records, chain head " << r.head << '\n';
+    std::cout << "OK: " << r.records << " records, chain head " << r.head << '\n';
+    if (r.started_mid_chain) std::cout << "note: the first file starts after seq 1; earlier records were not checked\n";
+    if (pem.empty())
+      std::cout << "note: checkpoint signatures not checked; pass --public-key (custodyctl attest key)\n";
+    else
+      std::cout << r.checkpoints << " signed checkpoints verified; " << r.after_last_checkpoint
+                << " records after the last one are covered by the chain only\n";
   } else {
-    std::cout << file << ": BROKEN at line " << r.first_bad_line << ": " << r.problem << " (" << r.records
-              << " records verified before it)\n";
+    std::cout << "BROKEN at line " << r.first_bad_line << " (seq " << r.first_bad_seq << "): " << r.problem << " ("
+              << r.records << " records verified before it)\n";
   }
   return r.ok ? kOk : kVerifyFailed;
+}
+
+namespace {
+
+std::shared_ptr<EVP_PKEY> pem_public_key(const std::string& pem) {
+  BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+  EVP_PKEY* key = PEM_read_bio_PUBKEY(bio, nullptr, nullptr, nullptr);
+  BIO_free(bio);
+  return std::shared_ptr<EVP_PKEY>(key, EVP_PKEY_free);
+}
+
+bool verifies(EVP_PKEY* key, const std::string& message, const Bytes& signature) {
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  bool ok = EVP_DigestVerifyInit(ctx, nullptr, EVP_sha256(), nullptr, key) == 1 &&
+            EVP_DigestVerify(ctx, signature.data(), signature.size(), reinterpret_cast<const unsigned char*>(message.data()),
+                             message.size()) == 1;
+  EVP_MD_CTX_free(ctx);
+  return ok;
+}
+
+void save(const std::optional<std::string>& path, const std::string& data) {
+  if (!path) return;
+  std::ofstream(*path, std::ios::binary | std::ios::trunc) << data;
+}
+
+}  // namespace
+
+int cmd_attest(const Globals& g, const AttestOptions& o) {
+  std::string nonce = o.nonce_b64.value_or("");
+  if (!o.nonce_b64) {
+    std::uint8_t raw[32];
+    RAND_bytes(raw, sizeof raw);
+    nonce = base64_encode(raw);
+  }
+  json::object body{{"nonce", nonce}};
+  if (!o.keys.empty()) {
+    json::array keys;
+    for (const auto& k : o.keys) keys.emplace_back(k);
+    body["keys"] = std::move(keys);
+  }
+  json::value request = body;
+  Globals quiet = g;
+  quiet.json = false;
+  auto r = send(quiet, g.service_socket, "POST", "/v1/attestation", &request);
+  if (r.exit != kOk) return r.exit;
+  auto report_bytes = base64_decode(str(r.body, "report"));
+  auto signature = base64_decode(str(r.body, "signature"));
+  if (!report_bytes || !signature) return kVerifyFailed;
+  const std::string report(report_bytes->begin(), report_bytes->end());
+  const Bytes sig(signature->begin(), signature->end());
+  save(o.out_report, report);
+  save(o.out_signature, std::string(sig.begin(), sig.end()));
+  save(o.out_public_key, str(r.body, "public_key"));
+
+  std::string pem = str(r.body, "public_key");
+  if (o.public_key_file) {
+    std::ifstream in(*o.public_key_file);
+    pem.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  auto key = pem_public_key(pem);
+  const bool signature_ok = key && verifies(key.get(), report, sig);
+  auto doc = json::parse(report);
+  const bool nonce_ok = str(doc, "nonce") == nonce;
+  if (g.json) {
+    std::cout << report << '\n';
+  } else {
+    std::cout << "attestation by custodyd " << str(doc.at("daemon"), "version") << " (instance "
+              << str(doc.at("daemon"), "instance_id") << "), issued " << str(doc, "issued_at") << "\n"
+              << "token: " << str(doc.at("token"), "label") << " (" << str(doc.at("token"), "manufacturer") << " "
+              << str(doc.at("token"), "model") << ", serial " << str(doc.at("token"), "serial") << ")\n"
+              << "audit: seq " << doc.at("audit").at("sequence") << ", head " << str(doc.at("audit"), "head") << "\n"
+              << "signed by key_id " << str(r.body, "key_id")
+              << (o.public_key_file ? " (checked against the pinned public key)" : " (its own key: pin it with --public-key)")
+              << "\n";
+    for (const auto& k : doc.at("keys").as_array()) {
+      std::cout << "key " << str(k, "name") << " (" << str(k, "algorithm") << ", " << str(k, "state") << ")\n";
+      for (const auto& v : k.at("versions").as_array()) {
+        const auto& a = v.at("object").at("attributes");
+        auto yes = [&](const char* n) { return a.at(n).is_bool() && a.at(n).as_bool(); };
+        const bool hardware = str(v, "origin") == "generated" && yes("local") && yes("never_extractable") && yes("always_sensitive");
+        std::cout << "  v" << v.at("version") << " " << str(v, "state") << ": "
+                  << (hardware ? "generated in the token, never extractable"
+                               : str(v, "origin") == "imported" ? "imported (was outside this token before)"
+                                                                : "attributes do not prove in-token generation")
+                  << (yes("extractable") ? " — EXTRACTABLE" : "") << '\n';
+      }
+    }
+    std::cout << "signature: " << (signature_ok ? "valid" : "INVALID") << "; nonce: " << (nonce_ok ? "echoed" : "MISMATCH")
+              << '\n';
+  }
+  return signature_ok && nonce_ok ? kOk : kVerifyFailed;
+}
+
+int cmd_attest_key(const Globals& g) {
+  Globals quiet = g;
+  quiet.json = false;
+  json::value body = json::object{{"nonce", ""}, {"keys", json::array()}};
+  auto r = send(quiet, g.service_socket, "POST", "/v1/attestation", &body);
+  if (r.exit != kOk) return r.exit;
+  if (g.json) {
+    std::cout << json::serialize(json::object{{"key_id", r.body.at("key_id")}, {"public_key", r.body.at("public_key")}}) << '\n';
+    return kOk;
+  }
+  std::cout << "key_id " << str(r.body, "key_id") << '\n' << str(r.body, "public_key");
+  return kOk;
 }
 
 }  // namespace custody::cli

@@ -70,6 +70,15 @@ struct ApproveOptions {
 };
 int cmd_admin_approve(const Globals& g, const ApproveOptions& o);
 int cmd_health(const Globals& g);
-int cmd_audit_verify(const std::string& file, bool json);
+int cmd_audit_verify(const std::vector<std::string>& files, const std::string& public_key_file, bool json);
+
+struct AttestOptions {
+  std::optional<std::string> nonce_b64;  // default: 32 random bytes
+  std::vector<std::string> keys;
+  std::optional<std::string> public_key_file;  // pin the daemon's key: verify with this one
+  std::optional<std::string> out_report, out_signature, out_public_key;
+};
+int cmd_attest(const Globals& g, const AttestOptions& o);
+int cmd_attest_key(const Globals& g);
 
 }  // namespace custody::cli

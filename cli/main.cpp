@@ -184,10 +184,26 @@ int main(int argc, char** argv) {
 
   auto* audit = app.add_subcommand("audit", "audit log tools");
   audit->require_subcommand(1);
-  std::string audit_file;
-  auto* verify = audit->add_subcommand("verify", "check the hash chain of an audit log file; names the first bad record");
-  verify->add_option("file", audit_file, "audit log (JSON Lines)")->required();
-  verify->callback([&] { status = cmd_audit_verify(audit_file, g.json); });
+  std::vector<std::string> audit_files;
+  std::string audit_key;
+  auto* verify = audit->add_subcommand(
+      "verify", "check the hash chain and the signed checkpoints of an audit log; names the first bad record");
+  verify->add_option("files", audit_files, "audit log file(s), oldest first (a rotated log is one chain)")->required();
+  verify->add_option("--public-key", audit_key, "the attestation public key (PEM) that signs checkpoints");
+  verify->callback([&] { status = cmd_audit_verify(audit_files, audit_key, g.json); });
+
+  AttestOptions att;
+  auto* attest = app.add_subcommand("attest", "fetch a signed attestation report, check it and summarize it");
+  attest->add_option("--nonce", att.nonce_b64, "base64 nonce to bind (default: 32 random bytes)");
+  attest->add_option("--key", att.keys, "only this key (repeatable)");
+  attest->add_option("--public-key", att.public_key_file, "verify with this pinned public key (PEM)");
+  attest->add_option("--out-report", att.out_report, "save the exact signed report bytes");
+  attest->add_option("--out-signature", att.out_signature, "save the DER signature");
+  attest->add_option("--out-public-key", att.out_public_key, "save the daemon's public key (PEM)");
+  attest->callback([&] {
+    if (attest->get_subcommands().empty()) status = cmd_attest(g, att);
+  });
+  attest->add_subcommand("key", "print the attestation public key and its key_id")->callback([&] { status = cmd_attest_key(g); });
 
   try {
     app.parse(argc, argv);

@@ -29,6 +29,7 @@ enum class Durability { always, group, none };
 struct Audit {
   std::string path;
   Durability durability = Durability::group;
+  std::uint64_t checkpoint_every = 1000;  // a signed checkpoint every this many records
 };
 
 struct Socket {

@@ -177,7 +177,8 @@ Expected<Config, std::vector<ConfigError>> parse_config(const std::string& text,
 
   if (auto audit = root["audit"]; !audit.IsDefined()) {
     r.error(root, "audit", "is required");
-  } else if (r.mapping(audit, "audit", {"path", "durability"})) {
+  } else if (r.mapping(audit, "audit", {"path", "durability", "checkpoint_every"})) {
+    r.number<std::uint64_t>(audit, "audit", "checkpoint_every", c.audit.checkpoint_every, 2, 1'000'000);
     if (auto v = r.string(audit, "audit", "path", true)) c.audit.path = *v;
     if (auto v = r.string(audit, "audit", "durability", false)) {
       if (*v == "always") c.audit.durability = Durability::always;

@@ -24,6 +24,7 @@
 #include "daemon/core/audit_log.h"
 #include "daemon/core/data_plane.h"
 #include "daemon/core/admin_requests.h"
+#include "daemon/core/attestation.h"
 #include "daemon/core/key_admin.h"
 #include "daemon/core/lifecycle_scheduler.h"
 #include "daemon/core/token_key_vault.h"
@@ -123,12 +124,29 @@ int main(int argc, char** argv) {
   core::KeyRegistry registry;
   for (auto& key : *keys) registry.put(std::move(key));
 
+  bool attestation_key_created = false;
+  auto attestation_key = core::AttestationKey::open(pool, attestation_key_created);
+  if (!attestation_key) fatal("attestation key: " + attestation_key.error());
+  if (attestation_key_created)
+    spdlog::warn("generated the attestation key in the token: key_id {}\n{}", attestation_key->key_id(),
+                 attestation_key->public_key_pem());
+  else
+    spdlog::info("attestation key_id {}", attestation_key->key_id());
+
   auto audit = core::AuditLog::open(cfg.audit.path, durability(cfg.audit.durability), clock);
   if (!audit) fatal(audit.error() + " (audit.path)");
+  (*audit)->set_checkpoints(
+      [&attestation_key](std::string_view message) -> Expected<Bytes, std::string> {
+        auto sig = attestation_key->sign(message);
+        if (!sig) return unexpected(sig.error().message);
+        return std::move(*sig);
+      },
+      cfg.audit.checkpoint_every, core::Peer{::getuid(), ::getgid(), ::getpid()});
   auto start = lifecycle_event("daemon.start");
   start.extra["version"] = CUSTODY_VERSION;
   start.extra["config_sha256"] = cfg.sha256;
   start.extra["token"] = info->label;
+  start.extra["attestation_key_id"] = attestation_key->key_id();
   if (!(*audit)->write({start})) fatal("cannot write the audit log " + cfg.audit.path);
 
   core::KeyAdmin key_admin(registry, **store, vault, clock,
@@ -161,7 +179,7 @@ int main(int argc, char** argv) {
   service::Metrics metrics;
   service::ServiceContext context{registry, vault, data_plane, key_admin, **audit, metrics,
                                   service::TokenSummary{info->label, info->manufacturer, info->model},
-                                  cfg.limits.max_json_depth, nullptr, health, &meter,
+                                  cfg.limits.max_json_depth, nullptr, nullptr, health, &meter,
                                   cfg.lifecycle.default_usage_limit};
 
   // Dual control: the operators' public keys, and the requests waiting for their approvals.
@@ -201,6 +219,15 @@ int main(int argc, char** argv) {
     (*audit)->write({e});
   }
   for (const auto& op : requests.operators().all()) spdlog::info("operator {} key_id {}", op.name, op.key_id);
+
+  auto library = (*module)->info();
+  core::Attestor attestor(*attestation_key, vault, **audit, requests,
+                          core::AttestedToken{info->label, info->manufacturer, info->model, info->serial,
+                                              info->hardware_version, info->firmware_version, cfg.token.module,
+                                              library ? library->manufacturer : "", library ? library->description : "",
+                                              library ? library->version : ""},
+                          core::AttestedDaemon{CUSTODY_VERSION, *instance_id, cfg.sha256}, clock);
+  context.attestor = &attestor;
   service::Service service_socket(service::service_routes(context), context);
   service::Service admin_socket(service::admin_routes(context), context);
 
@@ -242,6 +269,7 @@ int main(int argc, char** argv) {
   scheduler.stop();
   auto stop = lifecycle_event("daemon.stop");
   (*audit)->write({stop});
+  if (!(*audit)->checkpoint()) spdlog::error("could not write the closing audit checkpoint");
   (*audit)->stop();
   spdlog::info("custodyd stopped");
   return 0;

@@ -8,9 +8,11 @@
 #include <boost/json.hpp>
 #include <cerrno>
 #include <cstring>
+#include <utility>
 #include <future>
 #include <spdlog/spdlog.h>
 
+#include "common/base64.h"
 #include "common/hex.h"
 
 namespace custody::core {
@@ -50,6 +52,10 @@ Expected<std::string, std::string> read_last_line(int fd, std::uint64_t size) {
 }
 
 }  // namespace
+
+std::string checkpoint_message(std::uint64_t seq, const std::string& prev) {
+  return "custody.audit.checkpoint.v1\n" + std::to_string(seq) + "\n" + prev + "\n";
+}
 
 std::string audit_line_hash(const std::string& line) {
   return sha256_hex(std::span(reinterpret_cast<const std::uint8_t*>(line.data()), line.size()));
@@ -203,6 +209,36 @@ std::string AuditLog::render(const AuditEvent& e, std::uint64_t seq, const std::
   return boost::json::serialize(o);
 }
 
+void AuditLog::set_checkpoints(Signer signer, std::uint64_t every, Peer self) {
+  std::lock_guard lock(mutex_);
+  signer_ = std::move(signer);
+  checkpoint_every_ = every;
+  self_ = self;
+}
+
+bool AuditLog::checkpoint() {
+  {
+    std::lock_guard lock(mutex_);
+    if (!signer_) return false;
+    checkpoint_now_ = true;
+  }
+  return write({});
+}
+
+std::optional<std::string> AuditLog::render_checkpoint(std::uint64_t seq, const std::string& prev) const {
+  auto signature = signer_(checkpoint_message(seq, prev));
+  if (!signature) {
+    spdlog::error("audit checkpoint {} not signed: {}", seq, signature.error());
+    return std::nullopt;
+  }
+  AuditEvent e;
+  e.type = "checkpoint";
+  e.request_id = "-";
+  e.client = self_;
+  e.extra["signature"] = base64_encode(*signature);
+  return render(e, seq, prev);
+}
+
 bool AuditLog::write_group(std::vector<Pending>& group) {
   // Only this thread changes seq_/prev_/size_, so they can be read without the lock here.
   std::uint64_t seq = seq_;
@@ -210,8 +246,26 @@ bool AuditLog::write_group(std::vector<Pending>& group) {
   std::string buffer;
   bool ok = true;
   std::uint64_t count = 0;
+  bool forced = false;
+  {
+    std::lock_guard lock(mutex_);
+    forced = std::exchange(checkpoint_now_, false);
+  }
+  // A checkpoint takes its place in the sequence: the Nth, 2Nth, … record, or now when forced.
+  auto maybe_checkpoint = [&](bool now) {
+    if (!signer_ || (!now && (checkpoint_every_ == 0 || (seq + 1) % checkpoint_every_ != 0))) return;
+    if (auto line = render_checkpoint(seq + 1, prev)) {
+      ++seq;
+      prev = audit_line_hash(*line);
+      buffer += *line;
+      buffer += '\n';
+      ++count;
+    }
+  };
+  if (forced) maybe_checkpoint(true);
   for (const auto& p : group) {
     for (const auto& e : p.events) {
+      maybe_checkpoint(false);
       std::string line = render(e, ++seq, prev);
       prev = audit_line_hash(line);
       buffer += line;

@@ -10,11 +10,13 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "common/expected.h"
+#include "common/secure_buffer.h"
 #include "daemon/core/audit_event.h"
 #include "daemon/core/clock.h"
 
@@ -44,6 +46,13 @@ class AuditLog {
   // Writes what is queued and stops the writer thread.
   void stop();
 
+  // Signed checkpoints (CONTRACT §9): every `every` records a record of type "checkpoint" whose
+  // signature covers "custody.audit.checkpoint.v1\n<seq>\n<prev>\n". Set before the first write.
+  using Signer = std::function<Expected<Bytes, std::string>(std::string_view message)>;
+  void set_checkpoints(Signer signer, std::uint64_t every, Peer self);
+  // Writes a checkpoint now (at shutdown); false if it could not be written.
+  bool checkpoint();
+
  private:
   struct Pending {
     std::vector<AuditEvent> events;
@@ -54,6 +63,12 @@ class AuditLog {
   void run();
   bool write_group(std::vector<Pending>& group);
   std::string render(const AuditEvent& e, std::uint64_t seq, const std::string& prev) const;
+  // The checkpoint record for seq, or nullopt if the signer failed.
+  std::optional<std::string> render_checkpoint(std::uint64_t seq, const std::string& prev) const;
+  Signer signer_;
+  std::uint64_t checkpoint_every_ = 0;
+  Peer self_;
+  bool checkpoint_now_ = false;
 
   const std::string path_;
   const int fd_;
@@ -72,6 +87,8 @@ class AuditLog {
   std::uint64_t written_ = 0;
   std::thread writer_;
 };
+
+std::string checkpoint_message(std::uint64_t seq, const std::string& prev);
 
 // The hash a record's successor stores in "prev".
 std::string audit_line_hash(const std::string& line);

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "daemon/core/admin_requests.h"
+#include "daemon/core/attestation.h"
 #include "daemon/core/audit_log.h"
 #include "daemon/core/data_plane.h"
 #include "daemon/core/key_admin.h"
@@ -32,6 +33,7 @@ struct ServiceContext {
   TokenSummary token;
   unsigned max_json_depth = 16;
   core::AdminRequests* requests = nullptr;  // dual control, on the admin socket
+  core::Attestor* attestor = nullptr;
   HealthState& health;
   core::UsageMeter* meter = nullptr;
   std::uint64_t default_usage_limit = core::kDefaultUsageLimit;

@@ -13,6 +13,7 @@ Router service_routes(ServiceContext& c) {
       .add("POST", "/v1/keys/{name}/derive", make_derive_handler(c))
       .add("GET", "/v1/keys", make_list_keys_handler(c, false))
       .add("GET", "/v1/keys/{name}", make_show_key_handler(c, false))
+      .add("POST", "/v1/attestation", make_attestation_handler(c, false))
       .add("GET", "/v1/health", make_health_handler(c), false)
       .add("GET", "/metrics", make_metrics_handler(c), false);
   return r;
@@ -28,6 +29,7 @@ Router admin_routes(ServiceContext& c) {
       .add("POST", "/v1/admin/keys/check", make_keys_check_handler(c))
       .add("GET", "/v1/keys", make_list_keys_handler(c, true))
       .add("GET", "/v1/keys/{name}", make_show_key_handler(c, true))
+      .add("POST", "/v1/attestation", make_attestation_handler(c, true))
       .add("GET", "/v1/health", make_health_handler(c), false)
       .add("GET", "/metrics", make_metrics_handler(c), false);
   return r;

@@ -13,6 +13,7 @@ Router admin_routes(ServiceContext& context);
 Handler make_list_keys_handler(ServiceContext& context, bool every_key);
 Handler make_show_key_handler(ServiceContext& context, bool every_key);
 Handler make_health_handler(ServiceContext& context);
+Handler make_attestation_handler(ServiceContext& context, bool every_key);
 Handler make_metrics_handler(ServiceContext& context);
 Handler make_propose_handler(ServiceContext& context);
 Handler make_list_requests_handler(ServiceContext& context);

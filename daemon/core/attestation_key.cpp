@@ -1,0 +1,138 @@
+#include "daemon/core/attestation_key.h"
+
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/ecdsa.h>
+#include <openssl/evp.h>
+#include <openssl/param_build.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+
+#include "common/ecdsa_der.h"
+#include "common/hex.h"
+
+namespace custody::core {
+namespace {
+
+// DER of the named curve OID prime256v1 (1.2.840.10045.3.1.7), as CKA_EC_PARAMS wants it.
+constexpr std::uint8_t kP256Params[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
+
+p11::Result<CK_OBJECT_HANDLE> find_by_label(p11::Session& s, CK_OBJECT_CLASS cls) {
+  p11::AttributeTemplate t;
+  t.add_ulong(CKA_CLASS, cls).add_string(CKA_LABEL, kAttestationKeyLabel);
+  auto found = s.find_objects(t, 2);
+  if (!found) return unexpected(found.error());
+  if (found->size() != 1) return unexpected(p11::P11Error{CKR_KEY_HANDLE_INVALID, "find attestation key"});
+  return (*found)[0];
+}
+
+// CKA_EC_POINT is a DER OCTET STRING around the uncompressed point (some tokens omit the wrapper).
+Expected<Bytes, std::string> spki_from_ec_point(const Bytes& ec_point) {
+  Bytes point = ec_point;
+  if (point.size() > 2 && point[0] == 0x04 && point[1] == point.size() - 2) point.erase(point.begin(), point.begin() + 2);
+  OSSL_PARAM_BLD* bld = OSSL_PARAM_BLD_new();
+  OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1", 0);
+  OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point.data(), point.size());
+  OSSL_PARAM* params = OSSL_PARAM_BLD_to_param(bld);
+  EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new_from_name(nullptr, "EC", nullptr);
+  EVP_PKEY* key = nullptr;
+  bool ok = EVP_PKEY_fromdata_init(ctx) == 1 && EVP_PKEY_fromdata(ctx, &key, EVP_PKEY_PUBLIC_KEY, params) == 1;
+  EVP_PKEY_CTX_free(ctx);
+  OSSL_PARAM_free(params);
+  OSSL_PARAM_BLD_free(bld);
+  if (!ok) return unexpected(std::string("the token's attestation public key is not a P-256 point"));
+  unsigned char* der = nullptr;
+  int len = i2d_PUBKEY(key, &der);
+  Bytes out(der, der + len);
+  OPENSSL_free(der);
+  EVP_PKEY_free(key);
+  return out;
+}
+
+std::string pem_of(const Bytes& spki) {
+  const unsigned char* p = spki.data();
+  EVP_PKEY* key = d2i_PUBKEY(nullptr, &p, static_cast<long>(spki.size()));
+  BIO* bio = BIO_new(BIO_s_mem());
+  PEM_write_bio_PUBKEY(bio, key);
+  char* data = nullptr;
+  long len = BIO_get_mem_data(bio, &data);
+  std::string pem(data, static_cast<std::size_t>(len));
+  BIO_free(bio);
+  EVP_PKEY_free(key);
+  return pem;
+}
+
+}  // namespace
+
+Expected<AttestationKey, std::string> AttestationKey::open(p11::SessionPool& pool, bool& created) {
+  auto lease = pool.acquire();
+  if (!lease) return unexpected("token: " + lease.error().describe());
+  auto& s = lease->session();
+  created = false;
+  auto pub = find_by_label(s, CKO_PUBLIC_KEY);
+  auto priv = find_by_label(s, CKO_PRIVATE_KEY);
+  if (!pub || !priv) {
+    if (pub || priv) return unexpected(std::string("the token holds half of the attestation key pair; remove it or restore the other half"));
+    Bytes id(16);
+    RAND_bytes(id.data(), 16);
+    p11::AttributeTemplate pt, kt;
+    pt.add_ulong(CKA_CLASS, CKO_PUBLIC_KEY).add_ulong(CKA_KEY_TYPE, CKK_EC).add_bytes(CKA_EC_PARAMS, kP256Params);
+    pt.add_bytes(CKA_ID, id).add_string(CKA_LABEL, kAttestationKeyLabel).add_bool(CKA_TOKEN, true);
+    pt.add_bool(CKA_VERIFY, true).add_bool(CKA_ENCRYPT, false).add_bool(CKA_WRAP, false).add_bool(CKA_DERIVE, false);
+    kt.add_ulong(CKA_CLASS, CKO_PRIVATE_KEY).add_ulong(CKA_KEY_TYPE, CKK_EC).add_bytes(CKA_ID, id);
+    kt.add_string(CKA_LABEL, kAttestationKeyLabel).add_bool(CKA_TOKEN, true).add_bool(CKA_PRIVATE, true);
+    kt.add_bool(CKA_SENSITIVE, true).add_bool(CKA_EXTRACTABLE, false).add_bool(CKA_SIGN, true);
+    kt.add_bool(CKA_DECRYPT, false).add_bool(CKA_UNWRAP, false).add_bool(CKA_DERIVE, false);
+    auto pair = s.generate_key_pair(CKM_EC_KEY_PAIR_GEN, pt, kt);
+    if (!pair) return unexpected("cannot generate the attestation key: " + pair.error().describe());
+    pub = pair->first;
+    priv = pair->second;
+    created = true;
+  }
+  // Sign only, sensitive, never extractable: refuse to use a key that is anything else.
+  const CK_ATTRIBUTE_TYPE checks[] = {CKA_SIGN, CKA_SENSITIVE, CKA_EXTRACTABLE, CKA_DECRYPT, CKA_UNWRAP, CKA_DERIVE};
+  auto attrs = s.get_bools(*priv, checks);
+  if (!attrs) return unexpected("cannot read the attestation key: " + attrs.error().describe());
+  auto is = [&](CK_ATTRIBUTE_TYPE t, bool want) { return (*attrs)[t].has_value() && *(*attrs)[t] == want; };
+  if (!is(CKA_SIGN, true) || !is(CKA_SENSITIVE, true) || !is(CKA_EXTRACTABLE, false) || is(CKA_DECRYPT, true) ||
+      is(CKA_UNWRAP, true) || is(CKA_DERIVE, true))
+    return unexpected(std::string("the token's attestation key is not a sensitive, non-extractable, sign-only key"));
+  auto point = s.get_bytes(*pub, CKA_EC_POINT);
+  auto id = s.get_bytes(*priv, CKA_ID);
+  if (!point || !*point || !id || !*id) return unexpected(std::string("cannot read the attestation public key"));
+  auto spki = spki_from_ec_point(**point);
+  if (!spki) return unexpected(spki.error());
+  AttestationKey k;
+  k.pool_ = &pool;
+  k.id_ = **id;
+  k.der_ = *spki;
+  k.pem_ = pem_of(*spki);
+  k.key_id_ = sha256_hex(*spki);
+  return k;
+}
+
+Outcome<Bytes> AttestationKey::sign(std::string_view message) const {
+  const Bytes digest = sha256(std::span(reinterpret_cast<const std::uint8_t*>(message.data()), message.size()));
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    auto lease = pool_->acquire();
+    if (!lease) return fail(Code::unavailable, "the token is unavailable (attestation signature)");
+    p11::AttributeTemplate t;
+    t.add_ulong(CKA_CLASS, CKO_PRIVATE_KEY).add_bytes(CKA_ID, id_);
+    auto found = lease->session().find_objects(t, 1);
+    if (!found || found->empty()) {
+      if (found) return fail(Code::internal, "the attestation key is missing from the token");
+      lease->report(found.error());
+      continue;
+    }
+    // The token signs the digest (CKM_ECDSA): tokens without CKM_ECDSA_SHA256 do this too.
+    CK_MECHANISM mech{CKM_ECDSA, nullptr, 0};
+    auto raw = lease->session().sign(mech, (*found)[0], digest, 64);
+    if (raw) return ecdsa_raw_to_der(*raw);
+    lease->report(raw.error());
+    if (raw.error().severity() == p11::Severity::operation) return fail(Code::internal, "the token refused to sign");
+  }
+  return fail(Code::unavailable, "the token is unavailable (attestation signature)");
+}
+
+}  // namespace custody::core
