@@ -30,6 +30,7 @@ struct Audit {
   std::string path;
   Durability durability = Durability::group;
   std::uint64_t checkpoint_every = 1000;  // a signed checkpoint every this many records
+  std::uint64_t max_file_bytes = 256ULL << 20;  // rotate the file past this size; 0: never
 };
 
 struct Socket {

@@ -177,7 +177,8 @@ Expected<Config, std::vector<ConfigError>> parse_config(const std::string& text,
 
   if (auto audit = root["audit"]; !audit.IsDefined()) {
     r.error(root, "audit", "is required");
-  } else if (r.mapping(audit, "audit", {"path", "durability", "checkpoint_every"})) {
+  } else if (r.mapping(audit, "audit", {"path", "durability", "checkpoint_every", "max_file_bytes"})) {
+    r.number<std::uint64_t>(audit, "audit", "max_file_bytes", c.audit.max_file_bytes, 0, 1ULL << 40);
     r.number<std::uint64_t>(audit, "audit", "checkpoint_every", c.audit.checkpoint_every, 2, 1'000'000);
     if (auto v = r.string(audit, "audit", "path", true)) c.audit.path = *v;
     if (auto v = r.string(audit, "audit", "durability", false)) {

@@ -142,6 +142,7 @@ int main(int argc, char** argv) {
         return std::move(*sig);
       },
       cfg.audit.checkpoint_every, core::Peer{::getuid(), ::getgid(), ::getpid()});
+  (*audit)->set_rotation(cfg.audit.max_file_bytes);
   auto start = lifecycle_event("daemon.start");
   start.extra["version"] = CUSTODY_VERSION;
   start.extra["config_sha256"] = cfg.sha256;

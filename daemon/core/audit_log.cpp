@@ -7,6 +7,7 @@
 
 #include <boost/json.hpp>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <utility>
 #include <future>
@@ -216,6 +217,40 @@ void AuditLog::set_checkpoints(Signer signer, std::uint64_t every, Peer self) {
   self_ = self;
 }
 
+void AuditLog::set_rotation(std::uint64_t max_bytes) {
+  std::lock_guard lock(mutex_);
+  max_bytes_ = max_bytes;
+}
+
+bool AuditLog::rotate() {
+  char suffix[32];
+  std::snprintf(suffix, sizeof suffix, ".%012llu", static_cast<unsigned long long>(seq_));
+  const std::string rotated = path_ + suffix;
+  if (::rename(path_.c_str(), rotated.c_str()) != 0) {
+    spdlog::error("cannot rotate the audit log to {}: {}", rotated, std::strerror(errno));
+    return false;
+  }
+  int fd = ::open(path_.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+  if (fd < 0 || ::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    spdlog::error("cannot open a new audit log at {}: {}", path_, std::strerror(errno));
+    if (fd >= 0) ::close(fd);
+    ::rename(rotated.c_str(), path_.c_str());
+    return false;
+  }
+  // The rename and the new file must survive a crash: sync the directory.
+  auto slash = path_.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : path_.substr(0, slash ? slash : 1);
+  if (int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+  ::close(fd_);
+  fd_ = fd;
+  size_ = 0;
+  spdlog::info("audit log rotated: {} continues the chain of {}", path_, rotated);
+  return true;
+}
+
 bool AuditLog::checkpoint() {
   {
     std::lock_guard lock(mutex_);
@@ -262,6 +297,16 @@ bool AuditLog::write_group(std::vector<Pending>& group) {
       ++count;
     }
   };
+  // Writes the buffer (rotating first when it would pass the size limit); `always` syncs here.
+  std::uint64_t file_size = size_;
+  auto flush = [&]() -> bool {
+    if (buffer.empty()) return true;
+    if (max_bytes_ && file_size > 0 && file_size + buffer.size() > max_bytes_ && rotate()) file_size = 0;
+    if (!write_all(fd_, buffer.data(), buffer.size())) return false;
+    file_size += buffer.size();
+    buffer.clear();
+    return durability_ != AuditDurability::always || ::fdatasync(fd_) == 0;
+  };
   if (forced) maybe_checkpoint(true);
   for (const auto& p : group) {
     for (const auto& e : p.events) {
@@ -271,15 +316,11 @@ bool AuditLog::write_group(std::vector<Pending>& group) {
       buffer += line;
       buffer += '\n';
       ++count;
-      if (durability_ == AuditDurability::always) {
-        ok = write_all(fd_, buffer.data(), buffer.size()) && ::fdatasync(fd_) == 0;
-        buffer.clear();
-        if (!ok) break;
-      }
+      if (durability_ == AuditDurability::always && !(ok = flush())) break;
     }
     if (!ok) break;
   }
-  if (ok && !buffer.empty()) ok = write_all(fd_, buffer.data(), buffer.size());
+  if (ok) ok = flush();
   if (ok && durability_ == AuditDurability::group) ok = ::fdatasync(fd_) == 0;
 
   std::lock_guard lock(mutex_);

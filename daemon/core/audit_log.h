@@ -53,6 +53,11 @@ class AuditLog {
   // Writes a checkpoint now (at shutdown); false if it could not be written.
   bool checkpoint();
 
+  // Rotation by size: once the file would pass max_bytes, it is renamed to
+  // "<path>.<seq of its last record, 12 digits>" and a new file continues the same chain, so
+  // `custodyctl audit verify <path>.* <path>` checks them as one. 0: never rotate.
+  void set_rotation(std::uint64_t max_bytes);
+
  private:
   struct Pending {
     std::vector<AuditEvent> events;
@@ -69,9 +74,11 @@ class AuditLog {
   std::uint64_t checkpoint_every_ = 0;
   Peer self_;
   bool checkpoint_now_ = false;
+  std::uint64_t max_bytes_ = 0;
+  bool rotate();
 
   const std::string path_;
-  const int fd_;
+  int fd_;  // replaced only by the writer thread, when it rotates the file
   const AuditDurability durability_;
   const Clock& clock_;
 
