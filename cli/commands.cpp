@@ -2,7 +2,9 @@
 
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
+#include <openssl/rsa.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -563,6 +565,153 @@ int cmd_attest(const Globals& g, const AttestOptions& o) {
               << '\n';
   }
   return signature_ok && nonce_ok ? kOk : kVerifyFailed;
+}
+
+namespace {
+
+std::optional<SecureBytes> read_key_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  SecureBytes k((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return k;
+}
+
+// AES-KWP (RFC 5649) with OpenSSL, the same bytes as `openssl enc -id-aes256-wrap-pad`.
+std::optional<Bytes> kwp_wrap(const SecureBytes& kek, const SecureBytes& key) {
+  EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
+  EVP_CIPHER_CTX_set_flags(ctx, EVP_CIPHER_CTX_FLAG_WRAP_ALLOW);
+  Bytes out(key.size() + 16);
+  int len = 0, fin = 0;
+  bool ok = EVP_EncryptInit_ex(ctx, EVP_aes_256_wrap_pad(), nullptr, kek.data(), nullptr) == 1 &&
+            EVP_EncryptUpdate(ctx, out.data(), &len, key.data(), static_cast<int>(key.size())) == 1 &&
+            EVP_EncryptFinal_ex(ctx, out.data() + len, &fin) == 1;
+  EVP_CIPHER_CTX_free(ctx);
+  if (!ok) return std::nullopt;
+  out.resize(static_cast<std::size_t>(len + fin));
+  return out;
+}
+
+std::optional<Bytes> rsa_oaep(const std::string& pem, const std::string& hash, const SecureBytes& data) {
+  auto key = pem_public_key(pem);
+  if (!key) return std::nullopt;
+  EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new(key.get(), nullptr);
+  const EVP_MD* md = hash == "sha1" ? EVP_sha1() : EVP_sha256();
+  std::size_t len = 0;
+  bool ok = EVP_PKEY_encrypt_init(ctx) == 1 && EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_OAEP_PADDING) == 1 &&
+            EVP_PKEY_CTX_set_rsa_oaep_md(ctx, md) == 1 && EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, md) == 1 &&
+            EVP_PKEY_encrypt(ctx, nullptr, &len, data.data(), data.size()) == 1;
+  Bytes out(len);
+  ok = ok && EVP_PKEY_encrypt(ctx, out.data(), &len, data.data(), data.size()) == 1;
+  EVP_PKEY_CTX_free(ctx);
+  if (!ok) return std::nullopt;
+  out.resize(len);
+  return out;
+}
+
+std::string local_kcv(const std::string& algorithm, const SecureBytes& key) {
+  const std::uint8_t zeros[16] = {};
+  std::uint8_t out[32];
+  if (algorithm == "hmac-sha256") {
+    unsigned int len = 0;
+    HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), zeros, sizeof zeros, out, &len);
+  } else {
+    EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
+    int len = 0;
+    EVP_EncryptInit_ex(ctx, EVP_aes_256_ecb(), nullptr, key.data(), nullptr);
+    EVP_CIPHER_CTX_set_padding(ctx, 0);
+    EVP_EncryptUpdate(ctx, out, &len, zeros, sizeof zeros);
+    EVP_CIPHER_CTX_free(ctx);
+  }
+  std::string kcv = hex_upper(std::span(out, 3));
+  OPENSSL_cleanse(out, sizeof out);
+  return kcv;
+}
+
+}  // namespace
+
+int cmd_import_jobs(const Globals& g) {
+  auto r = send(g, g.admin_socket, "GET", "/v1/admin/import-jobs");
+  if (r.exit != kOk || g.json) return r.exit;
+  std::cout << "methods this token offers:";
+  for (const auto& m : r.body.at("methods").as_array()) std::cout << ' ' << m.as_string();
+  std::cout << '\n';
+  for (const auto& j : r.body.at("import_jobs").as_array())
+    std::cout << str(j, "id") << "  " << str(j, "state") << "  " << str(j, "key_name") << " (" << str(j, "algorithm")
+              << ")  " << str(j, "method") << "  expires " << str(j, "expires_at") << '\n';
+  return kOk;
+}
+
+int cmd_import(const Globals& g, const ImportOptions& o) {
+  Globals quiet = g;
+  quiet.json = false;
+  auto jr = send(quiet, g.admin_socket, "GET", "/v1/admin/import-jobs/" + o.job);
+  if (jr.exit != kOk) return jr.exit;
+  const auto& job = jr.body;
+  const std::string method = str(job, "method");
+  const bool rsa = method != "aes-kwp";
+  const std::string hash = method.find("sha1") != std::string::npos ? "sha1" : "sha256";
+  if (o.print_recipe) {
+    if (rsa) {
+      std::cout << "# import job " << o.job << " (" << method << "); K.bin holds the 32-byte key\n"
+                << "custodyctl --json admin import-jobs | jq -r '.import_jobs[] | select(.id==\"" << o.job
+                << "\") | .public_key' > job.pem\n"
+                << "openssl rand -out E.bin 32\n"
+                << "openssl pkeyutl -encrypt -pubin -inkey job.pem -in E.bin -out E.wrapped \\\n"
+                << "  -pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:" << hash << " -pkeyopt rsa_mgf1_md:" << hash << "\n"
+                << "openssl enc -id-aes256-wrap-pad -iv A65959A6 -K \"$(xxd -p -c 64 E.bin)\" -in K.bin -out K.wrapped\n"
+                << "cat E.wrapped K.wrapped > payload.bin\n";
+    } else {
+      std::cout << "# import job " << o.job << " (aes-kwp under transport key " << str(job, "transport_key")
+                << "); on the legacy side K.wrapped = C_WrapKey(CKM_AES_KEY_WRAP_PAD, T, K), or with T's bytes:\n"
+                << "openssl enc -id-aes256-wrap-pad -iv A65959A6 -K \"$(xxd -p -c 64 T.bin)\" -in K.bin -out payload.bin\n";
+    }
+    std::cout << "curl --unix-socket \"$CUSTODY_ADMIN_SOCKET\" http://custody/v1/admin/import-jobs/" << o.job
+              << "/import -d \"{\\\"wrapped_key\\\":\\\"$(base64 -w0 payload.bin)\\\"}\"\n";
+    return kOk;
+  }
+  if (!o.key_file) {
+    std::cerr << "custodyctl: --key-file (the raw key) is required, or --print-recipe\n";
+    return kUsage;
+  }
+  auto k = read_key_file(*o.key_file);
+  if (!k || k->size() != 32) {
+    std::cerr << "custodyctl: " << *o.key_file << " must hold exactly 32 bytes of key material\n";
+    return kUsage;
+  }
+  Bytes payload;
+  if (rsa) {
+    SecureBytes e(32);
+    RAND_bytes(e.data(), 32);
+    auto wrapped_e = rsa_oaep(str(job, "public_key"), hash, e);
+    auto wrapped_k = kwp_wrap(e, *k);
+    if (!wrapped_e || !wrapped_k) {
+      std::cerr << "custodyctl: cannot build the payload with OpenSSL\n";
+      return kUsage;
+    }
+    payload = *wrapped_e;
+    payload.insert(payload.end(), wrapped_k->begin(), wrapped_k->end());
+  } else {
+    if (!o.transport_key_file) {
+      std::cerr << "custodyctl: method aes-kwp needs --transport-key-file\n";
+      return kUsage;
+    }
+    auto t = read_key_file(*o.transport_key_file);
+    auto wrapped = t && t->size() == 32 ? kwp_wrap(*t, *k) : std::nullopt;
+    if (!wrapped) {
+      std::cerr << "custodyctl: cannot wrap under the transport key\n";
+      return kUsage;
+    }
+    payload = *wrapped;
+  }
+  json::object body{{"wrapped_key", base64_encode(payload)}};
+  const std::string algorithm = str(job, "algorithm");
+  if (o.send_kcv && algorithm != "aes-256-kwp-transport") body["kcv"] = local_kcv(algorithm, *k);
+  json::value v = body;
+  auto r = send(g, g.admin_socket, "POST", "/v1/admin/import-jobs/" + o.job + "/import", &v);
+  if (r.exit != kOk || g.json) return r.exit;
+  std::cout << "imported into key " << str(r.body, "key") << " version " << r.body.at("version") << ", kcv "
+            << (r.body.at("kcv").is_null() ? "-" : str(r.body, "kcv")) << '\n';
+  return kOk;
 }
 
 int cmd_attest_key(const Globals& g) {

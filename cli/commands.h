@@ -79,6 +79,16 @@ struct AttestOptions {
   std::optional<std::string> out_report, out_signature, out_public_key;
 };
 int cmd_attest(const Globals& g, const AttestOptions& o);
+
+struct ImportOptions {
+  std::string job;
+  std::optional<std::string> key_file;            // the raw key material K (32 bytes)
+  std::optional<std::string> transport_key_file;  // method aes-kwp: the transport key T
+  bool print_recipe = false;
+  bool send_kcv = true;
+};
+int cmd_import(const Globals& g, const ImportOptions& o);
+int cmd_import_jobs(const Globals& g);
 int cmd_attest_key(const Globals& g);
 
 }  // namespace custody::cli

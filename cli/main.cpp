@@ -154,7 +154,7 @@ int main(int argc, char** argv) {
   auto* propose = admin->add_subcommand("propose", "propose an admin request");
   propose->add_option("operation", prop_op,
                       "create-key, rotate-key, disable-key, enable-key, set-policy, set-min-decrypt-version, "
-                      "schedule-destruction, cancel-destruction")
+                      "schedule-destruction, cancel-destruction, create-import-job")
       ->required();
   propose->add_option("--params", prop_params, "the operation's params as a JSON object")->capture_default_str();
   propose->callback([&] { status = cmd_admin_propose(g, prop_op, prop_params); });
@@ -179,6 +179,18 @@ int main(int argc, char** argv) {
   approve->add_option("--pin-file", appr.pin_file, "read the token PIN from this file (else it is asked for)");
   approve->add_flag("--yes", appr.yes, "approve without asking for confirmation");
   approve->callback([&] { status = cmd_admin_approve(g, appr); });
+
+  ImportOptions imp;
+  auto* import = app.add_subcommand("import", "BYOK: wrap a raw key for an import job with OpenSSL and import it");
+  import->add_option("job", imp.job, "import job id")->required();
+  import->add_option("--key-file", imp.key_file, "the 32-byte key material (raw bytes)");
+  import->add_option("--transport-key-file", imp.transport_key_file, "method aes-kwp: the transport key's raw bytes");
+  import->add_flag("--print-recipe", imp.print_recipe, "print the openssl commands for this job instead");
+  import->add_flag("!--no-kcv", imp.send_kcv, "do not send the KCV for the daemon to check");
+  import->callback([&] { status = cmd_import(g, imp); });
+  admin->add_subcommand("import-jobs", "import jobs and the methods the token offers")->callback([&] {
+    status = cmd_import_jobs(g);
+  });
 
   app.add_subcommand("health", "the daemon's health; exit 0 when ok or degraded")->callback([&] { status = cmd_health(g); });
 

@@ -173,14 +173,11 @@ int main(int argc, char** argv) {
   core::DataPlane data_plane(registry, vault, &meter);
   core::LifecycleScheduler scheduler(key_admin, registry, meter, **audit, clock, cfg.lifecycle.check_interval);
   meter.on_limit([&scheduler](const std::string&) { scheduler.wake(); });
-  // Destructions that fell due while the daemon was down run now, before serving.
-  scheduler.run_once();
-  scheduler.start();
 
   service::Metrics metrics;
   service::ServiceContext context{registry, vault, data_plane, key_admin, **audit, metrics,
                                   service::TokenSummary{info->label, info->manufacturer, info->model},
-                                  cfg.limits.max_json_depth, nullptr, nullptr, health, &meter,
+                                  cfg.limits.max_json_depth, nullptr, nullptr, nullptr, health, &meter,
                                   cfg.lifecycle.default_usage_limit};
 
   // Dual control: the operators' public keys, and the requests waiting for their approvals.
@@ -202,7 +199,10 @@ int main(int argc, char** argv) {
   core::QuorumPolicy quorum{cfg.dual_control.quorum};
   core::AdminRequests requests(
       **store, std::move(*operators), quorum, clock, *instance_id,
-      std::chrono::duration_cast<std::chrono::seconds>(cfg.dual_control.request_ttl), service::validate_admin_operation,
+      std::chrono::duration_cast<std::chrono::seconds>(cfg.dual_control.request_ttl),
+      [&context](const std::string& op, const boost::json::object& params) {
+        return service::validate_admin_operation(context, op, params);
+      },
       [&context](const std::string& op, const boost::json::object& params, const std::string& id) {
         return service::run_admin_operation(context, op, params, id);
       },
@@ -210,6 +210,10 @@ int main(int argc, char** argv) {
         return service::admin_operation_result(context, op, params);
       });
   context.requests = &requests;
+  core::TokenImporter importer(pool);
+  core::ImportJobs jobs(**store, importer, registry, key_admin, clock);
+  if (auto ok = jobs.load(); !ok) fatal("state: " + ok.error().message);
+  context.jobs = &jobs;
   if (auto ok = requests.load(); !ok) fatal("state: " + ok.error().message);
   auto finished = requests.recover();
   if (!finished) fatal("recovery of admin requests failed: " + finished.error().message);
@@ -229,6 +233,18 @@ int main(int argc, char** argv) {
                                               library ? library->version : ""},
                           core::AttestedDaemon{CUSTODY_VERSION, *instance_id, cfg.sha256}, clock);
   context.attestor = &attestor;
+  attestor.set_import_jobs(&jobs);
+  // Expired import jobs lose their key pairs, also those that expired while the daemon was down.
+  scheduler.add_task([&jobs, &audit] {
+    for (const auto& id : jobs.expire_due()) {
+      auto e = lifecycle_event("lifecycle.import-job-expired");
+      e.extra["import_job"] = id;
+      (*audit)->write({e});
+    }
+  });
+  // Destructions and job expiries that fell due while the daemon was down run now, before serving.
+  scheduler.run_once();
+  scheduler.start();
   service::Service service_socket(service::service_routes(context), context);
   service::Service admin_socket(service::admin_routes(context), context);
 

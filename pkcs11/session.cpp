@@ -91,6 +91,24 @@ Result<CK_OBJECT_HANDLE> Session::create_object(AttributeTemplate& tmpl) {
   return obj;
 }
 
+Result<CK_OBJECT_HANDLE> Session::copy_object(CK_OBJECT_HANDLE object, AttributeTemplate& tmpl) {
+  CK_OBJECT_HANDLE copy = CK_INVALID_HANDLE;
+  if (auto st = check(api_->C_CopyObject(handle_, object, tmpl.data(), tmpl.size(), &copy), "C_CopyObject"); !st)
+    return unexpected(st.error());
+  return copy;
+}
+
+Result<CK_OBJECT_HANDLE> Session::unwrap_key(CK_MECHANISM& mechanism, CK_OBJECT_HANDLE unwrapping_key,
+                                             std::span<const std::uint8_t> wrapped, AttributeTemplate& tmpl) {
+  CK_OBJECT_HANDLE key = CK_INVALID_HANDLE;
+  if (auto st = check(api_->C_UnwrapKey(handle_, &mechanism, unwrapping_key, const_cast<CK_BYTE*>(wrapped.data()),
+                                        wrapped.size(), tmpl.data(), tmpl.size(), &key),
+                      "C_UnwrapKey");
+      !st)
+    return unexpected(st.error());
+  return key;
+}
+
 Status Session::destroy_object(CK_OBJECT_HANDLE object) {
   return check(api_->C_DestroyObject(handle_, object), "C_DestroyObject");
 }

@@ -29,6 +29,9 @@ class Session {
   Result<std::pair<CK_OBJECT_HANDLE, CK_OBJECT_HANDLE>> generate_key_pair(
       CK_MECHANISM_TYPE mechanism, AttributeTemplate& public_tmpl, AttributeTemplate& private_tmpl);
   Result<CK_OBJECT_HANDLE> create_object(AttributeTemplate& tmpl);
+  Result<CK_OBJECT_HANDLE> copy_object(CK_OBJECT_HANDLE object, AttributeTemplate& tmpl);
+  Result<CK_OBJECT_HANDLE> unwrap_key(CK_MECHANISM& mechanism, CK_OBJECT_HANDLE unwrapping_key,
+                                      std::span<const std::uint8_t> wrapped, AttributeTemplate& tmpl);
   Status destroy_object(CK_OBJECT_HANDLE object);
   Result<std::vector<CK_OBJECT_HANDLE>> find_objects(AttributeTemplate& tmpl, std::size_t max);
 

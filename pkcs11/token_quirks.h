@@ -17,4 +17,11 @@ inline bool refuses_modifiable_attribute(CK_RV rv) {
   return rv == CKR_ATTRIBUTE_READ_ONLY || rv == CKR_TEMPLATE_INCONSISTENT || rv == CKR_ATTRIBUTE_TYPE_INVALID;
 }
 
+// SoftHSMv2 refuses CKA_TOKEN in a C_CopyObject template (CKR_ATTRIBUTE_READ_ONLY), so it cannot
+// make a session copy of a token key; custody then runs the one-block KCV computation on the key
+// itself, which its encrypt permission already allows.
+inline bool refuses_session_copy(CK_RV rv) {
+  return rv == CKR_ATTRIBUTE_READ_ONLY || rv == CKR_TEMPLATE_INCONSISTENT || rv == CKR_ACTION_PROHIBITED;
+}
+
 }  // namespace custody::p11::quirks

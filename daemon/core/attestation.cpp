@@ -72,7 +72,25 @@ Outcome<boost::json::object> Attestor::attest(std::span<const std::uint8_t> nonc
                         {"versions", std::move(versions)}});
   }
   r["keys"] = std::move(key_list);
-  r["import_jobs"] = boost::json::array();
+  boost::json::array jobs;
+  if (jobs_) {
+    const std::int64_t now = unix_seconds(clock_.now());
+    for (const auto& j : jobs_->list()) {
+      if (j.state != "active" || now >= j.expires_at) continue;
+      auto o = job_to_json(j);
+      if (!j.wrapping.id.empty()) {
+        boost::json::object attributes;
+        auto report = jobs_->importer().wrapping_key_attributes(j.wrapping);
+        for (const auto& [name, type] : reported_attributes()) {
+          if (report && (*report)[name]) attributes[name] = *(*report)[name];
+          else attributes[name] = nullptr;
+        }
+        o["object"] = {{"id", hex_lower(j.wrapping.id)}, {"label", j.wrapping.label}, {"attributes", std::move(attributes)}};
+      }
+      jobs.push_back(std::move(o));
+    }
+  }
+  r["import_jobs"] = std::move(jobs);
   const std::string report = boost::json::serialize(r);
   auto signature = key_.sign(report);
   if (!signature) return unexpected(signature.error());

@@ -10,6 +10,7 @@
 #include "daemon/core/admin_requests.h"
 #include "daemon/core/attestation_key.h"
 #include "daemon/core/audit_log.h"
+#include "daemon/core/import_jobs.h"
 #include "daemon/core/key_vault.h"
 
 namespace custody::core {
@@ -31,6 +32,8 @@ class Attestor {
         daemon_(std::move(daemon)), clock_(clock) {}
 
   // The envelope: report (base64 of the exact signed bytes), signature, public_key, key_id.
+  void set_import_jobs(ImportJobs* jobs) { jobs_ = jobs; }
+
   Outcome<boost::json::object> attest(std::span<const std::uint8_t> nonce,
                                       const std::vector<std::shared_ptr<const Key>>& keys);
 
@@ -44,6 +47,7 @@ class Attestor {
   AttestedToken token_;
   AttestedDaemon daemon_;
   const Clock& clock_;
+  ImportJobs* jobs_ = nullptr;
 };
 
 }  // namespace custody::core

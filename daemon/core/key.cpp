@@ -3,12 +3,18 @@
 namespace custody::core {
 
 const char* algorithm_name(Algorithm a) {
-  return a == Algorithm::aes_256_gcm ? "aes-256-gcm" : "hmac-sha256";
+  switch (a) {
+    case Algorithm::aes_256_gcm: return "aes-256-gcm";
+    case Algorithm::hmac_sha256: return "hmac-sha256";
+    case Algorithm::aes_256_kwp_transport: return "aes-256-kwp-transport";
+  }
+  return "aes-256-gcm";
 }
 
 std::optional<Algorithm> parse_algorithm(std::string_view s) {
   if (s == "aes-256-gcm") return Algorithm::aes_256_gcm;
   if (s == "hmac-sha256") return Algorithm::hmac_sha256;
+  if (s == "aes-256-kwp-transport") return Algorithm::aes_256_kwp_transport;
   return std::nullopt;
 }
 

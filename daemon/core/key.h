@@ -13,7 +13,8 @@
 
 namespace custody::core {
 
-enum class Algorithm { aes_256_gcm, hmac_sha256 };
+// aes_256_kwp_transport: an imported key-encryption key for bulk BYOK migration (unwrap only).
+enum class Algorithm { aes_256_gcm, hmac_sha256, aes_256_kwp_transport };
 enum class KeyState { enabled, disabled, pending_destruction, destroyed };
 
 const char* algorithm_name(Algorithm a);

@@ -95,6 +95,59 @@ KeyAdmin::KeyResult KeyAdmin::rotate_key(const std::string& name, const std::str
   return publish(std::move(next));
 }
 
+KeyAdmin::KeyResult KeyAdmin::import_version(const std::string& name, Algorithm algorithm, const Policy& policy_if_new,
+                                             const Unwrapper& unwrap) {
+  std::lock_guard lock(mutex_);
+  auto current = registry_.find(name);
+  if (current) {
+    bool imported = true;
+    for (const auto& v : current->versions) imported = imported && v.origin == "imported";
+    if (!imported) return fail(Code::failed_precondition, "key '" + name + "' was generated in the token; only imported keys take imported versions");
+    if (current->algorithm != algorithm)
+      return fail(Code::failed_precondition, "key '" + name + "' is " + algorithm_name(current->algorithm));
+    if (current->state != KeyState::enabled)
+      return fail(Code::failed_precondition, "key '" + name + "' is " + key_state_name(current->state));
+  }
+  KeyVersion v;
+  v.version = current ? current->current_version + 1 : 1;
+  v.origin = "imported";
+  v.reason = "imported";
+  v.created_at = unix_seconds(clock_.now());
+  v.object.id.resize(16);
+  if (RAND_bytes(v.object.id.data(), 16) != 1) return fail(Code::internal, "no randomness for the object id");
+  v.object.label = object_label(name, v.version);
+  auto intent = store_.begin_intent(Intent{0, "import-key", name, v.version, v.object, v.created_at});
+  if (!intent) return unexpected(intent.error());
+  auto kcv = unwrap(v.object);
+  if (!kcv) {
+    (void)vault_.destroy(v.object);
+    (void)store_.drop_intent(*intent);
+    return unexpected(kcv.error());
+  }
+  if (auto ok = vault_.verify(algorithm, v.object, false); !ok) {
+    (void)vault_.destroy(v.object);
+    (void)store_.drop_intent(*intent);
+    return unexpected(ok.error());
+  }
+  v.kcv = *kcv;
+  if (current) {
+    if (auto r = store_.add_version(name, v, *intent); !r) return unexpected(r.error());
+    Key next = *current;
+    next.current_version = v.version;
+    next.versions.push_back(std::move(v));
+    return publish(std::move(next));
+  }
+  Key key;
+  key.name = name;
+  key.algorithm = algorithm;
+  key.current_version = 1;
+  key.created_at = v.created_at;
+  key.policy = policy_if_new;
+  key.versions.push_back(std::move(v));
+  if (auto r = store_.insert_key(key, *intent); !r) return unexpected(r.error());
+  return publish(std::move(key));
+}
+
 KeyAdmin::KeyResult KeyAdmin::set_enabled(const std::string& name, bool enabled, const std::string& request_id) {
   std::lock_guard lock(mutex_);
   auto current = existing(name);

@@ -3,6 +3,7 @@
 // decrypt version, scheduled destruction, and the recovery and reconciliation that keep state
 // and token consistent. Changes are serialized. Changes that touch the token record an intent
 // first (see StateStore), so a crash at any step is finished or undone by recover() at start.
+#include <functional>
 #include <mutex>
 
 #include "daemon/core/clock.h"
@@ -41,6 +42,12 @@ class KeyAdmin {
   KeyResult set_policy(const std::string& name, Policy policy, const std::string& request_id = {});
   KeyResult schedule_destruction(const std::string& name, std::int64_t wait_seconds, const std::string& request_id = {});
   KeyResult cancel_destruction(const std::string& name, const std::string& request_id = {});
+
+  // BYOK: unwrap(target) puts the key material into the token object target (and returns its
+  // KCV); the key is created with origin "imported", or an existing imported key gains a version.
+  using Unwrapper = std::function<Outcome<std::optional<std::string>>(const ObjectRef& target)>;
+  KeyResult import_version(const std::string& name, Algorithm algorithm, const Policy& policy_if_new,
+                           const Unwrapper& unwrap);
 
   // Destroys every key whose destruction is due; returns their names.
   Outcome<std::vector<std::string>> destroy_due();

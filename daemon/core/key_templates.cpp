@@ -28,14 +28,15 @@ const std::vector<std::pair<std::string, CK_ATTRIBUTE_TYPE>>& reported_attribute
 }
 
 CK_MECHANISM_TYPE generation_mechanism(Algorithm algorithm) {
-  return algorithm == Algorithm::aes_256_gcm ? CKM_AES_KEY_GEN : CKM_GENERIC_SECRET_KEY_GEN;
+  return algorithm == Algorithm::hmac_sha256 ? CKM_GENERIC_SECRET_KEY_GEN : CKM_AES_KEY_GEN;
 }
 
 void fill_key_template(p11::AttributeTemplate& t, Algorithm algorithm, const ObjectRef& ref,
                        bool set_modifiable_false) {
   const bool aes = algorithm == Algorithm::aes_256_gcm;
+  const bool transport = algorithm == Algorithm::aes_256_kwp_transport;
   t.add_ulong(CKA_CLASS, CKO_SECRET_KEY)
-      .add_ulong(CKA_KEY_TYPE, aes ? CKK_AES : CKK_GENERIC_SECRET)
+      .add_ulong(CKA_KEY_TYPE, aes || transport ? CKK_AES : CKK_GENERIC_SECRET)
       .add_bytes(CKA_ID, ref.id)
       .add_string(CKA_LABEL, ref.label)
       .add_bool(CKA_TOKEN, true)
@@ -45,20 +46,23 @@ void fill_key_template(p11::AttributeTemplate& t, Algorithm algorithm, const Obj
       // One role per key: never wrap/unwrap next to encrypt/decrypt/sign (Clulow).
       .add_bool(CKA_ENCRYPT, aes)
       .add_bool(CKA_DECRYPT, aes)
-      .add_bool(CKA_SIGN, !aes)
-      .add_bool(CKA_VERIFY, !aes)
+      .add_bool(CKA_SIGN, !aes && !transport)
+      .add_bool(CKA_VERIFY, !aes && !transport)
       .add_bool(CKA_WRAP, false)
-      .add_bool(CKA_UNWRAP, false)
+      // A transport key does one thing: unwrap keys migrated from a legacy HSM.
+      .add_bool(CKA_UNWRAP, transport)
       .add_bool(CKA_DERIVE, false);
   if (set_modifiable_false) t.add_bool(CKA_MODIFIABLE, false);
 }
 
 std::vector<std::pair<std::string, bool>> required_attributes(Algorithm algorithm, bool generated) {
   const bool aes = algorithm == Algorithm::aes_256_gcm;
+  const bool transport = algorithm == Algorithm::aes_256_kwp_transport;
+  const bool mac = algorithm == Algorithm::hmac_sha256;
   std::vector<std::pair<std::string, bool>> r = {
-      {"token", true},  {"private", true}, {"sensitive", true}, {"extractable", false},
-      {"encrypt", aes}, {"decrypt", aes},  {"sign", !aes},      {"verify", !aes},
-      {"wrap", false},  {"unwrap", false}, {"derive", false},
+      {"token", true},  {"private", true},     {"sensitive", true}, {"extractable", false},
+      {"encrypt", aes}, {"decrypt", aes},      {"sign", mac},       {"verify", mac},
+      {"wrap", false},  {"unwrap", transport}, {"derive", false},
   };
   if (generated) {
     r.emplace_back("always_sensitive", true);

@@ -69,6 +69,7 @@ void LifecycleScheduler::run_once() {
       audit_change("lifecycle.destroy", name, std::nullopt, "ok");
     }
   }
+  for (const auto& task : tasks_) task();
   const std::int64_t now = unix_seconds(clock_.now());
   for (const auto& key : registry_.all()) {
     if (key->state != KeyState::enabled) continue;

@@ -4,7 +4,9 @@
 // reaches its usage limit. run_once() is the whole of one pass, for tests with a fake clock.
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
+#include <vector>
 #include <thread>
 
 #include "daemon/core/audit_log.h"
@@ -23,6 +25,8 @@ class LifecycleScheduler {
   void stop();
   void wake();
   void run_once();
+  // A further task for every pass (e.g. expiring import jobs). Add before start().
+  void add_task(std::function<void()> task) { tasks_.push_back(std::move(task)); }
 
  private:
   void audit_change(const std::string& type, const std::string& key, std::optional<std::uint32_t> version,
@@ -39,6 +43,7 @@ class LifecycleScheduler {
   bool stopping_ = false;
   bool woken_ = false;
   std::thread thread_;
+  std::vector<std::function<void()>> tasks_;
 };
 
 }  // namespace custody::core

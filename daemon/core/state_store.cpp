@@ -74,6 +74,22 @@ CREATE TABLE applied_requests (
   applied_at INTEGER NOT NULL
 ) STRICT;
 )sql",
+    R"sql(
+CREATE TABLE import_jobs (
+  id TEXT PRIMARY KEY,
+  key_name TEXT NOT NULL,
+  algorithm TEXT NOT NULL,
+  method TEXT NOT NULL,
+  transport_key TEXT,
+  state TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  object_id BLOB,
+  object_label TEXT,
+  public_key TEXT,
+  policy TEXT NOT NULL
+) STRICT;
+)sql",
 };
 
 // A prepared statement that finalizes itself.
@@ -459,6 +475,53 @@ Outcome<std::vector<StoredRequest>> StateStore::load_requests() {
     auto id = ap.column_text(0);
     for (auto& r : out)
       if (r.id == id) r.approvals.push_back(StoredApproval{ap.column_text(1), ap.column_text(2), ap.column_int(3)});
+  }
+  return out;
+}
+
+Outcome<void> StateStore::insert_job(const StoredJob& j, const std::string& request_id) {
+  std::lock_guard lock(mutex_);
+  return transaction([&]() -> Outcome<void> {
+    Statement st(db_,
+                 "INSERT INTO import_jobs(id, key_name, algorithm, method, transport_key, state, created_at, expires_at,"
+                 " object_id, object_label, public_key, policy) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)");
+    st.text(1, j.id).text(2, j.key_name).text(3, j.algorithm).text(4, j.method).optional(5, j.transport_key);
+    st.text(6, j.state).integer(7, j.created_at).integer(8, j.expires_at).blob(9, j.wrapping.id);
+    st.text(10, j.wrapping.label).optional(11, j.public_key).text(12, j.policy);
+    if (auto r = change(db_, st, "insert import job"); !r) return r;
+    return mark_applied(db_, request_id);
+  });
+}
+
+Outcome<void> StateStore::set_job_state(const std::string& id, const std::string& state) {
+  std::lock_guard lock(mutex_);
+  Statement st(db_, "UPDATE import_jobs SET state = ? WHERE id = ?");
+  st.text(1, state).text(2, id);
+  return change(db_, st, "update import job", 1);
+}
+
+Outcome<std::vector<StoredJob>> StateStore::load_jobs() {
+  std::lock_guard lock(mutex_);
+  Statement st(db_,
+               "SELECT id, key_name, algorithm, method, transport_key, state, created_at, expires_at, object_id,"
+               " object_label, public_key, policy FROM import_jobs ORDER BY created_at, id");
+  if (!st.ok()) return unexpected(db_error(db_, "load import jobs"));
+  std::vector<StoredJob> out;
+  while (st.step() == SQLITE_ROW) {
+    StoredJob j;
+    j.id = st.column_text(0);
+    j.key_name = st.column_text(1);
+    j.algorithm = st.column_text(2);
+    j.method = st.column_text(3);
+    if (!st.column_null(4)) j.transport_key = st.column_text(4);
+    j.state = st.column_text(5);
+    j.created_at = st.column_int(6);
+    j.expires_at = st.column_int(7);
+    j.wrapping.id = st.column_blob(8);
+    j.wrapping.label = st.column_text(9);
+    if (!st.column_null(10)) j.public_key = st.column_text(10);
+    j.policy = st.column_text(11);
+    out.push_back(std::move(j));
   }
   return out;
 }

@@ -43,6 +43,17 @@ struct StoredRequest {
   std::vector<StoredApproval> approvals;
 };
 
+// A BYOK import job as stored; its meaning lives in ImportJobs.
+struct StoredJob {
+  std::string id, key_name, algorithm, method;
+  std::optional<std::string> transport_key;
+  std::string state;  // active | used | expired
+  std::int64_t created_at = 0, expires_at = 0;
+  ObjectRef wrapping;  // the job's RSA key pair (rsa methods)
+  std::optional<std::string> public_key;
+  std::string policy;  // JSON, for a key the job creates
+};
+
 class StateStore {
  public:
   static Expected<std::unique_ptr<StateStore>, std::string> open(const std::string& path);
@@ -75,6 +86,11 @@ class StateStore {
                                const std::optional<std::string>& outcome);
   Outcome<std::vector<StoredRequest>> load_requests();
   Outcome<bool> applied(const std::string& request_id);
+
+  // BYOK import jobs.
+  Outcome<void> insert_job(const StoredJob& job, const std::string& request_id);
+  Outcome<void> set_job_state(const std::string& id, const std::string& state);
+  Outcome<std::vector<StoredJob>> load_jobs();
 
   // A named value fixed at first use (e.g. the instance id): returns the stored one.
   Outcome<std::string> meta(const std::string& name, const std::string& initial);

@@ -3,6 +3,7 @@
 #include <boost/json.hpp>
 
 #include "common/duration.h"
+#include "daemon/core/import_jobs.h"
 #include "daemon/core/key_json.h"
 #include "daemon/service/context.h"
 #include "daemon/service/json_body.h"
@@ -43,7 +44,9 @@ core::Outcome<Parsed> parse(const std::string& op, const boost::json::object& pa
     auto alg = f.string("algorithm");
     if (!alg) return unexpected(alg.error());
     auto algorithm = core::parse_algorithm(*alg);
-    if (!algorithm) return fail(Code::invalid_argument, "params.algorithm must be aes-256-gcm or hmac-sha256");
+    if (!algorithm || *algorithm == core::Algorithm::aes_256_kwp_transport)
+      return fail(Code::invalid_argument,
+                  "params.algorithm must be aes-256-gcm or hmac-sha256 (transport keys come in through an import job)");
     p.algorithm = *algorithm;
     const auto* pv = f.get("policy");
     auto policy = core::parse_policy(pv ? *pv : boost::json::value(boost::json::array()));
@@ -100,7 +103,9 @@ core::Outcome<Parsed> parse(const std::string& op, const boost::json::object& pa
 
 }  // namespace
 
-core::Outcome<void> validate_admin_operation(const std::string& operation, const boost::json::object& params) {
+core::Outcome<void> validate_admin_operation(ServiceContext& c, const std::string& operation,
+                                             const boost::json::object& params) {
+  if (operation == "create-import-job") return c.jobs->validate(params);
   auto p = parse(operation, params, core::kDefaultUsageLimit);
   if (!p) return unexpected(p.error());
   return {};
@@ -108,6 +113,11 @@ core::Outcome<void> validate_admin_operation(const std::string& operation, const
 
 core::Outcome<boost::json::object> run_admin_operation(ServiceContext& c, const std::string& op,
                                                        const boost::json::object& params, const std::string& id) {
+  if (op == "create-import-job") {
+    auto job = c.jobs->create(params, id);
+    if (!job) return unexpected(job.error());
+    return boost::json::object{{"import_job", core::job_to_json(*job)}};
+  }
   auto p = parse(op, params, c.default_usage_limit);
   if (!p) return unexpected(p.error());
   auto& admin = c.key_admin;
@@ -124,7 +134,8 @@ core::Outcome<boost::json::object> run_admin_operation(ServiceContext& c, const 
   return boost::json::object{{"key", core::key_to_json(**key, c.meter)}};
 }
 
-boost::json::object admin_operation_result(ServiceContext& c, const std::string&, const boost::json::object& params) {
+boost::json::object admin_operation_result(ServiceContext& c, const std::string& op, const boost::json::object& params) {
+  if (op == "create-import-job") return {};  // the job exists; `GET /v1/admin/import-jobs` shows it
   const auto* name = params.if_contains("name");
   auto key = name && name->is_string() ? c.registry.find(std::string(name->as_string())) : nullptr;
   if (!key) return {};

@@ -11,7 +11,8 @@ namespace custody::service {
 struct ServiceContext;
 
 // Checks operation and params without changing anything.
-core::Outcome<void> validate_admin_operation(const std::string& operation, const boost::json::object& params);
+core::Outcome<void> validate_admin_operation(ServiceContext& context, const std::string& operation,
+                                             const boost::json::object& params);
 // Runs it for the admin request request_id; the value is the request's "result".
 core::Outcome<boost::json::object> run_admin_operation(ServiceContext& context, const std::string& operation,
                                                        const boost::json::object& params, const std::string& request_id);

@@ -9,6 +9,7 @@
 #include "daemon/core/attestation.h"
 #include "daemon/core/audit_log.h"
 #include "daemon/core/data_plane.h"
+#include "daemon/core/import_jobs.h"
 #include "daemon/core/key_admin.h"
 #include "daemon/core/key_registry.h"
 #include "daemon/core/key_vault.h"
@@ -34,6 +35,7 @@ struct ServiceContext {
   unsigned max_json_depth = 16;
   core::AdminRequests* requests = nullptr;  // dual control, on the admin socket
   core::Attestor* attestor = nullptr;
+  core::ImportJobs* jobs = nullptr;
   HealthState& health;
   core::UsageMeter* meter = nullptr;
   std::uint64_t default_usage_limit = core::kDefaultUsageLimit;

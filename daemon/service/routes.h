@@ -20,6 +20,9 @@ Handler make_list_requests_handler(ServiceContext& context);
 Handler make_show_request_handler(ServiceContext& context);
 Handler make_approve_handler(ServiceContext& context);
 Handler make_cancel_handler(ServiceContext& context);
+Handler make_list_jobs_handler(ServiceContext& context);
+Handler make_show_job_handler(ServiceContext& context);
+Handler make_import_handler(ServiceContext& context);
 Handler make_keys_check_handler(ServiceContext& context);
 
 }  // namespace custody::service

@@ -1,0 +1,52 @@
+#pragma once
+// BYOK import jobs (CONTRACT §8). A job is created by a dual-control request: for the rsa-*
+// methods it holds an RSA key pair made in the token whose private half can only unwrap. It is
+// single use and expires (default 24 h); its key pair is destroyed when it is used or expires,
+// also across restarts. A wrong KCV or payload leaves nothing behind and the job stays usable.
+#include <boost/json/object.hpp>
+#include <mutex>
+
+#include "daemon/core/key_admin.h"
+#include "daemon/core/token_importer.h"
+
+namespace custody::core {
+
+struct ImportResult {
+  std::shared_ptr<const Key> key;
+  std::uint32_t version = 0;
+  std::optional<std::string> kcv;
+};
+
+class ImportJobs {
+ public:
+  ImportJobs(StateStore& store, TokenImporter& importer, KeyRegistry& registry, KeyAdmin& admin, const Clock& clock)
+      : store_(store), importer_(importer), registry_(registry), admin_(admin), clock_(clock) {}
+
+  Outcome<void> load();
+  // params: key_name, algorithm, method, expires_in_seconds, transport_key (aes-kwp), policy.
+  Outcome<void> validate(const boost::json::object& params);
+  Outcome<StoredJob> create(const boost::json::object& params, const std::string& request_id);
+  Outcome<ImportResult> import(const std::string& id, std::span<const std::uint8_t> wrapped_key,
+                               const std::optional<std::string>& kcv);
+  // Marks due jobs expired and destroys their key pairs; returns their ids.
+  std::vector<std::string> expire_due();
+  std::vector<StoredJob> list();
+  Outcome<StoredJob> get(const std::string& id);
+  std::vector<std::string> offered_methods() { return importer_.offered_methods(); }
+  TokenImporter& importer() { return importer_; }
+
+ private:
+  StoredJob* find_locked(const std::string& id);
+
+  std::mutex mutex_;
+  StateStore& store_;
+  TokenImporter& importer_;
+  KeyRegistry& registry_;
+  KeyAdmin& admin_;
+  const Clock& clock_;
+  std::vector<StoredJob> jobs_;
+};
+
+boost::json::object job_to_json(const StoredJob& job);
+
+}  // namespace custody::core

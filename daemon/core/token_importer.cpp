@@ -1,0 +1,289 @@
+#include "daemon/core/token_importer.h"
+
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/param_build.h>
+#include <openssl/pem.h>
+
+#include <spdlog/spdlog.h>
+
+#include "common/hex.h"
+#include "daemon/core/key_templates.h"
+#include "daemon/core/token_key_vault.h"
+#include "pkcs11/token_quirks.h"
+
+namespace custody::core {
+namespace {
+
+constexpr CK_BYTE kExponent[] = {0x01, 0x00, 0x01};
+
+p11::Result<CK_OBJECT_HANDLE> find(p11::Session& s, CK_OBJECT_CLASS cls, const ObjectRef& ref) {
+  p11::AttributeTemplate t;
+  t.add_ulong(CKA_CLASS, cls).add_bytes(CKA_ID, ref.id);
+  auto found = s.find_objects(t, 2);
+  if (!found) return unexpected(found.error());
+  if (found->size() != 1) return unexpected(p11::P11Error{CKR_KEY_HANDLE_INVALID, "find " + ref.label});
+  return (*found)[0];
+}
+
+Expected<std::string, std::string> rsa_pem(const Bytes& modulus, const Bytes& exponent) {
+  OSSL_PARAM_BLD* bld = OSSL_PARAM_BLD_new();
+  BIGNUM* n = BN_bin2bn(modulus.data(), static_cast<int>(modulus.size()), nullptr);
+  BIGNUM* e = BN_bin2bn(exponent.data(), static_cast<int>(exponent.size()), nullptr);
+  OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n);
+  OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e);
+  OSSL_PARAM* params = OSSL_PARAM_BLD_to_param(bld);
+  EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new_from_name(nullptr, "RSA", nullptr);
+  EVP_PKEY* key = nullptr;
+  bool ok = EVP_PKEY_fromdata_init(ctx) == 1 && EVP_PKEY_fromdata(ctx, &key, EVP_PKEY_PUBLIC_KEY, params) == 1;
+  std::string pem;
+  if (ok) {
+    BIO* bio = BIO_new(BIO_s_mem());
+    PEM_write_bio_PUBKEY(bio, key);
+    char* data = nullptr;
+    long len = BIO_get_mem_data(bio, &data);
+    pem.assign(data, static_cast<std::size_t>(len));
+    BIO_free(bio);
+  }
+  EVP_PKEY_free(key);
+  EVP_PKEY_CTX_free(ctx);
+  OSSL_PARAM_free(params);
+  OSSL_PARAM_BLD_free(bld);
+  BN_free(n);
+  BN_free(e);
+  if (!ok) return unexpected(std::string("the token's RSA public key is unreadable"));
+  return pem;
+}
+
+// The final object: the custody template of the algorithm. Some tokens refuse CKA_MODIFIABLE in
+// an unwrap template (SoftHSMv2), so it is tried with and then without.
+p11::Result<CK_OBJECT_HANDLE> unwrap_final(p11::Session& s, CK_MECHANISM& mech, CK_OBJECT_HANDLE with,
+                                           std::span<const std::uint8_t> wrapped, Algorithm algorithm,
+                                           const ObjectRef& target) {
+  p11::AttributeTemplate t;
+  fill_key_template(t, algorithm, target, true);
+  auto h = s.unwrap_key(mech, with, wrapped, t);
+  if (!h && p11::quirks::refuses_modifiable_attribute(h.error().rv)) {
+    p11::AttributeTemplate without;
+    fill_key_template(without, algorithm, target, false);
+    h = s.unwrap_key(mech, with, wrapped, without);
+  }
+  return h;
+}
+
+Error import_error(const p11::P11Error& e) {
+  switch (e.rv) {
+    case CKR_WRAPPED_KEY_INVALID:
+    case CKR_WRAPPED_KEY_LEN_RANGE:
+    case CKR_ENCRYPTED_DATA_INVALID:
+    case CKR_ENCRYPTED_DATA_LEN_RANGE:
+    case CKR_DATA_LEN_RANGE:
+    case CKR_GENERAL_ERROR:  // SoftHSMv2's answer to a payload that does not unwrap
+      return Error{Code::invalid_argument, "the wrapped key does not unwrap with this job's key (wrong key, method or bytes)"};
+    default:
+      return token_error(e, "key import");
+  }
+}
+
+}  // namespace
+
+const std::vector<ImportMethod>& import_methods() {
+  static const std::vector<ImportMethod> methods = {
+      {"rsa-oaep-3072-sha256-aes-256", true, 3072, CKM_SHA256, CKG_MGF1_SHA256},
+      {"rsa-oaep-4096-sha256-aes-256", true, 4096, CKM_SHA256, CKG_MGF1_SHA256},
+      {"rsa-oaep-3072-sha1-aes-256", true, 3072, CKM_SHA_1, CKG_MGF1_SHA1},
+      {"rsa-oaep-4096-sha1-aes-256", true, 4096, CKM_SHA_1, CKG_MGF1_SHA1},
+      {"aes-kwp", false, 0, 0, 0},
+  };
+  return methods;
+}
+
+const ImportMethod* find_import_method(const std::string& name) {
+  for (const auto& m : import_methods())
+    if (m.name == name) return &m;
+  return nullptr;
+}
+
+template <class T, class Fn>
+Outcome<T> TokenImporter::with_session(const char* what, Fn&& fn) {
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    auto lease = pool_.acquire();
+    if (!lease) return fail(Code::unavailable, std::string("the token is unavailable (") + what + ")");
+    auto r = fn(lease->session());
+    if (r) return std::move(*r);
+    lease->report(r.error());
+    if (r.error().severity() == p11::Severity::operation) return unexpected(import_error(r.error()));
+  }
+  return fail(Code::unavailable, std::string("the token is unavailable (") + what + ")");
+}
+
+std::vector<std::string> TokenImporter::offered_methods() {
+  std::lock_guard lock(probe_mutex_);
+  if (offered_) return *offered_;
+  std::vector<std::string> offered;
+  auto lease = pool_.acquire();
+  if (!lease) return {};
+  auto& s = lease->session();
+  CK_MECHANISM_INFO info{};
+  auto has = [&](CK_MECHANISM_TYPE m, CK_FLAGS f) {
+    return s.api()->C_GetMechanismInfo(pool_.slot(), m, &info) == CKR_OK && (info.flags & f) == f;
+  };
+  const bool kwp = has(CKM_AES_KEY_WRAP_PAD, CKF_UNWRAP);
+  const bool oaep = has(CKM_RSA_PKCS_OAEP, CKF_UNWRAP) && has(CKM_RSA_PKCS_KEY_PAIR_GEN, CKF_GENERATE_KEY_PAIR);
+  if (kwp && oaep) {
+    // Which OAEP hashes the token takes cannot be listed: try each on a throwaway session key.
+    p11::AttributeTemplate pub, priv;
+    pub.add_ulong(CKA_MODULUS_BITS, 2048).add_bytes(CKA_PUBLIC_EXPONENT, kExponent).add_bool(CKA_TOKEN, false);
+    pub.add_bool(CKA_ENCRYPT, true);
+    priv.add_bool(CKA_TOKEN, false).add_bool(CKA_DECRYPT, true).add_bool(CKA_SENSITIVE, true);
+    auto pair = s.generate_key_pair(CKM_RSA_PKCS_KEY_PAIR_GEN, pub, priv);
+    if (pair) {
+      for (const auto& m : import_methods()) {
+        if (!m.rsa) continue;
+        CK_RSA_PKCS_OAEP_PARAMS params{m.oaep_hash, m.oaep_mgf, CKZ_DATA_SPECIFIED, nullptr, 0};
+        CK_MECHANISM mech{CKM_RSA_PKCS_OAEP, &params, sizeof params};
+        const std::uint8_t probe[32] = {};
+        if (s.encrypt(mech, pair->first, probe, 256)) offered.push_back(m.name);
+      }
+      (void)s.destroy_object(pair->first);
+      (void)s.destroy_object(pair->second);
+    }
+  }
+  if (kwp) offered.push_back("aes-kwp");
+  offered_ = offered;
+  return offered;
+}
+
+Outcome<std::string> TokenImporter::make_wrapping_pair(const ImportMethod& method, const ObjectRef& ref) {
+  return with_session<std::string>("import job key", [&](p11::Session& s) -> p11::Result<std::string> {
+    p11::AttributeTemplate pub, priv;
+    pub.add_ulong(CKA_CLASS, CKO_PUBLIC_KEY).add_ulong(CKA_KEY_TYPE, CKK_RSA).add_ulong(CKA_MODULUS_BITS, method.rsa_bits);
+    pub.add_bytes(CKA_PUBLIC_EXPONENT, kExponent).add_bytes(CKA_ID, ref.id).add_string(CKA_LABEL, ref.label);
+    pub.add_bool(CKA_TOKEN, true).add_bool(CKA_WRAP, true).add_bool(CKA_ENCRYPT, false).add_bool(CKA_VERIFY, false);
+    priv.add_ulong(CKA_CLASS, CKO_PRIVATE_KEY).add_ulong(CKA_KEY_TYPE, CKK_RSA).add_bytes(CKA_ID, ref.id);
+    priv.add_string(CKA_LABEL, ref.label).add_bool(CKA_TOKEN, true).add_bool(CKA_PRIVATE, true);
+    priv.add_bool(CKA_SENSITIVE, true).add_bool(CKA_EXTRACTABLE, false).add_bool(CKA_UNWRAP, true);
+    priv.add_bool(CKA_DECRYPT, false).add_bool(CKA_SIGN, false).add_bool(CKA_DERIVE, false);
+    auto pair = s.generate_key_pair(CKM_RSA_PKCS_KEY_PAIR_GEN, pub, priv);
+    if (!pair) return unexpected(pair.error());
+    auto n = s.get_bytes(pair->first, CKA_MODULUS);
+    auto e = s.get_bytes(pair->first, CKA_PUBLIC_EXPONENT);
+    if (!n || !*n || !e || !*e) return unexpected(p11::P11Error{CKR_ATTRIBUTE_TYPE_INVALID, "read RSA public key"});
+    auto pem = rsa_pem(**n, **e);
+    if (!pem) return unexpected(p11::P11Error{CKR_ATTRIBUTE_VALUE_INVALID, pem.error()});
+    return *pem;
+  });
+}
+
+Outcome<void> TokenImporter::destroy_wrapping_pair(const ObjectRef& ref) {
+  auto r = with_session<bool>("destroy import job key", [&](p11::Session& s) -> p11::Result<bool> {
+    for (CK_OBJECT_CLASS cls : {CKO_PRIVATE_KEY, CKO_PUBLIC_KEY}) {
+      auto h = find(s, cls, ref);
+      if (h) {
+        if (auto st = s.destroy_object(*h); !st) return unexpected(st.error());
+      }
+    }
+    return true;
+  });
+  if (!r) return unexpected(r.error());
+  return {};
+}
+
+Outcome<AttributeReport> TokenImporter::wrapping_key_attributes(const ObjectRef& ref) {
+  return with_session<AttributeReport>("attributes", [&](p11::Session& s) -> p11::Result<AttributeReport> {
+    auto h = find(s, CKO_PRIVATE_KEY, ref);
+    if (!h) return unexpected(h.error());
+    std::vector<CK_ATTRIBUTE_TYPE> types;
+    for (const auto& [name, type] : reported_attributes()) types.push_back(type);
+    auto values = s.get_bools(*h, types);
+    if (!values) return unexpected(values.error());
+    AttributeReport report;
+    for (const auto& [name, type] : reported_attributes()) report[name] = (*values)[type];
+    return report;
+  });
+}
+
+Outcome<void> TokenImporter::import_rsa(const ImportMethod& method, const ObjectRef& wrapping,
+                                        std::span<const std::uint8_t> payload, Algorithm algorithm, const ObjectRef& target) {
+  const std::size_t rsa_len = method.rsa_bits / 8;
+  if (payload.size() != rsa_len + 40)
+    return fail(Code::invalid_argument, "the wrapped key must be " + std::to_string(rsa_len + 40) + " bytes for " + method.name +
+                                            " (RSA-OAEP block, then the 40-byte AES-KWP of a 32-byte key)");
+  auto r = with_session<bool>("key import", [&](p11::Session& s) -> p11::Result<bool> {
+    auto job_key = find(s, CKO_PRIVATE_KEY, wrapping);
+    if (!job_key) return unexpected(job_key.error());
+    CK_RSA_PKCS_OAEP_PARAMS oaep{method.oaep_hash, method.oaep_mgf, CKZ_DATA_SPECIFIED, nullptr, 0};
+    CK_MECHANISM rsa{CKM_RSA_PKCS_OAEP, &oaep, sizeof oaep};
+    // E: a session key that can only unwrap, gone as soon as K is in.
+    p11::AttributeTemplate et;
+    et.add_ulong(CKA_CLASS, CKO_SECRET_KEY).add_ulong(CKA_KEY_TYPE, CKK_AES).add_bool(CKA_TOKEN, false);
+    et.add_bool(CKA_PRIVATE, true).add_bool(CKA_SENSITIVE, true).add_bool(CKA_EXTRACTABLE, false);
+    et.add_bool(CKA_UNWRAP, true).add_bool(CKA_WRAP, false).add_bool(CKA_ENCRYPT, false).add_bool(CKA_DECRYPT, false);
+    et.add_bool(CKA_SIGN, false).add_bool(CKA_VERIFY, false).add_bool(CKA_DERIVE, false);
+    auto e = s.unwrap_key(rsa, *job_key, payload.first(rsa_len), et);
+    if (!e) return unexpected(e.error());
+    CK_MECHANISM kwp{CKM_AES_KEY_WRAP_PAD, nullptr, 0};
+    auto k = unwrap_final(s, kwp, *e, payload.subspan(rsa_len), algorithm, target);
+    (void)s.destroy_object(*e);
+    if (!k) return unexpected(k.error());
+    return true;
+  });
+  if (!r) return unexpected(r.error());
+  return {};
+}
+
+Outcome<void> TokenImporter::import_kwp(const ObjectRef& transport, std::span<const std::uint8_t> payload,
+                                        Algorithm algorithm, const ObjectRef& target) {
+  if (payload.size() != 40)
+    return fail(Code::invalid_argument, "the wrapped key must be 40 bytes: AES-KWP (RFC 5649) of a 32-byte key");
+  auto r = with_session<bool>("key import", [&](p11::Session& s) -> p11::Result<bool> {
+    auto t = find(s, CKO_SECRET_KEY, transport);
+    if (!t) return unexpected(t.error());
+    CK_MECHANISM kwp{CKM_AES_KEY_WRAP_PAD, nullptr, 0};
+    auto k = unwrap_final(s, kwp, *t, payload, algorithm, target);
+    if (!k) return unexpected(k.error());
+    return true;
+  });
+  if (!r) return unexpected(r.error());
+  return {};
+}
+
+Outcome<std::optional<std::string>> TokenImporter::kcv(Algorithm algorithm, const ObjectRef& target) {
+  if (algorithm == Algorithm::aes_256_kwp_transport) return std::optional<std::string>{};
+  return with_session<std::optional<std::string>>("kcv", [&](p11::Session& s) -> p11::Result<std::optional<std::string>> {
+    auto k = find(s, CKO_SECRET_KEY, target);
+    if (!k) return unexpected(k.error());
+    const std::uint8_t zeros[16] = {};
+    if (algorithm == Algorithm::hmac_sha256) {
+      CK_MECHANISM mac{CKM_SHA256_HMAC, nullptr, 0};
+      auto m = s.sign(mac, *k, zeros, 32);
+      if (!m) return unexpected(m.error());
+      return std::optional<std::string>{hex_upper(std::span(m->data(), 3))};
+    }
+    // A short-lived session copy computes AES-ECB(K, 0^16): the token object itself stays GCM-only in use.
+    p11::AttributeTemplate copy;
+    copy.add_bool(CKA_TOKEN, false);
+    auto c = s.copy_object(*k, copy);
+    if (!c && !p11::quirks::refuses_session_copy(c.error().rv)) return unexpected(c.error());
+    CK_MECHANISM ecb{CKM_AES_ECB, nullptr, 0};
+    auto block = s.encrypt(ecb, c ? *c : *k, zeros, 16);
+    if (c) (void)s.destroy_object(*c);
+    if (!block) return unexpected(block.error());
+    return std::optional<std::string>{hex_upper(std::span(block->data(), 3))};
+  });
+}
+
+Outcome<void> TokenImporter::destroy(const ObjectRef& target) {
+  auto r = with_session<bool>("destroy", [&](p11::Session& s) -> p11::Result<bool> {
+    auto k = find(s, CKO_SECRET_KEY, target);
+    if (k) {
+      if (auto st = s.destroy_object(*k); !st) return unexpected(st.error());
+    }
+    return true;
+  });
+  if (!r) return unexpected(r.error());
+  return {};
+}
+
+}  // namespace custody::core
