@@ -158,6 +158,17 @@ TEST(ByokE2E, BadImportsAreRefusedAndLeaveNothingBehind) {
   auto payload = read_file(d.dir() + "/payload.bin");
   write_file(d.dir() + "/truncated.bin", payload.substr(0, payload.size() - 8));
   const int objects = secret_objects(d);
+  // The attestation report lists the active job with its wrapping key's attributes.
+  auto env = json::parse(d.service().call("POST", "/v1/attestation", R"({"nonce":""})")->body);
+  auto report = base64_decode(field(env, "report"));
+  auto doc = json::parse(std::string(report->begin(), report->end()));
+  ASSERT_EQ(doc.at("import_jobs").as_array().size(), 2u);
+  const auto& attrs = doc.at("import_jobs").at(0).at("object").at("attributes");
+  EXPECT_TRUE(attrs.at("unwrap").as_bool());
+  EXPECT_FALSE(attrs.at("decrypt").as_bool());
+  EXPECT_FALSE(attrs.at("sign").as_bool());
+  EXPECT_FALSE(attrs.at("extractable").as_bool());
+  EXPECT_TRUE(attrs.at("sensitive").as_bool());
 
   EXPECT_EQ(import(d, id, d.dir() + "/payload.bin", "000000").first, 400);  // wrong kcv
   EXPECT_EQ(import(d, id, d.dir() + "/truncated.bin").first, 400);
@@ -187,17 +198,6 @@ TEST(ByokE2E, ExpiredJobsLoseTheirKeyPairsAcrossRestarts) {
   auto job = make_job(d, {{"key_name", "gone"}, {"algorithm", "aes-256-gcm"}, {"method", "rsa-oaep-3072-sha1-aes-256"},
                           {"expires_in_seconds", 1}});
   EXPECT_EQ(secret_objects(d), before + 1);  // the job's private key
-  // The attestation report lists the active job with its wrapping key's attributes.
-  auto env = json::parse(d.service().call("POST", "/v1/attestation", R"({"nonce":""})")->body);
-  auto report = base64_decode(field(env, "report"));
-  auto doc = json::parse(std::string(report->begin(), report->end()));
-  ASSERT_EQ(doc.at("import_jobs").as_array().size(), 1u);
-  const auto& attrs = doc.at("import_jobs").at(0).at("object").at("attributes");
-  EXPECT_TRUE(attrs.at("unwrap").as_bool());
-  EXPECT_FALSE(attrs.at("decrypt").as_bool());
-  EXPECT_FALSE(attrs.at("sign").as_bool());
-  EXPECT_FALSE(attrs.at("extractable").as_bool());
-  EXPECT_TRUE(attrs.at("sensitive").as_bool());
   ASSERT_EQ(d.terminate(), 0);
   std::this_thread::sleep_for(std::chrono::milliseconds(1100));
   d.start();
