@@ -1,6 +1,7 @@
 #pragma once
 // One request being handled: its input, the path parameters, and the audit records the handler
 // wants written before the response goes out.
+#include <deque>
 #include <string>
 #include <vector>
 
@@ -13,9 +14,11 @@ namespace custody::service {
 struct Call {
   const Request& request;
   std::vector<std::string> params;  // values of {name} segments in the route pattern
-  std::vector<core::AuditEvent> audit;
+  // A deque: handlers keep references from record() while adding more records.
+  std::deque<core::AuditEvent> audit;
 
-  // A new audit record for this request, pre-filled with request id and client.
+  // A new audit record for this request, pre-filled with request id and client. The reference
+  // stays valid for the whole call.
   core::AuditEvent& record(std::string type) {
     auto& e = audit.emplace_back();
     e.type = std::move(type);

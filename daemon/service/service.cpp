@@ -42,7 +42,9 @@ void Service::finish(Call& call, Response response, std::function<void(Response)
     return;
   }
   const std::string request_id = call.request.request_id;
-  context_.audit.submit(std::move(call.audit), [done = std::move(done), response = std::move(response),
+  std::vector<core::AuditEvent> records(std::make_move_iterator(call.audit.begin()),
+                                        std::make_move_iterator(call.audit.end()));
+  context_.audit.submit(std::move(records), [done = std::move(done), response = std::move(response),
                                                 request_id](bool written) mutable {
     if (written) done(std::move(response));
     else done(error_response({core::Code::unavailable, "the audit log cannot be written"}, request_id));
