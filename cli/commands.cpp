@@ -20,6 +20,7 @@
 #include "cli/unix_http_client.h"
 #include "common/base64.h"
 #include "common/hex.h"
+#include "common/pem.h"
 #include "daemon/core/audit_verify.h"
 
 namespace custody::cli {
@@ -478,22 +479,6 @@ int cmd_audit_verify(const std::vector<std::string>& files, const std::string& p
 
 namespace {
 
-std::shared_ptr<EVP_PKEY> pem_public_key(const std::string& pem) {
-  BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
-  EVP_PKEY* key = PEM_read_bio_PUBKEY(bio, nullptr, nullptr, nullptr);
-  BIO_free(bio);
-  return std::shared_ptr<EVP_PKEY>(key, EVP_PKEY_free);
-}
-
-bool verifies(EVP_PKEY* key, const std::string& message, const Bytes& signature) {
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  bool ok = EVP_DigestVerifyInit(ctx, nullptr, EVP_sha256(), nullptr, key) == 1 &&
-            EVP_DigestVerify(ctx, signature.data(), signature.size(), reinterpret_cast<const unsigned char*>(message.data()),
-                             message.size()) == 1;
-  EVP_MD_CTX_free(ctx);
-  return ok;
-}
-
 void save(const std::optional<std::string>& path, const std::string& data) {
   if (!path) return;
   std::ofstream(*path, std::ios::binary | std::ios::trunc) << data;
@@ -533,8 +518,8 @@ int cmd_attest(const Globals& g, const AttestOptions& o) {
     std::ifstream in(*o.public_key_file);
     pem.assign(std::istreambuf_iterator<char>(in), {});
   }
-  auto key = pem_public_key(pem);
-  const bool signature_ok = key && verifies(key.get(), report, sig);
+  auto key = read_public_key_pem(pem);
+  const bool signature_ok = key && verify_sha256_signature(key.get(), report, sig);
   auto doc = json::parse(report);
   const bool nonce_ok = str(doc, "nonce") == nonce;
   if (g.json) {
@@ -592,7 +577,7 @@ std::optional<Bytes> kwp_wrap(const SecureBytes& kek, const SecureBytes& key) {
 }
 
 std::optional<Bytes> rsa_oaep(const std::string& pem, const std::string& hash, const SecureBytes& data) {
-  auto key = pem_public_key(pem);
+  auto key = read_public_key_pem(pem);
   if (!key) return std::nullopt;
   EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new(key.get(), nullptr);
   const EVP_MD* md = hash == "sha1" ? EVP_sha1() : EVP_sha256();

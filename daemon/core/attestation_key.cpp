@@ -11,6 +11,7 @@
 
 #include "common/ecdsa_der.h"
 #include "common/hex.h"
+#include "common/pem.h"
 
 namespace custody::core {
 namespace {
@@ -53,12 +54,7 @@ Expected<Bytes, std::string> spki_from_ec_point(const Bytes& ec_point) {
 std::string pem_of(const Bytes& spki) {
   const unsigned char* p = spki.data();
   EVP_PKEY* key = d2i_PUBKEY(nullptr, &p, static_cast<long>(spki.size()));
-  BIO* bio = BIO_new(BIO_s_mem());
-  PEM_write_bio_PUBKEY(bio, key);
-  char* data = nullptr;
-  long len = BIO_get_mem_data(bio, &data);
-  std::string pem(data, static_cast<std::size_t>(len));
-  BIO_free(bio);
+  std::string pem = write_public_key_pem(key);
   EVP_PKEY_free(key);
   return pem;
 }

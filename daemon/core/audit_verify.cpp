@@ -1,42 +1,18 @@
 #include "daemon/core/audit_verify.h"
 
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-
 #include <boost/json.hpp>
 #include <memory>
 
 #include "common/base64.h"
+#include "common/pem.h"
 #include "daemon/core/audit_log.h"
 
 namespace custody::core {
-namespace {
-
-std::shared_ptr<EVP_PKEY> load_public_key(const std::string& pem) {
-  BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
-  EVP_PKEY* key = PEM_read_bio_PUBKEY(bio, nullptr, nullptr, nullptr);
-  BIO_free(bio);
-  return std::shared_ptr<EVP_PKEY>(key, EVP_PKEY_free);
-}
-
-bool signature_holds(EVP_PKEY* key, const std::string& message, const std::string& signature_b64) {
-  auto sig = base64_decode(signature_b64);
-  if (!sig) return false;
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  bool ok = EVP_DigestVerifyInit(ctx, nullptr, EVP_sha256(), nullptr, key) == 1 &&
-            EVP_DigestVerify(ctx, sig->data(), sig->size(), reinterpret_cast<const unsigned char*>(message.data()),
-                             message.size()) == 1;
-  EVP_MD_CTX_free(ctx);
-  return ok;
-}
-
-}  // namespace
-
 AuditVerification verify_audit_log(const std::vector<std::istream*>& files, const std::string& public_key_pem) {
   AuditVerification r;
   std::shared_ptr<EVP_PKEY> key;
   if (!public_key_pem.empty()) {
-    key = load_public_key(public_key_pem);
+    key = read_public_key_pem(public_key_pem);
     if (!key) {
       r.problem = "the public key is not a PEM public key";
       return r;
@@ -84,7 +60,8 @@ AuditVerification verify_audit_log(const std::vector<std::istream*>& files, cons
         const auto* sig = o.if_contains("signature");
         if (!sig || !sig->is_string()) return bad("a checkpoint without a signature");
         if (key) {
-          if (!signature_holds(key.get(), checkpoint_message(expected_seq, prev), std::string(sig->as_string())))
+          auto signature = base64_decode(std::string_view(sig->as_string()));
+          if (!signature || !verify_sha256_signature(key.get(), checkpoint_message(expected_seq, prev), *signature))
             return bad("the checkpoint's signature does not verify with the given public key");
           ++r.checkpoints;
           r.after_last_checkpoint = 0;

@@ -8,17 +8,16 @@
 #include <openssl/x509.h>
 
 #include "common/hex.h"
+#include "common/pem.h"
 
 namespace custody::core {
 
 Expected<OperatorSet, std::string> OperatorSet::from_pem(const std::vector<std::pair<std::string, std::string>>& list) {
   OperatorSet set;
   for (const auto& [name, pem] : list) {
-    BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
-    EVP_PKEY* raw = PEM_read_bio_PUBKEY(bio, nullptr, nullptr, nullptr);
-    BIO_free(bio);
-    if (!raw) return unexpected("operator '" + name + "': public_key is not a PEM public key (SubjectPublicKeyInfo)");
-    std::shared_ptr<EVP_PKEY> key(raw, EVP_PKEY_free);
+    auto key = read_public_key_pem(pem);
+    if (!key) return unexpected("operator '" + name + "': public_key is not a PEM public key (SubjectPublicKeyInfo)");
+    EVP_PKEY* raw = key.get();
     if (EVP_PKEY_is_a(raw, "EC")) {
       char group[64] = {};
       std::size_t len = 0;

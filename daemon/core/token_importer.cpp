@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/hex.h"
+#include "common/pem.h"
 #include "daemon/core/key_templates.h"
 #include "daemon/core/token_key_vault.h"
 #include "pkcs11/token_quirks.h"
@@ -37,15 +38,7 @@ Expected<std::string, std::string> rsa_pem(const Bytes& modulus, const Bytes& ex
   EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new_from_name(nullptr, "RSA", nullptr);
   EVP_PKEY* key = nullptr;
   bool ok = EVP_PKEY_fromdata_init(ctx) == 1 && EVP_PKEY_fromdata(ctx, &key, EVP_PKEY_PUBLIC_KEY, params) == 1;
-  std::string pem;
-  if (ok) {
-    BIO* bio = BIO_new(BIO_s_mem());
-    PEM_write_bio_PUBKEY(bio, key);
-    char* data = nullptr;
-    long len = BIO_get_mem_data(bio, &data);
-    pem.assign(data, static_cast<std::size_t>(len));
-    BIO_free(bio);
-  }
+  std::string pem = ok ? write_public_key_pem(key) : "";
   EVP_PKEY_free(key);
   EVP_PKEY_CTX_free(ctx);
   OSSL_PARAM_free(params);

@@ -100,19 +100,25 @@ Outcome<void> TokenKeyVault::generate(Algorithm algorithm, const ObjectRef& ref)
   return {};
 }
 
-Outcome<SecureBytes> TokenKeyVault::gcm_encrypt(const ObjectRef& key, std::span<const std::uint8_t> iv,
-                                                std::span<const std::uint8_t> aad,
-                                                std::span<const std::uint8_t> plaintext) {
-  auto r = with_session<SecureBytes>([&](p11::Session& s) -> p11::Result<SecureBytes> {
+p11::Result<SecureBytes> TokenKeyVault::gcm(const ObjectRef& key, std::span<const std::uint8_t> iv,
+                                           std::span<const std::uint8_t> aad, std::span<const std::uint8_t> input,
+                                           bool encrypt) {
+  return with_session<SecureBytes>([&](p11::Session& s) -> p11::Result<SecureBytes> {
     auto h = resolve(s, key);
     if (!h) return unexpected(h.error());
     CK_GCM_PARAMS params{const_cast<CK_BYTE*>(iv.data()), iv.size(), iv.size() * 8,
                          const_cast<CK_BYTE*>(aad.data()), aad.size(), 128};
     CK_MECHANISM mech{CKM_AES_GCM, &params, sizeof params};
-    auto out = s.encrypt(mech, *h, plaintext, plaintext.size() + 16);
+    auto out = encrypt ? s.encrypt(mech, *h, input, input.size() + 16) : s.decrypt(mech, *h, input, input.size());
     if (!out && stale_handle(out.error().rv)) forget(key);
     return out;
   });
+}
+
+Outcome<SecureBytes> TokenKeyVault::gcm_encrypt(const ObjectRef& key, std::span<const std::uint8_t> iv,
+                                                std::span<const std::uint8_t> aad,
+                                                std::span<const std::uint8_t> plaintext) {
+  auto r = gcm(key, iv, aad, plaintext, true);
   if (!r) return unexpected(token_error(r.error(), "encrypt"));
   return std::move(*r);
 }
@@ -120,16 +126,7 @@ Outcome<SecureBytes> TokenKeyVault::gcm_encrypt(const ObjectRef& key, std::span<
 Outcome<SecureBytes> TokenKeyVault::gcm_decrypt(const ObjectRef& key, std::span<const std::uint8_t> iv,
                                                 std::span<const std::uint8_t> aad,
                                                 std::span<const std::uint8_t> ciphertext_and_tag) {
-  auto r = with_session<SecureBytes>([&](p11::Session& s) -> p11::Result<SecureBytes> {
-    auto h = resolve(s, key);
-    if (!h) return unexpected(h.error());
-    CK_GCM_PARAMS params{const_cast<CK_BYTE*>(iv.data()), iv.size(), iv.size() * 8,
-                         const_cast<CK_BYTE*>(aad.data()), aad.size(), 128};
-    CK_MECHANISM mech{CKM_AES_GCM, &params, sizeof params};
-    auto out = s.decrypt(mech, *h, ciphertext_and_tag, ciphertext_and_tag.size());
-    if (!out && stale_handle(out.error().rv)) forget(key);
-    return out;
-  });
+  auto r = gcm(key, iv, aad, ciphertext_and_tag, false);
   if (!r) {
     if (p11::quirks::is_authentication_failure(r.error().rv))
       return fail(Code::invalid_ciphertext, "the ciphertext does not authenticate (tampered, or another context)");

@@ -39,6 +39,9 @@ class TokenKeyVault final : public KeyVault {
   template <class T, class Fn>
   p11::Result<T> with_session(Fn&& fn);
   p11::Result<CK_OBJECT_HANDLE> resolve(p11::Session& s, const ObjectRef& ref);
+  // CKM_AES_GCM with a 128-bit tag; input is the plaintext, or ciphertext || tag.
+  p11::Result<SecureBytes> gcm(const ObjectRef& key, std::span<const std::uint8_t> iv,
+                               std::span<const std::uint8_t> aad, std::span<const std::uint8_t> input, bool encrypt);
   void forget(const ObjectRef& ref);
   p11::Result<AttributeReport> read_attributes(p11::Session& s, CK_OBJECT_HANDLE h);
 

@@ -13,6 +13,7 @@
 #include "daemon/core/blob_codec.h"
 #include "daemon/core/encryption_context.h"
 #include "tests/support/daemon_process.h"
+#include "tests/support/openssl_oracle.h"
 
 using namespace custody;
 using namespace custody::test;
@@ -68,18 +69,8 @@ int secret_objects(const Daemon& d) {
 std::optional<Bytes> openssl_decrypt_blob(const std::string& key_bytes, const Bytes& blob, const core::EncryptionContext& ctx) {
   auto p = core::parse_blob(blob);
   if (!p) return std::nullopt;
-  Bytes aad = core::blob_aad(p->header, core::encode_context(ctx));
-  EVP_CIPHER_CTX* c = EVP_CIPHER_CTX_new();
-  Bytes out(p->ciphertext_and_tag.size() - 16);
-  int len = 0, ok = 1;
-  ok &= EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), nullptr, reinterpret_cast<const unsigned char*>(key_bytes.data()), p->iv.data());
-  ok &= EVP_DecryptUpdate(c, nullptr, &len, aad.data(), static_cast<int>(aad.size()));
-  ok &= EVP_DecryptUpdate(c, out.data(), &len, p->ciphertext_and_tag.data(), static_cast<int>(out.size()));
-  ok &= EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, 16, const_cast<std::uint8_t*>(p->ciphertext_and_tag.data() + out.size()));
-  ok &= EVP_DecryptFinal_ex(c, out.data() + len, &len);
-  EVP_CIPHER_CTX_free(c);
-  if (ok != 1) return std::nullopt;
-  return out;
+  return openssl_gcm_decrypt(to_bytes(key_bytes), p->iv, core::blob_aad(p->header, core::encode_context(ctx)),
+                             p->ciphertext_and_tag);
 }
 
 }  // namespace

@@ -11,41 +11,12 @@
 #include "daemon/core/data_plane.h"
 #include "daemon/core/token_key_vault.h"
 #include "tests/integration/test_keys.h"
+#include "tests/support/openssl_oracle.h"
 
 using namespace custody;
 using namespace custody::core;
 
 namespace {
-
-std::optional<Bytes> openssl_gcm_decrypt(const Bytes& key, std::span<const std::uint8_t> iv, const Bytes& aad,
-                                         std::span<const std::uint8_t> ct_and_tag) {
-  EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
-  Bytes out(ct_and_tag.size() - 16);
-  int len = 0, ok = 1;
-  ok &= EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), nullptr, nullptr, nullptr);
-  ok &= EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, static_cast<int>(iv.size()), nullptr);
-  ok &= EVP_DecryptInit_ex(ctx, nullptr, nullptr, key.data(), iv.data());
-  ok &= EVP_DecryptUpdate(ctx, nullptr, &len, aad.data(), static_cast<int>(aad.size()));
-  ok &= EVP_DecryptUpdate(ctx, out.data(), &len, ct_and_tag.data(), static_cast<int>(out.size()));
-  ok &= EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, 16, const_cast<std::uint8_t*>(ct_and_tag.data() + out.size()));
-  ok &= EVP_DecryptFinal_ex(ctx, out.data() + len, &len);
-  EVP_CIPHER_CTX_free(ctx);
-  if (ok != 1) return std::nullopt;
-  return out;
-}
-
-Bytes openssl_gcm_encrypt(const Bytes& key, const Bytes& iv, const Bytes& aad, const Bytes& pt) {
-  EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
-  Bytes out(pt.size() + 16);
-  int len = 0;
-  EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), nullptr, key.data(), iv.data());
-  EVP_EncryptUpdate(ctx, nullptr, &len, aad.data(), static_cast<int>(aad.size()));
-  EVP_EncryptUpdate(ctx, out.data(), &len, pt.data(), static_cast<int>(pt.size()));
-  EVP_EncryptFinal_ex(ctx, out.data() + len, &len);
-  EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, out.data() + pt.size());
-  EVP_CIPHER_CTX_free(ctx);
-  return out;
-}
 
 class BlobInterop : public ::testing::Test {
  protected:
@@ -91,7 +62,7 @@ TEST_F(BlobInterop, DaemonBlobDecryptsWithOpenSsl) {
     auto blob = parse_blob(sealed->ciphertext);
     ASSERT_TRUE(blob);
     EXPECT_EQ(blob->key_name, "interop");
-    auto plain = openssl_gcm_decrypt(key_bytes_, blob->iv, blob_aad(blob->header, encode_context(ctx_)), blob->ciphertext_and_tag);
+    auto plain = test::openssl_gcm_decrypt(key_bytes_, blob->iv, blob_aad(blob->header, encode_context(ctx_)), blob->ciphertext_and_tag);
     ASSERT_TRUE(plain) << "OpenSSL refused a custody blob of " << n << " bytes";
     EXPECT_EQ(*plain, pt);
   }
@@ -102,7 +73,7 @@ TEST_F(BlobInterop, OpenSslBlobUnwrapsInCustody) {
   RAND_bytes(iv.data(), 12);
   Bytes pt = to_bytes("made by OpenSSL from the contract");
   Bytes blob = encode_blob_header("interop", 2, iv);
-  Bytes ct = openssl_gcm_encrypt(key_bytes_, iv, blob_aad(blob, encode_context(ctx_)), pt);
+  Bytes ct = test::openssl_gcm_encrypt(key_bytes_, iv, blob_aad(blob, encode_context(ctx_)), pt);
   blob.insert(blob.end(), ct.begin(), ct.end());
   AuditFacts facts;
   auto opened = plane_.unwrap(peer_, "interop", blob, ctx_, facts);
@@ -174,7 +145,7 @@ TEST_F(BlobInterop, RewrapMovesABlobToTheCurrentVersion) {
   ASSERT_TRUE(moved);
   EXPECT_EQ(moved->version, 2u);
   auto blob = parse_blob(moved->ciphertext);
-  auto plain = openssl_gcm_decrypt(key_bytes_, blob->iv, blob_aad(blob->header, encode_context(ctx_)), blob->ciphertext_and_tag);
+  auto plain = test::openssl_gcm_decrypt(key_bytes_, blob->iv, blob_aad(blob->header, encode_context(ctx_)), blob->ciphertext_and_tag);
   ASSERT_TRUE(plain);
   EXPECT_EQ(*plain, to_bytes("rotate me"));
 }

@@ -11,29 +11,13 @@
 #include "daemon/core/data_plane.h"
 #include "daemon/core/token_key_vault.h"
 #include "tests/integration/test_keys.h"
+#include "tests/support/openssl_oracle.h"
 #include "tests/support/vectors.h"
 
 using namespace custody;
 using namespace custody::core;
 
 namespace {
-
-Bytes openssl_hkdf_expand(const Bytes& prk, const Bytes& info, std::size_t length) {
-  EVP_KDF* kdf = EVP_KDF_fetch(nullptr, "HKDF", nullptr);
-  EVP_KDF_CTX* ctx = EVP_KDF_CTX_new(kdf);
-  int mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY;
-  OSSL_PARAM params[] = {
-      OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, const_cast<char*>("SHA256"), 0),
-      OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode),
-      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, const_cast<std::uint8_t*>(prk.data()), prk.size()),
-      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, const_cast<std::uint8_t*>(info.data()), info.size()),
-      OSSL_PARAM_construct_end()};
-  Bytes out(length);
-  EVP_KDF_derive(ctx, out.data(), out.size(), params);
-  EVP_KDF_CTX_free(ctx);
-  EVP_KDF_free(kdf);
-  return out;
-}
 
 Key hmac_key(const std::string& name, const Bytes& prk) {
   Key key;
@@ -80,7 +64,7 @@ TEST(DeriveInterop, TokenHkdfExpandMatchesOpenSsl) {
       AuditFacts facts;
       auto okm = plane.derive(Peer{1000, 1, 1}, "derive-openssl", info, length, 1u, facts);
       ASSERT_TRUE(okm) << okm.error().message;
-      EXPECT_EQ(hex_lower(okm->plaintext), hex_lower(openssl_hkdf_expand(prk, info, length))) << length << "/" << info_len;
+      EXPECT_EQ(hex_lower(okm->plaintext), hex_lower(test::openssl_hkdf_expand(prk, info, length))) << length << "/" << info_len;
     }
   }
   AuditFacts facts;

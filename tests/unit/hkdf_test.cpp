@@ -6,6 +6,7 @@
 
 #include "common/hex.h"
 #include "daemon/core/hkdf.h"
+#include "tests/support/openssl_oracle.h"
 #include "tests/support/vectors.h"
 
 using namespace custody;
@@ -20,23 +21,6 @@ HmacFunction software_hmac(const Bytes& prk) {
     HMAC(EVP_sha256(), prk.data(), static_cast<int>(prk.size()), m.data(), m.size(), out.data(), &len);
     return out;
   };
-}
-
-Bytes openssl_hkdf_expand(const Bytes& prk, const Bytes& info, std::size_t length) {
-  EVP_KDF* kdf = EVP_KDF_fetch(nullptr, "HKDF", nullptr);
-  EVP_KDF_CTX* ctx = EVP_KDF_CTX_new(kdf);
-  int mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY;
-  OSSL_PARAM params[] = {
-      OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, const_cast<char*>("SHA256"), 0),
-      OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode),
-      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, const_cast<std::uint8_t*>(prk.data()), prk.size()),
-      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, const_cast<std::uint8_t*>(info.data()), info.size()),
-      OSSL_PARAM_construct_end()};
-  Bytes out(length);
-  EXPECT_EQ(EVP_KDF_derive(ctx, out.data(), out.size(), params), 1);
-  EVP_KDF_CTX_free(ctx);
-  EVP_KDF_free(kdf);
-  return out;
 }
 
 }  // namespace
@@ -59,7 +43,7 @@ TEST(HkdfExpand, MatchesOpenSslForManyLengthsAndInfos) {
       Bytes info(info_len, static_cast<std::uint8_t>(info_len));
       auto okm = hkdf_expand(software_hmac(prk), info, length);
       ASSERT_TRUE(okm);
-      EXPECT_EQ(hex_lower(*okm), hex_lower(openssl_hkdf_expand(prk, info, length))) << length << "/" << info_len;
+      EXPECT_EQ(hex_lower(*okm), hex_lower(test::openssl_hkdf_expand(prk, info, length))) << length << "/" << info_len;
     }
   }
 }

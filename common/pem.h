@@ -1,0 +1,19 @@
+#pragma once
+// Public keys in PEM (SubjectPublicKeyInfo) and SHA-256 signature checks, with OpenSSL: the one
+// place operators' keys, the attestation key and report signatures are read and verified.
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+typedef struct evp_pkey_st EVP_PKEY;
+
+namespace custody {
+
+// Null when the text is not a PEM public key.
+std::shared_ptr<EVP_PKEY> read_public_key_pem(std::string_view pem);
+std::string write_public_key_pem(EVP_PKEY* key);
+// ECDSA (DER) or RSA PKCS#1 v1.5 over SHA-256 of message.
+bool verify_sha256_signature(EVP_PKEY* key, std::string_view message, std::span<const std::uint8_t> signature);
+
+}  // namespace custody
