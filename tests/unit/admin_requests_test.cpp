@@ -8,6 +8,7 @@
 
 #include "cli/approval_signer.h"
 #include "common/base64.h"
+#include "common/pem.h"
 #include "daemon/core/admin_requests.h"
 #include "tests/support/fake_clock.h"
 #include "tests/support/softhsm_token.h"
@@ -24,12 +25,7 @@ std::string make_key(const std::string& private_path, bool rsa) {
   FILE* f = std::fopen(private_path.c_str(), "w");
   PEM_write_PrivateKey(f, key, nullptr, nullptr, 0, nullptr, nullptr);
   std::fclose(f);
-  BIO* bio = BIO_new(BIO_s_mem());
-  PEM_write_bio_PUBKEY(bio, key);
-  char* data = nullptr;
-  long len = BIO_get_mem_data(bio, &data);
-  std::string pem(data, static_cast<std::size_t>(len));
-  BIO_free(bio);
+  std::string pem = write_public_key_pem(key);
   EVP_PKEY_free(key);
   return pem;
 }
@@ -204,23 +200,14 @@ TEST_F(DualControl, RequestsSurviveARestartAndRecoveryIsExactlyOnce) {
 TEST(Operators, RefuseWeakOrForeignKeys) {
   test::TempDir dir;
   EVP_PKEY* small = EVP_RSA_gen(1024);
-  BIO* bio = BIO_new(BIO_s_mem());
-  PEM_write_bio_PUBKEY(bio, small);
-  char* data = nullptr;
-  long len = BIO_get_mem_data(bio, &data);
-  std::string pem(data, static_cast<std::size_t>(len));
-  BIO_free(bio);
+  const std::string pem = write_public_key_pem(small);
   EVP_PKEY_free(small);
   auto r = OperatorSet::from_pem({{"weak", pem}});
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().find("2048"), std::string::npos);
   EXPECT_FALSE(OperatorSet::from_pem({{"junk", "not a key"}}));
   EVP_PKEY* p384 = EVP_EC_gen("P-384");
-  BIO* b = BIO_new(BIO_s_mem());
-  PEM_write_bio_PUBKEY(b, p384);
-  len = BIO_get_mem_data(b, &data);
-  const std::string p384_pem(data, static_cast<std::size_t>(len));
-  BIO_free(b);
+  const std::string p384_pem = write_public_key_pem(p384);
   EVP_PKEY_free(p384);
   EXPECT_FALSE(OperatorSet::from_pem({{"a", p384_pem}}));
   std::string p256 = make_key(dir.path() + "/p256.pem", false);
