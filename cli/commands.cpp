@@ -232,6 +232,9 @@ std::string describe_operation(const json::value& req) {
     return "DESTROY key '" + name + "' (every version) after " + json::serialize(p.at("wait_seconds")) +
            " seconds: its ciphertexts can never be decrypted again";
   if (op == "cancel-destruction") return "cancel the destruction of key '" + name + "' (it stays disabled)";
+  if (op == "create-import-job")
+    return "open a BYOK import job (" + json::serialize(p.at("method")) + ") for key " + json::serialize(p.at("key_name")) +
+           " (" + json::serialize(p.at("algorithm")) + "): key material from outside will be accepted into the token";
   return op + " " + json::serialize(p);
 }
 
