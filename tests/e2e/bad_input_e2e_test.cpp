@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <thread>
 
 #include "common/base64.h"
 #include "tests/support/daemon_process.h"
@@ -182,4 +183,33 @@ TEST(DaemonStartup, AWrongPinIsFatalWithAClearMessage) {
   write_file(d.token().pin_file, "wrong-pin");
   EXPECT_THROW(d.start(), std::runtime_error);
   EXPECT_NE(d.log().find("PIN is wrong"), std::string::npos) << d.log();
+}
+
+TEST(Limits, ConnectionsBeyondTheLimitAreClosedAndCounted) {
+  DaemonOptions o;
+  o.extra_limits = "  max_connections: 2\n";
+  Daemon d(o);
+  auto connect = [&] {
+    int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, d.service_socket().c_str(), sizeof addr.sun_path - 1);
+    EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    return fd;
+  };
+  int a = connect(), b = connect();
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // A third connection is accepted and closed at once: reading it gives end of stream.
+  int c = connect();
+  timeval tv{2, 0};
+  ::setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  char byte;
+  EXPECT_EQ(::recv(c, &byte, 1, 0), 0);
+  ::close(c);
+  ::close(a);
+  ::close(b);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  auto metrics = client::UnixHttpClient(d.service_socket()).call("GET", "/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_NE(metrics->body.find("custody_connections_rejected_total 1"), std::string::npos) << metrics->body;
 }

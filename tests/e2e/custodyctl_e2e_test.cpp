@@ -62,6 +62,24 @@ TEST_F(CustodyctlE2E, CreatesKeysAndRoundTripsThroughPipesAndFiles) {
   EXPECT_EQ(ctl("health >/dev/null"), 0);
 }
 
+TEST_F(CustodyctlE2E, ApproveAsksFirstAndAnswerNoApprovesNothing) {
+  ASSERT_EQ(ctl("--json keys create asked --policy '[]' > " + path("asked.json")), 0);
+  write_file(path("no.txt"), "n\n");
+  write_file(path("yes.txt"), "y\n");
+  const std::string id(boost::json::parse(read_file(path("asked.json"))).at("request").at("id").as_string());
+  EXPECT_EQ(ctl("admin approve " + id + " --operator alice --key-file " + daemon_->operator_key("alice") + " < " +
+                path("no.txt") + " > " + path("asked.out") + " 2>&1"),
+            1);
+  const auto out = read_file(path("asked.out"));
+  EXPECT_NE(out.find("create key 'asked'"), std::string::npos) << out;
+  EXPECT_NE(out.find("[y/N]"), std::string::npos) << out;
+  auto shown = boost::json::parse(daemon_->admin().call("GET", "/v1/admin/requests/" + id)->body);
+  EXPECT_TRUE(shown.at("request").at("approvals").as_array().empty());
+  EXPECT_EQ(ctl("admin approve " + id + " --operator alice --key-file " + daemon_->operator_key("alice") + " < " +
+                path("yes.txt") + " >/dev/null 2>&1"),
+            0);
+}
+
 TEST_F(CustodyctlE2E, ExitCodesSayWhatWentWrong) {
   EXPECT_EQ(ctl("wrap no-such-key --text x 2>/dev/null"), 1);
   EXPECT_EQ(ctl("unwrap no-such-key --text Q1NUAQ== 2>/dev/null"), 1);
