@@ -28,4 +28,8 @@ AttributeTemplate& AttributeTemplate::add_string(CK_ATTRIBUTE_TYPE type, std::st
   return add_raw(type, value.data(), value.size());
 }
 
+AttributeTemplate& AttributeTemplate::add_template(CK_ATTRIBUTE_TYPE type, AttributeTemplate& inner) {
+  return add_raw(type, inner.data(), inner.size() * sizeof(CK_ATTRIBUTE));
+}
+
 }  // namespace custody::p11

@@ -21,6 +21,9 @@ class AttributeTemplate {
   AttributeTemplate& add_ulong(CK_ATTRIBUTE_TYPE type, CK_ULONG value);
   AttributeTemplate& add_bytes(CK_ATTRIBUTE_TYPE type, std::span<const std::uint8_t> value);
   AttributeTemplate& add_string(CK_ATTRIBUTE_TYPE type, std::string_view value);
+  // An attribute whose value is a template (CKA_UNWRAP_TEMPLATE, …). The values stay in `inner`,
+  // which must outlive this template.
+  AttributeTemplate& add_template(CK_ATTRIBUTE_TYPE type, AttributeTemplate& inner);
 
   CK_ATTRIBUTE* data() { return attrs_.data(); }
   CK_ULONG size() const { return static_cast<CK_ULONG>(attrs_.size()); }

@@ -24,4 +24,10 @@ inline bool refuses_session_copy(CK_RV rv) {
   return rv == CKR_ATTRIBUTE_READ_ONLY || rv == CKR_TEMPLATE_INCONSISTENT || rv == CKR_ACTION_PROHIBITED;
 }
 
+// Tokens without CKA_UNWRAP_TEMPLATE support refuse it in a key template; custody then makes the
+// job key without it (the unwrap template is defence in depth, the E template is fixed anyway).
+inline bool refuses_unwrap_template(CK_RV rv) {
+  return rv == CKR_ATTRIBUTE_TYPE_INVALID || rv == CKR_TEMPLATE_INCONSISTENT || rv == CKR_ATTRIBUTE_VALUE_INVALID;
+}
+
 }  // namespace custody::p11::quirks

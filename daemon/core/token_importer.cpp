@@ -49,6 +49,15 @@ Expected<std::string, std::string> rsa_pem(const Bytes& modulus, const Bytes& ex
   return pem;
 }
 
+// E, the ephemeral key of the composed RSA-OAEP + AES-KWP unwrap: a session AES key that can only
+// unwrap. A job key's CKA_UNWRAP_TEMPLATE pins exactly this, where the token supports it.
+void fill_ephemeral_template(p11::AttributeTemplate& t) {
+  t.add_ulong(CKA_CLASS, CKO_SECRET_KEY).add_ulong(CKA_KEY_TYPE, CKK_AES).add_bool(CKA_TOKEN, false);
+  t.add_bool(CKA_PRIVATE, true).add_bool(CKA_SENSITIVE, true).add_bool(CKA_EXTRACTABLE, false);
+  t.add_bool(CKA_UNWRAP, true).add_bool(CKA_WRAP, false).add_bool(CKA_ENCRYPT, false).add_bool(CKA_DECRYPT, false);
+  t.add_bool(CKA_SIGN, false).add_bool(CKA_VERIFY, false).add_bool(CKA_DERIVE, false);
+}
+
 // The final object: the custody template of the algorithm. Some tokens refuse CKA_MODIFIABLE in
 // an unwrap template (SoftHSMv2), so it is tried with and then without.
 p11::Result<CK_OBJECT_HANDLE> unwrap_final(p11::Session& s, CK_MECHANISM& mech, CK_OBJECT_HANDLE with,
@@ -150,15 +159,22 @@ std::vector<std::string> TokenImporter::offered_methods() {
 
 Outcome<std::string> TokenImporter::make_wrapping_pair(const ImportMethod& method, const ObjectRef& ref) {
   return with_session<std::string>("import job key", [&](p11::Session& s) -> p11::Result<std::string> {
-    p11::AttributeTemplate pub, priv;
-    pub.add_ulong(CKA_CLASS, CKO_PUBLIC_KEY).add_ulong(CKA_KEY_TYPE, CKK_RSA).add_ulong(CKA_MODULUS_BITS, method.rsa_bits);
-    pub.add_bytes(CKA_PUBLIC_EXPONENT, kExponent).add_bytes(CKA_ID, ref.id).add_string(CKA_LABEL, ref.label);
-    pub.add_bool(CKA_TOKEN, true).add_bool(CKA_WRAP, true).add_bool(CKA_ENCRYPT, false).add_bool(CKA_VERIFY, false);
-    priv.add_ulong(CKA_CLASS, CKO_PRIVATE_KEY).add_ulong(CKA_KEY_TYPE, CKK_RSA).add_bytes(CKA_ID, ref.id);
-    priv.add_string(CKA_LABEL, ref.label).add_bool(CKA_TOKEN, true).add_bool(CKA_PRIVATE, true);
-    priv.add_bool(CKA_SENSITIVE, true).add_bool(CKA_EXTRACTABLE, false).add_bool(CKA_UNWRAP, true);
-    priv.add_bool(CKA_DECRYPT, false).add_bool(CKA_SIGN, false).add_bool(CKA_DERIVE, false);
-    auto pair = s.generate_key_pair(CKM_RSA_PKCS_KEY_PAIR_GEN, pub, priv);
+    p11::AttributeTemplate ephemeral;
+    fill_ephemeral_template(ephemeral);
+    auto generate = [&](bool pin_unwrap_template) {
+      p11::AttributeTemplate pub, priv;
+      pub.add_ulong(CKA_CLASS, CKO_PUBLIC_KEY).add_ulong(CKA_KEY_TYPE, CKK_RSA).add_ulong(CKA_MODULUS_BITS, method.rsa_bits);
+      pub.add_bytes(CKA_PUBLIC_EXPONENT, kExponent).add_bytes(CKA_ID, ref.id).add_string(CKA_LABEL, ref.label);
+      pub.add_bool(CKA_TOKEN, true).add_bool(CKA_WRAP, true).add_bool(CKA_ENCRYPT, false).add_bool(CKA_VERIFY, false);
+      priv.add_ulong(CKA_CLASS, CKO_PRIVATE_KEY).add_ulong(CKA_KEY_TYPE, CKK_RSA).add_bytes(CKA_ID, ref.id);
+      priv.add_string(CKA_LABEL, ref.label).add_bool(CKA_TOKEN, true).add_bool(CKA_PRIVATE, true);
+      priv.add_bool(CKA_SENSITIVE, true).add_bool(CKA_EXTRACTABLE, false).add_bool(CKA_UNWRAP, true);
+      priv.add_bool(CKA_DECRYPT, false).add_bool(CKA_SIGN, false).add_bool(CKA_DERIVE, false);
+      if (pin_unwrap_template) priv.add_template(CKA_UNWRAP_TEMPLATE, ephemeral);
+      return s.generate_key_pair(CKM_RSA_PKCS_KEY_PAIR_GEN, pub, priv);
+    };
+    auto pair = generate(true);
+    if (!pair && p11::quirks::refuses_unwrap_template(pair.error().rv)) pair = generate(false);
     if (!pair) return unexpected(pair.error());
     auto n = s.get_bytes(pair->first, CKA_MODULUS);
     auto e = s.get_bytes(pair->first, CKA_PUBLIC_EXPONENT);
@@ -210,10 +226,7 @@ Outcome<void> TokenImporter::import_rsa(const ImportMethod& method, const Object
     CK_MECHANISM rsa{CKM_RSA_PKCS_OAEP, &oaep, sizeof oaep};
     // E: a session key that can only unwrap, gone as soon as K is in.
     p11::AttributeTemplate et;
-    et.add_ulong(CKA_CLASS, CKO_SECRET_KEY).add_ulong(CKA_KEY_TYPE, CKK_AES).add_bool(CKA_TOKEN, false);
-    et.add_bool(CKA_PRIVATE, true).add_bool(CKA_SENSITIVE, true).add_bool(CKA_EXTRACTABLE, false);
-    et.add_bool(CKA_UNWRAP, true).add_bool(CKA_WRAP, false).add_bool(CKA_ENCRYPT, false).add_bool(CKA_DECRYPT, false);
-    et.add_bool(CKA_SIGN, false).add_bool(CKA_VERIFY, false).add_bool(CKA_DERIVE, false);
+    fill_ephemeral_template(et);
     auto e = s.unwrap_key(rsa, *job_key, payload.first(rsa_len), et);
     if (!e) return unexpected(e.error());
     CK_MECHANISM kwp{CKM_AES_KEY_WRAP_PAD, nullptr, 0};
