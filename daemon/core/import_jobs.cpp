@@ -168,10 +168,10 @@ Outcome<ImportResult> ImportJobs::import(const std::string& id, std::span<const 
                                        return fail(Code::invalid_argument,
                                                    "the KCV does not match the imported key; nothing was kept");
                                      return *computed;
-                                   });
+                                   },
+                                   job->id);
   if (!key) return unexpected(key.error());
-  job->state = "used";
-  if (auto ok = store_.set_job_state(job->id, "used"); !ok) spdlog::error("import job {}: {}", job->id, ok.error().message);
+  job->state = "used";  // committed together with the key version
   if (method->rsa) (void)importer_.destroy_wrapping_pair(job->wrapping);
   const auto& v = (*key)->versions.back();
   return ImportResult{*key, v.version, v.kcv};

@@ -96,7 +96,7 @@ KeyAdmin::KeyResult KeyAdmin::rotate_key(const std::string& name, const std::str
 }
 
 KeyAdmin::KeyResult KeyAdmin::import_version(const std::string& name, Algorithm algorithm, const Policy& policy_if_new,
-                                             const Unwrapper& unwrap) {
+                                             const Unwrapper& unwrap, const std::string& import_job) {
   std::lock_guard lock(mutex_);
   auto current = registry_.find(name);
   if (current) {
@@ -131,7 +131,11 @@ KeyAdmin::KeyResult KeyAdmin::import_version(const std::string& name, Algorithm 
   }
   v.kcv = *kcv;
   if (current) {
-    if (auto r = store_.add_version(name, v, *intent); !r) return unexpected(r.error());
+    if (auto r = store_.add_version(name, v, *intent, {}, import_job); !r) {
+      (void)vault_.destroy(v.object);
+      (void)store_.drop_intent(*intent);
+      return unexpected(r.error());
+    }
     Key next = *current;
     next.current_version = v.version;
     next.versions.push_back(std::move(v));
@@ -144,7 +148,11 @@ KeyAdmin::KeyResult KeyAdmin::import_version(const std::string& name, Algorithm 
   key.created_at = v.created_at;
   key.policy = policy_if_new;
   key.versions.push_back(std::move(v));
-  if (auto r = store_.insert_key(key, *intent); !r) return unexpected(r.error());
+  if (auto r = store_.insert_key(key, *intent, {}, import_job); !r) {
+    (void)vault_.destroy(key.versions[0].object);
+    (void)store_.drop_intent(*intent);
+    return unexpected(r.error());
+  }
   return publish(std::move(key));
 }
 

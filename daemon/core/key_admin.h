@@ -46,8 +46,9 @@ class KeyAdmin {
   // BYOK: unwrap(target) puts the key material into the token object target (and returns its
   // KCV); the key is created with origin "imported", or an existing imported key gains a version.
   using Unwrapper = std::function<Outcome<std::optional<std::string>>(const ObjectRef& target)>;
+  // import_job is marked used in the same transaction as the new key version.
   KeyResult import_version(const std::string& name, Algorithm algorithm, const Policy& policy_if_new,
-                           const Unwrapper& unwrap);
+                           const Unwrapper& unwrap, const std::string& import_job);
 
   // Destroys every key whose destruction is due; returns their names.
   Outcome<std::vector<std::string>> destroy_due();

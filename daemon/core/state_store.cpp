@@ -164,6 +164,13 @@ Outcome<void> mark_applied(sqlite3* db, const std::string& request_id) {
   return change(db, st, "mark request applied");
 }
 
+Outcome<void> mark_job_used(sqlite3* db, const std::string& job_id) {
+  if (job_id.empty()) return {};
+  Statement st(db, "UPDATE import_jobs SET state = 'used' WHERE id = ? AND state = 'active'");
+  st.text(1, job_id);
+  return change(db, st, "use import job", 1);
+}
+
 Outcome<void> delete_intent(sqlite3* db, std::int64_t id) {
   if (id == 0) return {};
   Statement st(db, "DELETE FROM intents WHERE id = ?");
@@ -316,7 +323,8 @@ Outcome<void> StateStore::drop_intent(std::int64_t id) {
   return delete_intent(db_, id);
 }
 
-Outcome<void> StateStore::insert_key(const Key& key, std::int64_t intent_id, const std::string& request_id) {
+Outcome<void> StateStore::insert_key(const Key& key, std::int64_t intent_id, const std::string& request_id,
+                                     const std::string& used_import_job) {
   std::lock_guard lock(mutex_);
   return transaction([&]() -> Outcome<void> {
     Statement st(db_,
@@ -330,12 +338,13 @@ Outcome<void> StateStore::insert_key(const Key& key, std::int64_t intent_id, con
     for (const auto& v : key.versions)
       if (auto r = insert_version(db_, key.name, v); !r) return r;
     if (auto r = mark_applied(db_, request_id); !r) return r;
+    if (auto r = mark_job_used(db_, used_import_job); !r) return r;
     return delete_intent(db_, intent_id);
   });
 }
 
 Outcome<void> StateStore::add_version(const std::string& key_name, const KeyVersion& version, std::int64_t intent_id,
-                                      const std::string& request_id) {
+                                      const std::string& request_id, const std::string& used_import_job) {
   std::lock_guard lock(mutex_);
   return transaction([&]() -> Outcome<void> {
     if (auto r = insert_version(db_, key_name, version); !r) return r;
@@ -343,6 +352,7 @@ Outcome<void> StateStore::add_version(const std::string& key_name, const KeyVers
     up.integer(1, version.version).text(2, key_name);
     if (auto r = change(db_, up, "set current version", 1); !r) return r;
     if (auto r = mark_applied(db_, request_id); !r) return r;
+    if (auto r = mark_job_used(db_, used_import_job); !r) return r;
     return delete_intent(db_, intent_id);
   });
 }

@@ -69,9 +69,11 @@ class StateStore {
 
   // Each change commits together with dropping intent_id (0: no intent) and, for a change an
   // admin request makes, with marking request_id applied (empty: none).
-  Outcome<void> insert_key(const Key& key, std::int64_t intent_id, const std::string& request_id = {});
+  // used_import_job: the BYOK job whose import this is, marked used in the same transaction.
+  Outcome<void> insert_key(const Key& key, std::int64_t intent_id, const std::string& request_id = {},
+                           const std::string& used_import_job = {});
   Outcome<void> add_version(const std::string& key_name, const KeyVersion& version, std::int64_t intent_id,
-                            const std::string& request_id = {});
+                            const std::string& request_id = {}, const std::string& used_import_job = {});
   Outcome<void> mark_destroyed(const std::string& key_name, std::int64_t intent_id);
   Outcome<void> set_state(const std::string& key_name, KeyState state, std::optional<std::int64_t> destroy_at,
                           const std::string& request_id = {});
