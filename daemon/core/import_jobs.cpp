@@ -3,7 +3,6 @@
 #include <openssl/rand.h>
 
 #include <boost/json.hpp>
-#include <spdlog/spdlog.h>
 
 #include "common/hex.h"
 
