@@ -57,6 +57,9 @@ class DataPlane {
   Outcome<Secret> derive(const Peer& peer, const std::string& name, std::span<const std::uint8_t> info,
                          std::size_t length, std::optional<std::uint32_t> version, AuditFacts& facts);
 
+  // Attempts to use a key scheduled for destruction: someone still depends on it.
+  std::uint64_t pending_destruction_uses() const { return pending_destruction_uses_.load(); }
+
  private:
   Outcome<std::shared_ptr<const Key>> usable_key(const Peer& peer, const std::string& name, Operation op,
                                                  Algorithm algorithm, AuditFacts& facts);
@@ -68,10 +71,6 @@ class DataPlane {
   KeyVault& vault_;
   UsageMeter* meter_;
   std::atomic<std::uint64_t> pending_destruction_uses_{0};
-
- public:
-  // Attempts to use a key scheduled for destruction: someone still depends on it.
-  std::uint64_t pending_destruction_uses() const { return pending_destruction_uses_.load(); }
 };
 
 }  // namespace custody::core
