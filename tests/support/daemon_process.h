@@ -24,6 +24,7 @@ struct DaemonOptions {
   std::string extra_yaml;    // further top-level sections
   std::map<std::string, std::string> env;  // e.g. CUSTODY_FAULT_POINT
   std::vector<std::pair<std::string, std::string>> extra_operators;  // name, public key PEM path
+  std::string module = CUSTODY_SOFTHSM_MODULE;  // e.g. CUSTODY_FAULT_SHIM
 };
 
 class Daemon {

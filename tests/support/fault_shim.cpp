@@ -1,0 +1,74 @@
+// A PKCS#11 module for fault-injection tests: it forwards every call to a real module (SoftHSMv2
+// by default, CUSTODY_SHIM_TARGET to choose) and, while the file named by CUSTODY_SHIM_FAULT_FILE
+// exists, answers the calls below with CKR_DEVICE_REMOVED, as a token that was unplugged would.
+// Calls the shim does not wrap go to the real module, which is finalized during the fault.
+#include <dlfcn.h>
+#include <sys/stat.h>
+
+#include <atomic>
+#include <cstdlib>
+
+#include "pkcs11/pkcs11.h"
+
+namespace {
+
+CK_FUNCTION_LIST* real = nullptr;
+CK_FUNCTION_LIST shim;
+
+std::atomic<bool> unplugged{false};
+
+// When the fault starts, the real module is finalized: like a token that was pulled out, every
+// session, login and object handle is gone, and only C_Finalize + C_Initialize (a module reset
+// by the caller) brings it back once the fault ends.
+bool faulty() {
+  const char* path = std::getenv("CUSTODY_SHIM_FAULT_FILE");
+  struct stat st {};
+  const bool now = path && ::stat(path, &st) == 0;
+  if (now && !unplugged.exchange(true)) real->C_Finalize(nullptr);
+  if (!now) unplugged = false;
+  return now;
+}
+
+CK_RV GetSlotList(CK_BBOOL present, CK_SLOT_ID_PTR list, CK_ULONG_PTR count) {
+  return faulty() ? CKR_DEVICE_REMOVED : real->C_GetSlotList(present, list, count);
+}
+CK_RV OpenSession(CK_SLOT_ID slot, CK_FLAGS flags, CK_VOID_PTR app, CK_NOTIFY notify, CK_SESSION_HANDLE_PTR session) {
+  return faulty() ? CKR_DEVICE_REMOVED : real->C_OpenSession(slot, flags, app, notify, session);
+}
+CK_RV EncryptInit(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k) {
+  return faulty() ? CKR_DEVICE_REMOVED : real->C_EncryptInit(s, m, k);
+}
+CK_RV DecryptInit(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k) {
+  return faulty() ? CKR_DEVICE_REMOVED : real->C_DecryptInit(s, m, k);
+}
+CK_RV SignInit(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k) {
+  return faulty() ? CKR_DEVICE_REMOVED : real->C_SignInit(s, m, k);
+}
+CK_RV FindObjectsInit(CK_SESSION_HANDLE s, CK_ATTRIBUTE_PTR t, CK_ULONG n) {
+  return faulty() ? CKR_DEVICE_REMOVED : real->C_FindObjectsInit(s, t, n);
+}
+CK_RV GenerateRandom(CK_SESSION_HANDLE s, CK_BYTE_PTR out, CK_ULONG n) {
+  return faulty() ? CKR_DEVICE_REMOVED : real->C_GenerateRandom(s, out, n);
+}
+
+}  // namespace
+
+extern "C" __attribute__((visibility("default"))) CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR list) {
+  if (!real) {
+    const char* target = std::getenv("CUSTODY_SHIM_TARGET");
+    void* handle = ::dlopen(target ? target : "/usr/lib/softhsm/libsofthsm2.so", RTLD_NOW | RTLD_LOCAL);
+    if (!handle) return CKR_GENERAL_ERROR;
+    auto get = reinterpret_cast<CK_C_GetFunctionList>(::dlsym(handle, "C_GetFunctionList"));
+    if (!get || get(&real) != CKR_OK) return CKR_GENERAL_ERROR;
+    shim = *real;
+    shim.C_GetSlotList = GetSlotList;
+    shim.C_OpenSession = OpenSession;
+    shim.C_EncryptInit = EncryptInit;
+    shim.C_DecryptInit = DecryptInit;
+    shim.C_SignInit = SignInit;
+    shim.C_FindObjectsInit = FindObjectsInit;
+    shim.C_GenerateRandom = GenerateRandom;
+  }
+  *list = &shim;
+  return CKR_OK;
+}
