@@ -49,3 +49,21 @@ TEST(TokenFaultE2E, ServiceResumesByItselfWhenTheTokenReturns) {
   for (const auto& r : d.audit_records()) unavailable += r.at("result") == "unavailable";
   EXPECT_GE(unavailable, 1);
 }
+
+TEST(TokenFaultE2E, InitArgsReachTheModule) {
+  DaemonOptions o;
+  o.module = CUSTODY_FAULT_SHIM;
+  o.init_args = "configdir='sql:/var/lib/custody/nssdb' flags=readOnly";
+  o.env["CUSTODY_SHIM_REQUIRE_INIT_ARGS"] = o.init_args;
+  Daemon d(o);  // starts only if C_Initialize saw exactly these init args
+  EXPECT_EQ(d.service().call("GET", "/v1/health")->status, 200);
+
+  DaemonOptions wrong = o;
+  wrong.init_args = "something else";
+  try {
+    Daemon refused(wrong);
+    ADD_FAILURE() << "a module that refuses the init args must stop custodyd at start";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot initialize module"), std::string::npos) << e.what();
+  }
+}

@@ -26,7 +26,8 @@ Daemon::Daemon(DaemonOptions options) : options_(std::move(options)) {
       throw std::runtime_error("cannot make the test operator keys");
   }
   std::ostringstream yaml;
-  yaml << "token:\n  module: " << options_.module << "\n  label: " << token_.label << "\n  pin: {file: "
+  yaml << "token:\n" << (options_.init_args.empty() ? "" : "  init_args: \"" + options_.init_args + "\"\n")
+       << "  module: " << options_.module << "\n  label: " << token_.label << "\n  pin: {file: "
        << token_.pin_file << "}\n  sessions: 2\n  workers: 1\n"
        << "state:\n  path: " << dir() << "/state.db\n"
        << "audit:\n  path: " << audit_path() << "\n  durability: " << options_.durability << "\n"

@@ -25,6 +25,7 @@ struct DaemonOptions {
   std::map<std::string, std::string> env;  // e.g. CUSTODY_FAULT_POINT
   std::vector<std::pair<std::string, std::string>> extra_operators;  // name, public key PEM path
   std::string module = CUSTODY_SOFTHSM_MODULE;  // e.g. CUSTODY_FAULT_SHIM
+  std::string init_args;                        // token.init_args, when not empty
 };
 
 class Daemon {

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <cstring>
 
 #include "pkcs11/pkcs11.h"
 
@@ -27,6 +28,20 @@ bool faulty() {
   if (now && !unplugged.exchange(true)) real->C_Finalize(nullptr);
   if (!now) unplugged = false;
   return now;
+}
+
+// With CUSTODY_SHIM_REQUIRE_INIT_ARGS set, C_Initialize demands exactly that string in
+// pReserved, as NSS softokn demands its configuration there.
+// The shim consumes the string, as NSS would: SoftHSMv2 itself insists on a null pReserved.
+CK_RV Initialize(CK_VOID_PTR args) {
+  if (const char* want = std::getenv("CUSTODY_SHIM_REQUIRE_INIT_ARGS")) {
+    auto* a = static_cast<CK_C_INITIALIZE_ARGS*>(args);
+    if (!a || !a->pReserved || std::strcmp(static_cast<const char*>(a->pReserved), want) != 0) return CKR_ARGUMENTS_BAD;
+  }
+  if (!args) return real->C_Initialize(nullptr);
+  CK_C_INITIALIZE_ARGS forwarded = *static_cast<CK_C_INITIALIZE_ARGS*>(args);
+  forwarded.pReserved = nullptr;
+  return real->C_Initialize(&forwarded);
 }
 
 CK_RV GetSlotList(CK_BBOOL present, CK_SLOT_ID_PTR list, CK_ULONG_PTR count) {
@@ -61,6 +76,7 @@ extern "C" __attribute__((visibility("default"))) CK_RV C_GetFunctionList(CK_FUN
     auto get = reinterpret_cast<CK_C_GetFunctionList>(::dlsym(handle, "C_GetFunctionList"));
     if (!get || get(&real) != CKR_OK) return CKR_GENERAL_ERROR;
     shim = *real;
+    shim.C_Initialize = Initialize;
     shim.C_GetSlotList = GetSlotList;
     shim.C_OpenSession = OpenSession;
     shim.C_EncryptInit = EncryptInit;
