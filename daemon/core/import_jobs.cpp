@@ -148,7 +148,7 @@ Outcome<ImportResult> ImportJobs::import(const std::string& id, std::span<const 
     return fail(Code::invalid_argument, "a transport key has no KCV custody can compute (it can only unwrap)");
   const ImportMethod* method = find_import_method(job->method);
   Policy policy;
-  if (auto pv = parse_policy(boost::json::parse(job->policy))) policy = std::move(*pv);
+  if (auto pv = parse_policy(boost::json::parse(job->policy), false)) policy = std::move(*pv);
   std::optional<ObjectRef> transport;
   if (job->transport_key) {
     auto t = registry_.find(*job->transport_key);

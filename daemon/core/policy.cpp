@@ -51,7 +51,7 @@ bool Policy::allows_any(const Peer& peer) const {
   return false;
 }
 
-Outcome<Policy> parse_policy(const boost::json::value& v) {
+Outcome<Policy> parse_policy(const boost::json::value& v, bool require_known_users) {
   if (!v.is_array()) return fail(Code::invalid_argument, "policy must be a list of rules");
   if (v.as_array().size() > 256) return fail(Code::invalid_argument, "policy has more than 256 rules");
   Policy p;
@@ -77,9 +77,10 @@ Outcome<Policy> parse_policy(const boost::json::value& v) {
         r.name = std::string(val.as_string());
         struct passwd pw {}, *found = nullptr;
         char buf[4096];
-        if (getpwnam_r(r.name->c_str(), &pw, buf, sizeof buf, &found) != 0 || !found)
+        if (getpwnam_r(r.name->c_str(), &pw, buf, sizeof buf, &found) == 0 && found)
+          r.resolved_uid = found->pw_uid;
+        else if (require_known_users)
           return fail(Code::invalid_argument, where + ".name: no such user '" + *r.name + "'");
-        r.resolved_uid = found->pw_uid;
         ++subjects;
       } else if (k == "operations") {
         if (!val.is_array() || val.as_array().empty())

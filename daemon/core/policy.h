@@ -41,7 +41,9 @@ struct Policy {
 };
 
 // Reads a policy from JSON: [{"uid": 1000, "operations": ["wrap", "unwrap"]}, ...].
-Outcome<Policy> parse_policy(const boost::json::value& v);
+// A user name that does not resolve is an error for a new policy; in a stored policy (the user
+// was deleted since) the rule matches nobody, so the daemon still starts.
+Outcome<Policy> parse_policy(const boost::json::value& v, bool require_known_users = true);
 boost::json::value policy_to_json(const Policy& p);
 
 }  // namespace custody::core

@@ -256,7 +256,7 @@ Outcome<std::vector<Key>> StateStore::load_keys() {
     if (!ks.column_null(5)) k.destroy_at = ks.column_int(5);
     boost::system::error_code ec;
     auto pv = boost::json::parse(ks.column_text(6), ec);
-    auto policy = ec ? Outcome<Policy>(fail(Code::internal, "unreadable policy")) : parse_policy(pv);
+    auto policy = ec ? Outcome<Policy>(fail(Code::internal, "unreadable policy")) : parse_policy(pv, false);
     if (!policy) return fail(Code::internal, "key " + k.name + ": stored policy: " + policy.error().message);
     k.policy = std::move(*policy);
     k.created_at = ks.column_int(7);

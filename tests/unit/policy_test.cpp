@@ -28,6 +28,17 @@ TEST(Policy, ResolvesUserNames) {
   EXPECT_FALSE(parse_policy(boost::json::parse(R"([{"name":"no-such-user-here","operations":["wrap"]}])")));
 }
 
+TEST(Policy, AStoredRuleForADeletedUserMatchesNobody) {
+  auto v = boost::json::parse(R"([{"name":"no-such-user-here","operations":["wrap"]},{"uid":5,"operations":["wrap"]}])");
+  EXPECT_FALSE(parse_policy(v));
+  auto stored = parse_policy(v, false);
+  ASSERT_TRUE(stored);
+  EXPECT_FALSE(stored->allows(Peer{0, 0, 1}, Operation::wrap));
+  EXPECT_TRUE(stored->allows(Peer{5, 5, 1}, Operation::wrap));
+  EXPECT_EQ(boost::json::serialize(policy_to_json(*stored)),
+            R"([{"name":"no-such-user-here","operations":["wrap"]},{"uid":5,"operations":["wrap"]}])");
+}
+
 TEST(Policy, RefusesMalformedRules) {
   for (const char* bad : {R"({})", R"([{"operations":["wrap"]}])", R"([{"uid":1,"gid":2,"operations":["wrap"]}])",
                           R"([{"uid":-1,"operations":["wrap"]}])", R"([{"uid":1,"operations":["encrypt"]}])",
