@@ -1,5 +1,7 @@
 #include "daemon/service/service.h"
 
+#include <spdlog/spdlog.h>
+
 namespace custody::service {
 
 void Service::handle(const Request& request, std::function<void(Response)> done) {
@@ -19,7 +21,18 @@ void Service::handle(const Request& request, std::function<void(Response)> done)
     call.audit.back().extra["path"] = request.target;
     response = error_response(e, request.request_id);
   } else {
-    response = m.route->handler(call);
+    // Handlers report errors as values; an exception here is a bug (or memory exhaustion). It
+    // must cost this request only, never the daemon: answer 500 and audit it.
+    try {
+      response = m.route->handler(call);
+    } catch (const std::exception& e) {
+      spdlog::error("{} {} failed with an exception: {}", request.method, request.target, e.what());
+      call.audit.clear();
+      auto& rec = call.record("request");
+      rec.result = core::code_name(core::Code::internal);
+      rec.extra["path"] = request.target;
+      response = error_response({core::Code::internal, "internal error"}, request.request_id);
+    }
   }
   if (!audited) {
     done(std::move(response));
