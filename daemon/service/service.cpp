@@ -27,7 +27,7 @@ void Service::handle(const Request& request, std::function<void(Response)> done)
       response = m.route->handler(call);
     } catch (const std::exception& e) {
       spdlog::error("{} {} failed with an exception: {}", request.method, request.target, e.what());
-      call.audit.clear();
+      // Records made before the exception stay: what they describe did happen.
       auto& rec = call.record("request");
       rec.result = core::code_name(core::Code::internal);
       rec.extra["path"] = request.target;
