@@ -96,6 +96,8 @@ const char* rv_name(CK_RV rv) {
     CUSTODY_RV(CKR_CRYPTOKI_NOT_INITIALIZED)
     CUSTODY_RV(CKR_CRYPTOKI_ALREADY_INITIALIZED)
 #undef CUSTODY_RV
+    case kObjectNotFound:
+      return "object not found";
     default:
       return "CKR_VENDOR_OR_UNKNOWN";
   }

@@ -26,6 +26,9 @@ using Status = Expected<void, P11Error>;
 
 const char* rv_name(CK_RV rv);
 
+// custody's own code for "no (single) object matches": not a token failure, no reason to retry.
+inline constexpr CK_RV kObjectNotFound = CKR_VENDOR_DEFINED | 0xC057;
+
 // The single funnel for every C_* return value.
 inline Status check(CK_RV rv, const char* function) {
   if (rv == CKR_OK) return {};

@@ -127,6 +127,14 @@ Result<std::vector<CK_OBJECT_HANDLE>> Session::find_objects(AttributeTemplate& t
   return found;
 }
 
+Result<CK_OBJECT_HANDLE> Session::find_one(AttributeTemplate& tmpl, const std::string& what) {
+  auto found = find_objects(tmpl, 2);
+  if (!found) return unexpected(found.error());
+  if (found->size() != 1)
+    return unexpected(P11Error{kObjectNotFound, "find " + what + (found->empty() ? " (missing)" : " (not unique)")});
+  return (*found)[0];
+}
+
 Result<std::unordered_map<CK_ATTRIBUTE_TYPE, std::optional<bool>>> Session::get_bools(
     CK_OBJECT_HANDLE object, std::span<const CK_ATTRIBUTE_TYPE> types) {
   std::vector<CK_BBOOL> values(types.size(), CK_FALSE);

@@ -34,6 +34,8 @@ class Session {
                                       std::span<const std::uint8_t> wrapped, AttributeTemplate& tmpl);
   Status destroy_object(CK_OBJECT_HANDLE object);
   Result<std::vector<CK_OBJECT_HANDLE>> find_objects(AttributeTemplate& tmpl, std::size_t max);
+  // The one object matching tmpl; kObjectNotFound when there is none or more than one.
+  Result<CK_OBJECT_HANDLE> find_one(AttributeTemplate& tmpl, const std::string& what);
 
   // Boolean attributes; nullopt where the token does not report one.
   Result<std::unordered_map<CK_ATTRIBUTE_TYPE, std::optional<bool>>> get_bools(

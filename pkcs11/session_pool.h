@@ -45,6 +45,11 @@ class SessionPool {
   Expected<void, std::string> start();
   Result<Lease> acquire(std::chrono::milliseconds timeout = std::chrono::seconds(5));
 
+  // Runs fn(session) -> Result<T> on a leased session. A session or device error is reported
+  // (evicting the session, or scheduling a module reset) and fn runs once more on a fresh one.
+  template <class T, class Fn>
+  Result<T> run(Fn&& fn);
+
   // Bumped on every module reset: object handles from an older generation are stale.
   std::uint64_t generation() const;
   CK_SLOT_ID slot() const;
@@ -75,5 +80,19 @@ class SessionPool {
   std::chrono::steady_clock::time_point last_reset_attempt_{};
   std::string last_error_;
 };
+
+template <class T, class Fn>
+Result<T> SessionPool::run(Fn&& fn) {
+  Result<T> result = unexpected(P11Error{CKR_GENERAL_ERROR, "SessionPool::run"});
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    auto lease = acquire();
+    if (!lease) return unexpected(lease.error());
+    result = fn(lease->session());
+    if (result) return result;
+    lease->report(result.error());
+    if (result.error().severity() == Severity::operation) return result;
+  }
+  return result;
+}
 
 }  // namespace custody::p11

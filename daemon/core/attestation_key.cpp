@@ -22,10 +22,7 @@ constexpr std::uint8_t kP256Params[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d
 p11::Result<CK_OBJECT_HANDLE> find_by_label(p11::Session& s, CK_OBJECT_CLASS cls) {
   p11::AttributeTemplate t;
   t.add_ulong(CKA_CLASS, cls).add_string(CKA_LABEL, kAttestationKeyLabel);
-  auto found = s.find_objects(t, 2);
-  if (!found) return unexpected(found.error());
-  if (found->size() != 1) return unexpected(p11::P11Error{CKR_KEY_HANDLE_INVALID, "find attestation key"});
-  return (*found)[0];
+  return s.find_one(t, kAttestationKeyLabel);
 }
 
 // CKA_EC_POINT is a DER OCTET STRING around the uncompressed point (some tokens omit the wrapper).
@@ -110,24 +107,18 @@ Expected<AttestationKey, std::string> AttestationKey::open(p11::SessionPool& poo
 
 Outcome<Bytes> AttestationKey::sign(std::string_view message) const {
   const Bytes digest = sha256(std::span(reinterpret_cast<const std::uint8_t*>(message.data()), message.size()));
-  for (int attempt = 0; attempt < 2; ++attempt) {
-    auto lease = pool_->acquire();
-    if (!lease) return fail(Code::unavailable, "the token is unavailable (attestation signature)");
+  auto raw = pool_->run<SecureBytes>([&](p11::Session& s) -> p11::Result<SecureBytes> {
     p11::AttributeTemplate t;
     t.add_ulong(CKA_CLASS, CKO_PRIVATE_KEY).add_bytes(CKA_ID, id_);
-    auto found = lease->session().find_objects(t, 1);
-    if (!found || found->empty()) {
-      if (found) return fail(Code::internal, "the attestation key is missing from the token");
-      lease->report(found.error());
-      continue;
-    }
+    auto key = s.find_one(t, kAttestationKeyLabel);
+    if (!key) return unexpected(key.error());
     // The token signs the digest (CKM_ECDSA): tokens without CKM_ECDSA_SHA256 do this too.
     CK_MECHANISM mech{CKM_ECDSA, nullptr, 0};
-    auto raw = lease->session().sign(mech, (*found)[0], digest, 64);
-    if (raw) return ecdsa_raw_to_der(*raw);
-    lease->report(raw.error());
-    if (raw.error().severity() == p11::Severity::operation) return fail(Code::internal, "the token refused to sign");
-  }
+    return s.sign(mech, *key, digest, 64);
+  });
+  if (raw) return ecdsa_raw_to_der(*raw);
+  if (raw.error().rv == p11::kObjectNotFound) return fail(Code::internal, "the attestation key is missing from the token");
+  if (raw.error().severity() == p11::Severity::operation) return fail(Code::internal, "the token refused to sign");
   return fail(Code::unavailable, "the token is unavailable (attestation signature)");
 }
 

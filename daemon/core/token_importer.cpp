@@ -22,10 +22,7 @@ constexpr CK_BYTE kExponent[] = {0x01, 0x00, 0x01};
 p11::Result<CK_OBJECT_HANDLE> find(p11::Session& s, CK_OBJECT_CLASS cls, const ObjectRef& ref) {
   p11::AttributeTemplate t;
   t.add_ulong(CKA_CLASS, cls).add_bytes(CKA_ID, ref.id);
-  auto found = s.find_objects(t, 2);
-  if (!found) return unexpected(found.error());
-  if (found->size() != 1) return unexpected(p11::P11Error{CKR_KEY_HANDLE_INVALID, "find " + ref.label});
-  return (*found)[0];
+  return s.find_one(t, ref.label);
 }
 
 Expected<std::string, std::string> rsa_pem(const Bytes& modulus, const Bytes& exponent) {
@@ -75,17 +72,11 @@ p11::Result<CK_OBJECT_HANDLE> unwrap_final(p11::Session& s, CK_MECHANISM& mech, 
 }
 
 Error import_error(const p11::P11Error& e) {
-  switch (e.rv) {
-    case CKR_WRAPPED_KEY_INVALID:
-    case CKR_WRAPPED_KEY_LEN_RANGE:
-    case CKR_ENCRYPTED_DATA_INVALID:
-    case CKR_ENCRYPTED_DATA_LEN_RANGE:
-    case CKR_DATA_LEN_RANGE:
-    case CKR_GENERAL_ERROR:  // SoftHSMv2's answer to a payload that does not unwrap
-      return Error{Code::invalid_argument, "the wrapped key does not unwrap with this job's key (wrong key, method or bytes)"};
-    default:
-      return token_error(e, "key import");
-  }
+  // An AES-KWP unwrap is authenticated: a payload that fails it is reported like a bad GCM tag.
+  if (e.rv == CKR_WRAPPED_KEY_INVALID || e.rv == CKR_WRAPPED_KEY_LEN_RANGE || e.rv == CKR_DATA_LEN_RANGE ||
+      p11::quirks::is_authentication_failure(e.rv))
+    return Error{Code::invalid_argument, "the wrapped key does not unwrap with this job's key (wrong key, method or bytes)"};
+  return token_error(e, "key import");
 }
 
 }  // namespace
@@ -108,16 +99,10 @@ const ImportMethod* find_import_method(const std::string& name) {
 }
 
 template <class T, class Fn>
-Outcome<T> TokenImporter::with_session(const char* what, Fn&& fn) {
-  for (int attempt = 0; attempt < 2; ++attempt) {
-    auto lease = pool_.acquire();
-    if (!lease) return fail(Code::unavailable, std::string("the token is unavailable (") + what + ")");
-    auto r = fn(lease->session());
-    if (r) return std::move(*r);
-    lease->report(r.error());
-    if (r.error().severity() == p11::Severity::operation) return unexpected(import_error(r.error()));
-  }
-  return fail(Code::unavailable, std::string("the token is unavailable (") + what + ")");
+Outcome<T> TokenImporter::with_session(Fn&& fn) {
+  auto r = pool_.run<T>(std::forward<Fn>(fn));
+  if (!r) return unexpected(import_error(r.error()));
+  return std::move(*r);
 }
 
 std::vector<std::string> TokenImporter::offered_methods() {
@@ -158,7 +143,7 @@ std::vector<std::string> TokenImporter::offered_methods() {
 }
 
 Outcome<std::string> TokenImporter::make_wrapping_pair(const ImportMethod& method, const ObjectRef& ref) {
-  return with_session<std::string>("import job key", [&](p11::Session& s) -> p11::Result<std::string> {
+  return with_session<std::string>([&](p11::Session& s) -> p11::Result<std::string> {
     p11::AttributeTemplate ephemeral;
     fill_ephemeral_template(ephemeral);
     auto generate = [&](bool pin_unwrap_template) {
@@ -186,7 +171,7 @@ Outcome<std::string> TokenImporter::make_wrapping_pair(const ImportMethod& metho
 }
 
 Outcome<void> TokenImporter::destroy_wrapping_pair(const ObjectRef& ref) {
-  auto r = with_session<bool>("destroy import job key", [&](p11::Session& s) -> p11::Result<bool> {
+  auto r = with_session<bool>([&](p11::Session& s) -> p11::Result<bool> {
     for (CK_OBJECT_CLASS cls : {CKO_PRIVATE_KEY, CKO_PUBLIC_KEY}) {
       auto h = find(s, cls, ref);
       if (h) {
@@ -200,7 +185,7 @@ Outcome<void> TokenImporter::destroy_wrapping_pair(const ObjectRef& ref) {
 }
 
 Outcome<AttributeReport> TokenImporter::wrapping_key_attributes(const ObjectRef& ref) {
-  return with_session<AttributeReport>("attributes", [&](p11::Session& s) -> p11::Result<AttributeReport> {
+  return with_session<AttributeReport>([&](p11::Session& s) -> p11::Result<AttributeReport> {
     auto h = find(s, CKO_PRIVATE_KEY, ref);
     if (!h) return unexpected(h.error());
     std::vector<CK_ATTRIBUTE_TYPE> types;
@@ -219,7 +204,7 @@ Outcome<void> TokenImporter::import_rsa(const ImportMethod& method, const Object
   if (payload.size() != rsa_len + 40)
     return fail(Code::invalid_argument, "the wrapped key must be " + std::to_string(rsa_len + 40) + " bytes for " + method.name +
                                             " (RSA-OAEP block, then the 40-byte AES-KWP of a 32-byte key)");
-  auto r = with_session<bool>("key import", [&](p11::Session& s) -> p11::Result<bool> {
+  auto r = with_session<bool>([&](p11::Session& s) -> p11::Result<bool> {
     auto job_key = find(s, CKO_PRIVATE_KEY, wrapping);
     if (!job_key) return unexpected(job_key.error());
     CK_RSA_PKCS_OAEP_PARAMS oaep{method.oaep_hash, method.oaep_mgf, CKZ_DATA_SPECIFIED, nullptr, 0};
@@ -243,7 +228,7 @@ Outcome<void> TokenImporter::import_kwp(const ObjectRef& transport, std::span<co
                                         Algorithm algorithm, const ObjectRef& target) {
   if (payload.size() != 40)
     return fail(Code::invalid_argument, "the wrapped key must be 40 bytes: AES-KWP (RFC 5649) of a 32-byte key");
-  auto r = with_session<bool>("key import", [&](p11::Session& s) -> p11::Result<bool> {
+  auto r = with_session<bool>([&](p11::Session& s) -> p11::Result<bool> {
     auto t = find(s, CKO_SECRET_KEY, transport);
     if (!t) return unexpected(t.error());
     CK_MECHANISM kwp{CKM_AES_KEY_WRAP_PAD, nullptr, 0};
@@ -257,7 +242,7 @@ Outcome<void> TokenImporter::import_kwp(const ObjectRef& transport, std::span<co
 
 Outcome<std::optional<std::string>> TokenImporter::kcv(Algorithm algorithm, const ObjectRef& target) {
   if (algorithm == Algorithm::aes_256_kwp_transport) return std::optional<std::string>{};
-  return with_session<std::optional<std::string>>("kcv", [&](p11::Session& s) -> p11::Result<std::optional<std::string>> {
+  return with_session<std::optional<std::string>>([&](p11::Session& s) -> p11::Result<std::optional<std::string>> {
     auto k = find(s, CKO_SECRET_KEY, target);
     if (!k) return unexpected(k.error());
     const std::uint8_t zeros[16] = {};
@@ -281,7 +266,7 @@ Outcome<std::optional<std::string>> TokenImporter::kcv(Algorithm algorithm, cons
 }
 
 Outcome<void> TokenImporter::destroy(const ObjectRef& target) {
-  auto r = with_session<bool>("destroy", [&](p11::Session& s) -> p11::Result<bool> {
+  auto r = with_session<bool>([&](p11::Session& s) -> p11::Result<bool> {
     auto k = find(s, CKO_SECRET_KEY, target);
     if (k) {
       if (auto st = s.destroy_object(*k); !st) return unexpected(st.error());

@@ -47,8 +47,9 @@ class TokenImporter {
   Outcome<void> destroy(const ObjectRef& target);
 
  private:
+  // SessionPool::run, with token errors mapped for the import API.
   template <class T, class Fn>
-  Outcome<T> with_session(const char* what, Fn&& fn);
+  Outcome<T> with_session(Fn&& fn);
   p11::SessionPool& pool_;
   std::mutex probe_mutex_;
   std::optional<std::vector<std::string>> offered_;

@@ -12,8 +12,6 @@ std::string id_key(const ObjectRef& ref) { return std::string(ref.id.begin(), re
 
 bool stale_handle(CK_RV rv) { return rv == CKR_OBJECT_HANDLE_INVALID || rv == CKR_KEY_HANDLE_INVALID; }
 
-// Our own code for "no object with this CKA_ID": not a token failure, and not worth a retry.
-constexpr CK_RV kObjectNotFound = CKR_VENDOR_DEFINED | 0xC057;
 
 }  // namespace
 
@@ -28,20 +26,16 @@ TokenKeyVault::TokenKeyVault(p11::SessionPool& pool) : pool_(pool) {}
 
 template <class T, class Fn>
 p11::Result<T> TokenKeyVault::with_session(Fn&& fn) {
-  p11::Result<T> result = unexpected(p11::P11Error{CKR_GENERAL_ERROR, "with_session"});
-  for (int attempt = 0; attempt < 2; ++attempt) {
-    auto lease = pool_.acquire();
-    if (!lease) return unexpected(lease.error());
+  return pool_.run<T>([&](p11::Session& s) -> p11::Result<T> {
     operations_.fetch_add(1, std::memory_order_relaxed);
-    result = fn(lease->session());
-    if (result) return result;
-    lease->report(result.error());
-    if (result.error().severity() == p11::Severity::operation) return result;
-    // Handles may not outlive the session or login that went: look objects up afresh.
-    std::lock_guard lock(cache_mutex_);
-    handles_.clear();
-  }
-  return result;
+    auto result = fn(s);
+    if (!result && result.error().severity() != p11::Severity::operation) {
+      // Handles may not outlive the session or login that went: look objects up afresh.
+      std::lock_guard lock(cache_mutex_);
+      handles_.clear();
+    }
+    return result;
+  });
 }
 
 p11::Result<CK_OBJECT_HANDLE> TokenKeyVault::resolve(p11::Session& s, const ObjectRef& ref) {
@@ -57,14 +51,11 @@ p11::Result<CK_OBJECT_HANDLE> TokenKeyVault::resolve(p11::Session& s, const Obje
   }
   p11::AttributeTemplate t;
   t.add_ulong(CKA_CLASS, CKO_SECRET_KEY).add_bytes(CKA_ID, ref.id);
-  auto found = s.find_objects(t, 2);
+  auto found = s.find_one(t, ref.label);
   if (!found) return unexpected(found.error());
-  if (found->size() != 1)
-    return unexpected(p11::P11Error{kObjectNotFound,
-                                    found->empty() ? "find " + ref.label + " (missing)" : "find " + ref.label + " (not unique)"});
   std::lock_guard lock(cache_mutex_);
-  if (cache_generation_ == generation) handles_[key] = (*found)[0];
-  return (*found)[0];
+  if (cache_generation_ == generation) handles_[key] = *found;
+  return *found;
 }
 
 void TokenKeyVault::forget(const ObjectRef& ref) {
@@ -176,7 +167,7 @@ Outcome<AttributeReport> TokenKeyVault::attributes(const ObjectRef& key) {
     return report;
   });
   if (!r) {
-    if (r.error().rv == kObjectNotFound) return fail(Code::not_found, "token object " + key.label + " is missing");
+    if (r.error().rv == p11::kObjectNotFound) return fail(Code::not_found, "token object " + key.label + " is missing");
     return unexpected(token_error(r.error(), "attribute read"));
   }
   return std::move(*r);
@@ -203,14 +194,14 @@ Outcome<void> TokenKeyVault::destroy(const ObjectRef& key) {
     return true;
   });
   forget(key);
-  if (!r && r.error().rv != kObjectNotFound) return unexpected(token_error(r.error(), "destroy"));
+  if (!r && r.error().rv != p11::kObjectNotFound) return unexpected(token_error(r.error(), "destroy"));
   return {};
 }
 
 Outcome<bool> TokenKeyVault::exists(const ObjectRef& key) {
   auto r = with_session<CK_OBJECT_HANDLE>([&](p11::Session& s) { return resolve(s, key); });
   if (r) return true;
-  if (r.error().rv == kObjectNotFound) return false;
+  if (r.error().rv == p11::kObjectNotFound) return false;
   return unexpected(token_error(r.error(), "object lookup"));
 }
 

@@ -34,8 +34,7 @@ class TokenKeyVault final : public KeyVault {
   std::uint64_t operations() const override { return operations_.load(std::memory_order_relaxed); }
 
  private:
-  // Runs fn(session) on a leased session; a session or device error is reported to the pool and
-  // the call is tried once more on a fresh session.
+  // SessionPool::run, counting token calls and dropping cached handles after a session error.
   template <class T, class Fn>
   p11::Result<T> with_session(Fn&& fn);
   p11::Result<CK_OBJECT_HANDLE> resolve(p11::Session& s, const ObjectRef& ref);
