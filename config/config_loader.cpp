@@ -8,6 +8,7 @@
 #include <set>
 #include <sstream>
 
+#include "common/admin_operations.h"
 #include "common/hex.h"
 #include "config/config.h"
 #include "common/duration.h"
@@ -227,21 +228,16 @@ Expected<Config, std::vector<ConfigError>> parse_config(const std::string& text,
         d.operators.push_back(std::move(o));
       }
     }
-    const std::set<std::string> operations = {"create-key", "rotate-key", "disable-key", "enable-key",
-                                              "schedule-destruction", "cancel-destruction", "set-policy",
-                                              "set-min-decrypt-version", "create-import-job"};
-    const std::set<std::string> at_least_two = {"schedule-destruction", "set-policy", "create-import-job", "disable-key",
-                                                "set-min-decrypt-version"};
     if (auto q = dc["quorum"]; q.IsDefined() && q.IsMap()) {
       for (const auto& kv : q) {
         const std::string op = kv.first.Scalar();
         const std::string path = "dual_control.quorum." + op;
         std::uint32_t n = 0;
-        if (!operations.count(op)) {
+        if (!is_admin_operation(op)) {
           r.error(kv.first, path, "unknown operation");
         } else if (!kv.second.IsScalar() || !YAML::convert<std::uint32_t>::decode(kv.second, n) || n < 1 || n > 16) {
           r.error(kv.second, path, "must be a whole number from 1 to 16");
-        } else if (n < 2 && at_least_two.count(op)) {
+        } else if (n < 2 && needs_two_approvals_at_least(op)) {
           r.error(kv.second, path, op + " is destructive or security-relevant and needs at least 2 approvals");
         } else {
           d.quorum[op] = n;
@@ -252,7 +248,8 @@ Expected<Config, std::vector<ConfigError>> parse_config(const std::string& text,
     }
     r.duration(dc, "dual_control", "request_ttl", d.request_ttl, std::chrono::milliseconds(60'000),
                std::chrono::milliseconds(7LL * 86'400'000));
-    for (const auto& op : operations) {
+    for (std::string_view name : kAdminOperations) {
+      const std::string op(name);
       auto it = d.quorum.find(op);
       const std::uint32_t need = it == d.quorum.end() ? 2 : it->second;
       if (need > d.operators.size())

@@ -14,7 +14,6 @@ class Capabilities {
   // True when the token can generate, encrypt and decrypt 256-bit AES-GCM keys.
   bool aes_gcm() const;
   bool hmac_sha256() const;
-  bool hkdf() const { return supports(CKM_HKDF_DERIVE, CKF_DERIVE); }
   std::size_t count() const { return mechanisms_.size(); }
 
  private:

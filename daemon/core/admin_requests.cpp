@@ -11,8 +11,6 @@
 namespace custody::core {
 namespace {
 
-std::string time_text(std::int64_t t) { return rfc3339(std::chrono::system_clock::time_point(std::chrono::seconds(t))); }
-
 bool open_state(const std::string& s) { return s == "pending"; }
 
 }  // namespace
@@ -20,12 +18,6 @@ bool open_state(const std::string& s) { return s == "pending"; }
 std::uint32_t QuorumPolicy::required_for(const std::string& operation) const {
   auto it = required.find(operation);
   return it == required.end() ? 2 : it->second;
-}
-
-bool quorum_at_least_two(const std::string& operation) {
-  for (const char* op : {"schedule-destruction", "set-policy", "create-import-job", "disable-key", "set-min-decrypt-version"})
-    if (operation == op) return true;
-  return false;
 }
 
 AdminRequests::AdminRequests(StateStore& store, OperatorSet operators, QuorumPolicy quorum, const Clock& clock,
@@ -76,8 +68,8 @@ Outcome<StoredRequest> AdminRequests::propose(const std::string& operation, cons
   challenge["id"] = r.id;
   challenge["operation"] = operation;
   challenge["params"] = params;
-  challenge["created_at"] = time_text(r.created_at);
-  challenge["expires_at"] = time_text(r.expires_at);
+  challenge["created_at"] = rfc3339_seconds(r.created_at);
+  challenge["expires_at"] = rfc3339_seconds(r.expires_at);
   challenge["nonce"] = base64_encode(nonce);
   challenge["instance_id"] = instance_id_;
   r.challenge = boost::json::serialize(challenge);
@@ -189,11 +181,11 @@ boost::json::object request_to_json(const StoredRequest& r) {
   o["operation"] = r.operation;
   o["params"] = boost::json::parse(r.params);
   o["state"] = r.state;
-  o["created_at"] = time_text(r.created_at);
-  o["expires_at"] = time_text(r.expires_at);
+  o["created_at"] = rfc3339_seconds(r.created_at);
+  o["expires_at"] = rfc3339_seconds(r.expires_at);
   o["required"] = r.required;
   boost::json::array approvals;
-  for (const auto& a : r.approvals) approvals.push_back({{"operator", a.operator_name}, {"approved_at", time_text(a.approved_at)}});
+  for (const auto& a : r.approvals) approvals.push_back({{"operator", a.operator_name}, {"approved_at", rfc3339_seconds(a.approved_at)}});
   o["approvals"] = std::move(approvals);
   if (r.outcome) {
     auto outcome = boost::json::parse(*r.outcome).as_object();

@@ -23,9 +23,6 @@ struct QuorumPolicy {
   std::uint32_t required_for(const std::string& operation) const;
 };
 
-// Operations that may never run on fewer than two approvals.
-bool quorum_at_least_two(const std::string& operation);
-
 class AdminRequests {
  public:
   using Validator = std::function<Outcome<void>(const std::string& operation, const boost::json::object& params)>;

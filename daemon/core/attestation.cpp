@@ -2,18 +2,13 @@
 
 #include <boost/json.hpp>
 
+#include "common/admin_operations.h"
 #include "common/base64.h"
 #include "common/hex.h"
 #include "daemon/core/key_templates.h"
 
 namespace custody::core {
 namespace {
-
-std::string time_text(std::int64_t t) { return rfc3339(std::chrono::system_clock::time_point(std::chrono::seconds(t))); }
-
-constexpr const char* kOperations[] = {"create-key",           "rotate-key",         "disable-key",
-                                       "enable-key",           "schedule-destruction", "cancel-destruction",
-                                       "set-policy",           "set-min-decrypt-version", "create-import-job"};
 
 }  // namespace
 
@@ -48,7 +43,7 @@ Outcome<boost::json::object> Attestor::attest(std::span<const std::uint8_t> nonc
   boost::json::array operators;
   for (const auto& op : requests_.operators().all()) operators.push_back({{"name", op.name}, {"key_id", op.key_id}});
   boost::json::object required;
-  for (const char* op : kOperations) required[op] = requests_.quorum().required_for(op);
+  for (std::string_view op : kAdminOperations) required[op] = requests_.quorum().required_for(std::string(op));
   r["quorum"] = {{"operators", std::move(operators)}, {"required", std::move(required)}};
   r["audit"] = {{"sequence", audit_.sequence()}, {"head", audit_.head()}};
   boost::json::array key_list;
@@ -59,7 +54,7 @@ Outcome<boost::json::object> Attestor::attest(std::span<const std::uint8_t> nonc
       vo["version"] = v.version;
       vo["state"] = v.state;
       vo["origin"] = v.origin;
-      vo["created_at"] = time_text(v.created_at);
+      vo["created_at"] = rfc3339_seconds(v.created_at);
       if (v.kcv) vo["kcv"] = *v.kcv;
       else vo["kcv"] = nullptr;
       vo["object"] = object_block(v.object);

@@ -99,7 +99,6 @@ Expected<AttestationKey, std::string> AttestationKey::open(p11::SessionPool& poo
   AttestationKey k;
   k.pool_ = &pool;
   k.id_ = **id;
-  k.der_ = *spki;
   k.pem_ = pem_of(*spki);
   k.key_id_ = sha256_hex(*spki);
   return k;

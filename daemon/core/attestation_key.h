@@ -21,14 +21,12 @@ class AttestationKey {
 
   Outcome<Bytes> sign(std::string_view message) const;  // DER ECDSA-P256-SHA256
   const std::string& public_key_pem() const { return pem_; }
-  const Bytes& public_key_der() const { return der_; }
   const std::string& key_id() const { return key_id_; }  // hex SHA-256 of the SPKI DER
 
  private:
   p11::SessionPool* pool_ = nullptr;
   Bytes id_;  // CKA_ID of the pair
   std::string pem_;
-  Bytes der_;
   std::string key_id_;
 };
 

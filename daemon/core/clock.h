@@ -18,6 +18,10 @@ class SystemClock final : public Clock {
 
 // RFC 3339 UTC: "2026-11-23T23:32:31Z", or with microseconds "2026-11-23T23:32:31.123456Z".
 std::string rfc3339(std::chrono::system_clock::time_point t, bool microseconds = false);
+// The same for a time stored as unix seconds.
+inline std::string rfc3339_seconds(std::int64_t t) {
+  return rfc3339(std::chrono::system_clock::time_point(std::chrono::seconds(t)));
+}
 inline std::int64_t unix_seconds(std::chrono::system_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
 }

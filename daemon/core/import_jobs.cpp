@@ -9,8 +9,6 @@
 namespace custody::core {
 namespace {
 
-std::string time_text(std::int64_t t) { return rfc3339(std::chrono::system_clock::time_point(std::chrono::seconds(t))); }
-
 struct JobParams {
   std::string key_name;
   Algorithm algorithm = Algorithm::aes_256_gcm;
@@ -72,7 +70,7 @@ Outcome<JobParams> parse(const boost::json::object& p, const std::vector<std::st
 boost::json::object job_to_json(const StoredJob& j) {
   boost::json::object o{{"id", j.id},         {"key_name", j.key_name},
                         {"algorithm", j.algorithm}, {"method", j.method},
-                        {"expires_at", time_text(j.expires_at)}, {"state", j.state}};
+                        {"expires_at", rfc3339_seconds(j.expires_at)}, {"state", j.state}};
   if (j.public_key) o["public_key"] = *j.public_key;
   if (j.transport_key) o["transport_key"] = *j.transport_key;
   return o;

@@ -57,8 +57,6 @@ class KeyAdmin {
   // Compares every key version with its token object, and the token's custody objects with the state.
   Outcome<ReconcileReport> reconcile();
 
-  const LifecycleSettings& settings() const { return settings_; }
-
  private:
   Outcome<KeyVersion> make_version(const std::string& name, Algorithm algorithm, std::uint32_t version,
                                    const std::string& reason, const char* intent_kind, std::int64_t& intent_id);

@@ -14,8 +14,8 @@ boost::json::object key_to_json(const Key& key, UsageMeter* meter) {
   o["state"] = key_state_name(key.state);
   o["current_version"] = key.current_version;
   o["min_decrypt_version"] = key.min_decrypt_version;
-  if (key.destroy_at) o["destroy_at"] = rfc3339(std::chrono::system_clock::time_point(std::chrono::seconds(*key.destroy_at)));
-  o["created_at"] = rfc3339(std::chrono::system_clock::time_point(std::chrono::seconds(key.created_at)));
+  if (key.destroy_at) o["destroy_at"] = rfc3339_seconds(*key.destroy_at);
+  o["created_at"] = rfc3339_seconds(key.created_at);
   boost::json::array versions;
   for (const auto& v : key.versions) {
     boost::json::object vo;
@@ -23,7 +23,7 @@ boost::json::object key_to_json(const Key& key, UsageMeter* meter) {
     vo["state"] = v.state;
     vo["origin"] = v.origin;
     vo["reason"] = v.reason;
-    vo["created_at"] = rfc3339(std::chrono::system_clock::time_point(std::chrono::seconds(v.created_at)));
+    vo["created_at"] = rfc3339_seconds(v.created_at);
     if (v.kcv) vo["kcv"] = *v.kcv;
     else vo["kcv"] = nullptr;
     if (meter && key.algorithm == Algorithm::aes_256_gcm && v.state != "destroyed")

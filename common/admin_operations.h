@@ -1,0 +1,24 @@
+#pragma once
+// The state-changing admin operations of CONTRACT §7, and those that may never run on fewer than
+// two approvals. Shared by the configuration's quorum checks and the attestation report.
+#include <algorithm>
+#include <array>
+#include <string_view>
+
+namespace custody {
+
+inline constexpr std::array<std::string_view, 9> kAdminOperations = {
+    "create-key",         "rotate-key", "disable-key",             "enable-key",       "schedule-destruction",
+    "cancel-destruction", "set-policy", "set-min-decrypt-version", "create-import-job"};
+
+inline constexpr std::array<std::string_view, 5> kTwoApprovalsAtLeast = {
+    "schedule-destruction", "set-policy", "create-import-job", "disable-key", "set-min-decrypt-version"};
+
+inline bool is_admin_operation(std::string_view op) {
+  return std::find(kAdminOperations.begin(), kAdminOperations.end(), op) != kAdminOperations.end();
+}
+inline bool needs_two_approvals_at_least(std::string_view op) {
+  return std::find(kTwoApprovalsAtLeast.begin(), kTwoApprovalsAtLeast.end(), op) != kTwoApprovalsAtLeast.end();
+}
+
+}  // namespace custody
