@@ -5,6 +5,7 @@
 #include "common/admin_operations.h"
 #include "common/base64.h"
 #include "common/hex.h"
+#include "daemon/core/key_json.h"
 #include "daemon/core/key_templates.h"
 
 namespace custody::core {
@@ -50,13 +51,7 @@ Outcome<boost::json::object> Attestor::attest(std::span<const std::uint8_t> nonc
   for (const auto& key : keys) {
     boost::json::array versions;
     for (const auto& v : key->versions) {
-      boost::json::object vo;
-      vo["version"] = v.version;
-      vo["state"] = v.state;
-      vo["origin"] = v.origin;
-      vo["created_at"] = rfc3339_seconds(v.created_at);
-      if (v.kcv) vo["kcv"] = *v.kcv;
-      else vo["kcv"] = nullptr;
+      boost::json::object vo = version_to_json(v);
       vo["object"] = object_block(v.object);
       versions.push_back(std::move(vo));
     }

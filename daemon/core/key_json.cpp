@@ -7,6 +7,17 @@
 
 namespace custody::core {
 
+boost::json::object version_to_json(const KeyVersion& v) {
+  boost::json::object vo;
+  vo["version"] = v.version;
+  vo["state"] = v.state;
+  vo["origin"] = v.origin;
+  vo["created_at"] = rfc3339_seconds(v.created_at);
+  if (v.kcv) vo["kcv"] = *v.kcv;
+  else vo["kcv"] = nullptr;
+  return vo;
+}
+
 boost::json::object key_to_json(const Key& key, UsageMeter* meter) {
   boost::json::object o;
   o["name"] = key.name;
@@ -18,14 +29,8 @@ boost::json::object key_to_json(const Key& key, UsageMeter* meter) {
   o["created_at"] = rfc3339_seconds(key.created_at);
   boost::json::array versions;
   for (const auto& v : key.versions) {
-    boost::json::object vo;
-    vo["version"] = v.version;
-    vo["state"] = v.state;
-    vo["origin"] = v.origin;
+    boost::json::object vo = version_to_json(v);
     vo["reason"] = v.reason;
-    vo["created_at"] = rfc3339_seconds(v.created_at);
-    if (v.kcv) vo["kcv"] = *v.kcv;
-    else vo["kcv"] = nullptr;
     if (meter && key.algorithm == Algorithm::aes_256_gcm && v.state != "destroyed")
       vo["encryptions"] = meter->current(key.name, v.version);
     versions.push_back(std::move(vo));

@@ -8,6 +8,10 @@ namespace custody::core {
 
 class UsageMeter;
 
+// version, state, origin, created_at, kcv: what both the metadata and the attestation report
+// say of a version (CONTRACT §3, §6).
+boost::json::object version_to_json(const KeyVersion& v);
+
 // With a meter, each aes-256-gcm version also shows its encryption count.
 boost::json::object key_to_json(const Key& key, UsageMeter* meter = nullptr);
 
