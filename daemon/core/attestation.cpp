@@ -11,17 +11,17 @@
 namespace custody::core {
 namespace {
 
-}  // namespace
-
-boost::json::value Attestor::object_block(const ObjectRef& ref) {
+// The §6 "object" block: id, label and the attributes as the token reported them just now.
+boost::json::value object_block(const ObjectRef& ref, Outcome<AttributeReport> report) {
   boost::json::object attributes;
-  auto report = vault_.attributes(ref);
   for (const auto& [name, type] : reported_attributes()) {
     if (report && (*report)[name]) attributes[name] = *(*report)[name];
     else attributes[name] = nullptr;  // not reported by the token (or the object is gone)
   }
   return boost::json::object{{"id", hex_lower(ref.id)}, {"label", ref.label}, {"attributes", std::move(attributes)}};
 }
+
+}  // namespace
 
 Outcome<boost::json::object> Attestor::attest(std::span<const std::uint8_t> nonce,
                                               const std::vector<std::shared_ptr<const Key>>& keys) {
@@ -52,7 +52,7 @@ Outcome<boost::json::object> Attestor::attest(std::span<const std::uint8_t> nonc
     boost::json::array versions;
     for (const auto& v : key->versions) {
       boost::json::object vo = version_to_json(v);
-      vo["object"] = object_block(v.object);
+      vo["object"] = object_block(v.object, vault_.attributes(v.object));
       versions.push_back(std::move(vo));
     }
     key_list.push_back({{"name", key->name},
@@ -68,15 +68,8 @@ Outcome<boost::json::object> Attestor::attest(std::span<const std::uint8_t> nonc
     for (const auto& j : jobs_->list()) {
       if (j.state != "active" || now >= j.expires_at) continue;
       auto o = job_to_json(j);
-      if (!j.wrapping.id.empty()) {
-        boost::json::object attributes;
-        auto report = jobs_->importer().wrapping_key_attributes(j.wrapping);
-        for (const auto& [name, type] : reported_attributes()) {
-          if (report && (*report)[name]) attributes[name] = *(*report)[name];
-          else attributes[name] = nullptr;
-        }
-        o["object"] = {{"id", hex_lower(j.wrapping.id)}, {"label", j.wrapping.label}, {"attributes", std::move(attributes)}};
-      }
+      if (!j.wrapping.id.empty())
+        o["object"] = object_block(j.wrapping, jobs_->importer().wrapping_key_attributes(j.wrapping));
       jobs.push_back(std::move(o));
     }
   }

@@ -38,8 +38,6 @@ class Attestor {
                                       const std::vector<std::shared_ptr<const Key>>& keys);
 
  private:
-  boost::json::value object_block(const ObjectRef& ref);
-
   const AttestationKey& key_;
   KeyVault& vault_;
   AuditLog& audit_;
