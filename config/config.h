@@ -31,6 +31,15 @@ struct Audit {
   Durability durability = Durability::group;
   std::uint64_t checkpoint_every = 1000;  // a signed checkpoint every this many records
   std::uint64_t max_file_bytes = 256ULL << 20;  // rotate the file past this size; 0: never
+  // A signed checkpoint at most this long after the first record no checkpoint covers yet.
+  std::chrono::milliseconds checkpoint_interval{60'000};
+  // Retention of rotated files: the oldest go once more than max_files (0: no count limit) or
+  // more than max_total_bytes (0: no size limit) are kept, and only when a signed checkpoint in a
+  // newer file covers them.
+  std::uint64_t max_files = 0;
+  std::uint64_t max_total_bytes = 0;
+  // Health says degraded (and a metric alarms) while the audit filesystem has less free space.
+  std::uint64_t min_free_bytes = 1ULL << 30;
 };
 
 struct Socket {
@@ -41,11 +50,17 @@ struct Socket {
 
 struct Limits {
   std::size_t max_body_bytes = 64 * 1024;
+  std::size_t max_header_bytes = 16 * 1024;  // request line and headers together
   unsigned max_json_depth = 16;
-  unsigned max_connections = 256;
-  unsigned max_in_flight = 1024;
-  std::chrono::milliseconds idle_timeout{60'000};
-  std::chrono::milliseconds request_timeout{10'000};
+  unsigned max_connections = 256;         // service socket
+  unsigned max_connections_per_uid = 32;  // one uid's share of the service socket
+  unsigned admin_connections = 16;        // the admin socket's own budget, never taken by services
+  unsigned max_in_flight = 128;           // requests read and not yet answered, both sockets
+  double uid_requests_per_second = 0;     // per-uid rate (batch items count one each); 0: off
+  unsigned uid_burst = 0;                 // bucket size; 0: one second's worth
+  std::chrono::milliseconds first_byte_timeout{5'000};  // a new connection's first request byte
+  std::chrono::milliseconds idle_timeout{60'000};       // between requests on a kept-alive connection
+  std::chrono::milliseconds request_timeout{10'000};    // one request: read, queue, run, write
 };
 
 struct OperatorConfig {

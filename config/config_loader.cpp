@@ -124,7 +124,7 @@ void read_token(Reader& r, const YAML::Node& node, Token& t) {
   if (sources != 1) r.error(pin, "token.pin", "needs exactly one of file, env or credential");
 }
 
-void read_socket(Reader& r, const YAML::Node& node, const std::string& path, Socket& s) {
+void read_socket(Reader& r, const YAML::Node& node, const std::string& path, Socket& s, bool admin) {
   if (!node.IsDefined()) return;
   if (!r.mapping(node, path, {"path", "mode", "group"})) return;
   if (auto v = r.string(node, path, "path", false)) s.path = *v;
@@ -136,12 +136,20 @@ void read_socket(Reader& r, const YAML::Node& node, const std::string& path, Soc
     } catch (...) {
       used = 0;
     }
-    if (used != v->size() || mode > 0777 || (mode & 0007) == 0007)
+    // Connecting to a Unix socket needs write permission: a world-writable socket lets every
+    // local user in.
+    if (used != v->size() || mode > 0777 || (mode & 0002) != 0)
       r.error(node["mode"], Reader::join(path, "mode"), "must be an octal mode such as \"0660\" (quoted), not world-writable");
     else
       s.mode = static_cast<mode_t>(mode);
   }
   s.group = r.string(node, path, "group", false);
+  // The admin socket is for operators alone: writable by its owner and, at most, a group named
+  // for the purpose, never by whatever group the daemon happens to run as.
+  if (admin && (s.mode & 0020) != 0 && !s.group)
+    r.error(node["mode"], Reader::join(path, "mode"),
+            "lets the daemon's default group reach the admin socket; name the operators' group in " +
+                Reader::join(path, "group") + " or use \"0600\"");
   if (s.group && !::getgrnam(s.group->c_str()))
     r.error(node["group"], Reader::join(path, "group"), "no such group: " + *s.group);
 }
@@ -162,7 +170,7 @@ Expected<Config, std::vector<ConfigError>> parse_config(const std::string& text,
   c.sha256 = sha256_hex(to_bytes(text));
   c.service_socket.path = "/run/custody/service.sock";
   c.admin_socket.path = "/run/custody/admin.sock";
-  c.admin_socket.mode = 0660;
+  c.admin_socket.mode = 0600;
   Reader r(errors);
   if (!r.mapping(root, "", {"token", "state", "audit", "sockets", "limits", "dual_control", "lifecycle"}))
     return unexpected(errors);
@@ -178,7 +186,15 @@ Expected<Config, std::vector<ConfigError>> parse_config(const std::string& text,
 
   if (auto audit = root["audit"]; !audit.IsDefined()) {
     r.error(root, "audit", "is required");
-  } else if (r.mapping(audit, "audit", {"path", "durability", "checkpoint_every", "max_file_bytes"})) {
+  } else if (r.mapping(audit, "audit", {"path", "durability", "checkpoint_every", "checkpoint_interval", "max_file_bytes",
+                                    "max_files", "max_total_bytes", "min_free_bytes"})) {
+    r.duration(audit, "audit", "checkpoint_interval", c.audit.checkpoint_interval, std::chrono::milliseconds(100),
+               std::chrono::milliseconds(86'400'000));
+    r.number<std::uint64_t>(audit, "audit", "max_files", c.audit.max_files, 0, 1'000'000);
+    r.number<std::uint64_t>(audit, "audit", "max_total_bytes", c.audit.max_total_bytes, 0, 1ULL << 50);
+    r.number<std::uint64_t>(audit, "audit", "min_free_bytes", c.audit.min_free_bytes, 0, 1ULL << 50);
+    if (c.audit.max_files == 1)
+      r.error(audit["max_files"], "audit.max_files", "must be 0 (keep every file) or at least 2: the file being written is one");
     r.number<std::uint64_t>(audit, "audit", "max_file_bytes", c.audit.max_file_bytes, 0, 1ULL << 40);
     r.number<std::uint64_t>(audit, "audit", "checkpoint_every", c.audit.checkpoint_every, 2, 1'000'000);
     if (auto v = r.string(audit, "audit", "path", true)) c.audit.path = *v;
@@ -191,21 +207,36 @@ Expected<Config, std::vector<ConfigError>> parse_config(const std::string& text,
   }
 
   if (auto sockets = root["sockets"]; sockets.IsDefined() && r.mapping(sockets, "sockets", {"service", "admin"})) {
-    read_socket(r, sockets["service"], "sockets.service", c.service_socket);
-    read_socket(r, sockets["admin"], "sockets.admin", c.admin_socket);
+    read_socket(r, sockets["service"], "sockets.service", c.service_socket, false);
+    read_socket(r, sockets["admin"], "sockets.admin", c.admin_socket, true);
     if (c.service_socket.path == c.admin_socket.path)
       r.error(sockets, "sockets", "the service and admin sockets must be different paths");
   }
 
   if (auto limits = root["limits"]; limits.IsDefined() &&
-      r.mapping(limits, "limits", {"max_body_bytes", "max_json_depth", "max_connections", "max_in_flight",
-                                   "idle_timeout", "request_timeout"})) {
+      r.mapping(limits, "limits", {"max_body_bytes", "max_header_bytes", "max_json_depth", "max_connections",
+                                   "max_connections_per_uid", "admin_connections", "max_in_flight",
+                                   "uid_requests_per_second", "uid_burst", "first_byte_timeout", "idle_timeout",
+                                   "request_timeout"})) {
     auto& l = c.limits;
     r.number<std::size_t>(limits, "limits", "max_body_bytes", l.max_body_bytes, 1024, 16 * 1024 * 1024);
+    r.number<std::size_t>(limits, "limits", "max_header_bytes", l.max_header_bytes, 1024, 1024 * 1024);
     r.number<unsigned>(limits, "limits", "max_json_depth", l.max_json_depth, 4, 256);
     r.number<unsigned>(limits, "limits", "max_connections", l.max_connections, 1, 65536);
+    r.number<unsigned>(limits, "limits", "max_connections_per_uid", l.max_connections_per_uid, 1, 65536);
+    r.number<unsigned>(limits, "limits", "admin_connections", l.admin_connections, 1, 4096);
     r.number<unsigned>(limits, "limits", "max_in_flight", l.max_in_flight, 1, 1'000'000);
+    r.number<unsigned>(limits, "limits", "uid_burst", l.uid_burst, 0, 100'000'000);
+    if (auto rate = limits["uid_requests_per_second"]; rate.IsDefined() && !rate.IsNull()) {
+      double v = -1;
+      if (!rate.IsScalar() || !YAML::convert<double>::decode(rate, v) || !(v >= 0) || v > 1e9)
+        r.error(rate, "limits.uid_requests_per_second", "must be a number from 0 (off) to 1000000000");
+      else
+        l.uid_requests_per_second = v;
+    }
+    if (l.max_connections_per_uid > l.max_connections) l.max_connections_per_uid = l.max_connections;
     using std::chrono::milliseconds;
+    r.duration(limits, "limits", "first_byte_timeout", l.first_byte_timeout, milliseconds(100), milliseconds(3'600'000));
     r.duration(limits, "limits", "idle_timeout", l.idle_timeout, milliseconds(100), milliseconds(86'400'000));
     r.duration(limits, "limits", "request_timeout", l.request_timeout, milliseconds(100), milliseconds(3'600'000));
   }

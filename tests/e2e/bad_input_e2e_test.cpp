@@ -42,7 +42,8 @@ class BadInputE2E : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     DaemonOptions o;
-    o.service_mode = "0666";  // so another uid can connect and be refused by policy
+    // nogroup (65534) may connect, so that uid 65534 reaches the daemon and is refused by policy.
+    o.service_group = "nogroup";
     daemon_ = new Daemon(o);
     ASSERT_EQ(daemon_->create_key("demo", "aes-256-gcm", allow_me_everything()), 201);
   }

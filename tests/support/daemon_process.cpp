@@ -31,7 +31,8 @@ Daemon::Daemon(DaemonOptions options) : options_(std::move(options)) {
        << token_.pin_file << "}\n  sessions: 2\n  workers: 1\n"
        << "state:\n  path: " << dir() << "/state.db\n"
        << "audit:\n  path: " << audit_path() << "\n  durability: " << options_.durability << "\n"
-       << "sockets:\n  service: {path: " << service_socket() << ", mode: \"" << options_.service_mode << "\"}\n"
+       << "sockets:\n  service: {path: " << service_socket() << ", mode: \"" << options_.service_mode << "\""
+       << (options_.service_group.empty() ? "" : ", group: " + options_.service_group) << "}\n"
        << "  admin: {path: " << admin_socket() << ", mode: \"0600\"}\n"
        << "limits:\n  max_body_bytes: 65536\n  idle_timeout: 30s\n  request_timeout: 10s\n" << options_.extra_limits
        << "dual_control:\n  operators:\n"

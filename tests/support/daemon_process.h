@@ -18,6 +18,7 @@ namespace custody::test {
 
 struct DaemonOptions {
   std::string service_mode = "0660";
+  std::string service_group;  // sockets.service.group, when not empty
   std::optional<rlim_t> file_size_limit;  // RLIMIT_FSIZE for the daemon
   std::string durability = "group";
   std::string extra_limits;  // YAML lines under "limits:", each indented by two spaces

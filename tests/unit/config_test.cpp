@@ -103,3 +103,44 @@ TEST(Config, ShippedSamplesAreValid) {
       EXPECT_NE(e.key_path.find(".group"), std::string::npos) << name << ": " << e.format(name);
   }
 }
+
+TEST(Config, NoSocketModeLetsEveryLocalUserConnect) {
+  auto service_mode = [](const char* mode) {
+    return errors_of(std::string(kGood) + "sockets:\n  service: {mode: \"" + mode + "\"}\n");
+  };
+  // Connecting needs write permission: any o+w bit opens the socket to every uid.
+  for (const char* mode : {"0666", "0662", "0602", "0777"}) {
+    auto errs = service_mode(mode);
+    ASSERT_EQ(errs.size(), 1u) << mode;
+    EXPECT_EQ(errs[0].key_path, "sockets.service.mode") << mode;
+  }
+  EXPECT_TRUE(service_mode("0660").empty());
+  EXPECT_TRUE(service_mode("0664").empty());  // others may read, which grants nothing
+}
+
+TEST(Config, TheAdminSocketIsNeverGroupWritableWithoutANamedGroup) {
+  auto c = parse_config(kGood, "test.yaml");
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->admin_socket.mode, 0600u);
+  auto errs = errors_of(std::string(kGood) + "sockets:\n  admin: {mode: \"0660\"}\n");
+  ASSERT_EQ(errs.size(), 1u);
+  EXPECT_EQ(errs[0].key_path, "sockets.admin.mode");
+  EXPECT_TRUE(errors_of(std::string(kGood) + "sockets:\n  admin: {mode: \"0660\", group: root}\n").empty());
+  EXPECT_TRUE(errors_of(std::string(kGood) + "sockets:\n  admin: {mode: \"0600\"}\n").empty());
+}
+
+TEST(Config, HardeningLimitsHaveSafeDefaultsAndBounds) {
+  auto c = parse_config(kGood, "test.yaml");
+  ASSERT_TRUE(c);
+  EXPECT_LT(c->limits.max_in_flight, c->limits.max_connections + c->limits.admin_connections);
+  EXPECT_LT(c->limits.max_connections_per_uid, c->limits.max_connections);
+  EXPECT_LT(c->limits.first_byte_timeout, c->limits.idle_timeout);
+  EXPECT_EQ(c->audit.checkpoint_interval, std::chrono::seconds(60));
+  auto errs = errors_of(std::string(kGood) + "limits:\n  uid_requests_per_second: -1\n  max_connections_per_uid: 0\n");
+  ASSERT_EQ(errs.size(), 2u);
+  EXPECT_EQ(errs[0].key_path, "limits.max_connections_per_uid");
+  EXPECT_EQ(errs[1].key_path, "limits.uid_requests_per_second");
+  auto files = errors_of(std::string(kGood).replace(std::string(kGood).find("audit:\n") + 7, 0, "  max_files: 1\n"));
+  ASSERT_EQ(files.size(), 1u);
+  EXPECT_EQ(files[0].key_path, "audit.max_files");
+}
