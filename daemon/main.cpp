@@ -250,14 +250,21 @@ int main(int argc, char** argv) {
 
   boost::asio::io_context io(1);
   boost::asio::thread_pool workers(cfg.token.workers);
+  const auto& lim = cfg.limits;
   transport::Server server(io, workers,
-                           transport::Limits{cfg.limits.max_body_bytes, cfg.limits.max_connections,
-                                             cfg.limits.max_in_flight, cfg.limits.idle_timeout,
-                                             cfg.limits.request_timeout},
+                           transport::Limits{lim.max_body_bytes, lim.max_header_bytes, lim.max_connections,
+                                             lim.max_connections_per_uid, lim.admin_connections, lim.max_in_flight,
+                                             lim.uid_requests_per_second, lim.uid_burst, cfg.token.workers,
+                                             lim.first_byte_timeout, lim.idle_timeout, lim.request_timeout},
                            metrics);
-  for (auto [spec, svc] : {std::pair{&cfg.service_socket, &service_socket}, std::pair{&cfg.admin_socket, &admin_socket}}) {
-    if (auto ok = server.listen({spec->path, spec->mode, spec->group}, *svc); !ok) fatal(ok.error());
-  }
+  if (auto ok = server.listen({cfg.service_socket.path, cfg.service_socket.mode, cfg.service_socket.group},
+                              transport::ListenerKind::service, service_socket);
+      !ok)
+    fatal(ok.error());
+  if (auto ok = server.listen({cfg.admin_socket.path, cfg.admin_socket.mode, cfg.admin_socket.group},
+                              transport::ListenerKind::admin, admin_socket);
+      !ok)
+    fatal(ok.error());
 
   boost::asio::signal_set signals(io, SIGTERM, SIGINT);
   boost::asio::steady_timer deadline(io);
@@ -280,8 +287,19 @@ int main(int argc, char** argv) {
                cfg.admin_socket.path);
   if (health.degraded()) spdlog::error("key check failed; health reports degraded until it is resolved");
 
-  // Runs until the listeners are closed and the last connection is done.
-  io.run();
+  // Runs until the listeners are closed and the last connection is done. The one top-level
+  // guard: a handler that throws (a bug, or memory exhaustion) is logged and serving goes on;
+  // connections and the accept loops also catch their own.
+  for (;;) {
+    try {
+      io.run();
+      break;
+    } catch (const std::exception& e) {
+      spdlog::error("an I/O handler failed: {}; serving on", e.what());
+    } catch (...) {
+      spdlog::error("an I/O handler failed with an unknown exception; serving on");
+    }
+  }
   workers.join();
   scheduler.stop();
   auto stop = lifecycle_event("daemon.stop");

@@ -1,100 +1,100 @@
 #include "daemon/transport/server.h"
 
+#include <sys/socket.h>
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/basic_stream.hpp>
+#include <boost/beast/core/error.hpp>
 #include <openssl/crypto.h>
 
 #include <array>
-#include <optional>
+#include <atomic>
+#include <cstring>
 #include <spdlog/spdlog.h>
+
+#include "daemon/service/call.h"
+#include "daemon/transport/http_response.h"
+#include "daemon/transport/request_reader.h"
+
+// GCC 12 misreads Asio's coroutine frame allocator as a new/delete mismatch (a known false
+// positive for awaitable frames); the frames are allocated and freed by the same class.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
 
 namespace custody::transport {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
-namespace http = beast::http;
 using local = asio::local::stream_protocol;
 using Stream = beast::basic_stream<local, asio::any_io_executor, beast::unlimited_rate_policy>;
+using SteadyClock = std::chrono::steady_clock;
 
 struct Server::Listener {
   local::acceptor acceptor;
   service::Service& service;
   std::string path;
+  ConnectionBudget budget;
 };
 
 struct Server::Connection {
   explicit Connection(local::socket s) : stream(std::move(s)) {}
   Stream stream;
-  bool busy = false;  // between reading a request and sending its response
+  bool busy = false;  // from a request's first byte until its response is sent
+};
+
+// A request on its way through the service. It lives in its connection's coroutine frame, which
+// waits until both the answer is in and the worker (if one ran it) has let go of it.
+struct Server::Pending {
+  explicit Pending(asio::any_io_executor ex) : wake(ex) {}
+  service::Service* service = nullptr;
+  service::Request request;
+  service::Response response;
+  SteadyClock::time_point queued_at;
+  asio::steady_timer wake;
+  std::atomic<bool> answered{false};  // set by whichever thread answers first
+  bool response_ready = false, worker_done = false;
+  void wake_if_complete() {
+    if (response_ready && worker_done) wake.cancel();
+  }
 };
 
 namespace {
 
 constexpr std::size_t kLingerBytes = 1024 * 1024;
+constexpr auto kAcceptBackoff = std::chrono::milliseconds(100);
 
-// Runs service.handle on the worker pool and resumes the coroutine with the response on its own
-// executor. The work guard keeps the io_context alive while a request is out on a worker.
-template <class Token>
-auto async_handle(asio::thread_pool& workers, service::Service& service, service::Request request, Token&& token) {
-  return asio::async_initiate<Token, void(service::Response)>(
-      [&workers, &service](auto handler, service::Request request) {
-        auto ex = asio::get_associated_executor(handler);
-        auto state = std::make_shared<std::pair<decltype(handler), asio::executor_work_guard<decltype(ex)>>>(
-            std::move(handler), asio::make_work_guard(ex));
-        asio::post(workers, [&service, request = std::move(request), state, ex]() mutable {
-          service.handle(request, [state, ex](service::Response response) {
-            asio::post(ex, [state, response = std::move(response)]() mutable {
-              auto h = std::move(state->first);
-              h(std::move(response));
-            });
-          });
-        });
-      },
-      token, std::move(request));
-}
+void wipe(std::string& s) { OPENSSL_cleanse(s.data(), s.size()); }
 
-template <class Token>
-auto async_refuse(service::Service& service, service::Request request, core::Error error, Token&& token) {
-  return asio::async_initiate<Token, void(service::Response)>(
-      [&service](auto handler, service::Request request, core::Error error) {
-        auto ex = asio::get_associated_executor(handler);
-        auto state = std::make_shared<std::pair<decltype(handler), asio::executor_work_guard<decltype(ex)>>>(
-            std::move(handler), asio::make_work_guard(ex));
-        service.refuse(request, error, [state, ex](service::Response response) {
-          asio::post(ex, [state, response = std::move(response)]() mutable {
-            auto h = std::move(state->first);
-            h(std::move(response));
-          });
-        });
-      },
-      token, std::move(request), std::move(error));
-}
-
-http::response<http::string_body> to_http(service::Response r, const std::string& request_id, unsigned version,
-                                          bool keep_alive) {
-  http::response<http::string_body> res{static_cast<http::status>(r.status), version};
-  res.set(http::field::content_type, r.content_type);
-  res.set("X-Request-Id", request_id);
-  res.body() = std::move(r.body);
-  res.keep_alive(keep_alive);
-  res.prepare_payload();
-  return res;
+core::Error refusal_error(const HttpRefusal& r) {
+  return {r.status == 413 ? core::Code::payload_too_large : core::Code::invalid_argument, r.message};
 }
 
 }  // namespace
 
 Server::Server(asio::io_context& io, asio::thread_pool& workers, Limits limits, service::Metrics& metrics)
-    : io_(io), workers_(workers), limits_(limits), metrics_(metrics) {}
+    : io_(io),
+      workers_(workers),
+      limits_(limits),
+      http_limits_{limits.max_header_bytes, limits.max_body_bytes},
+      metrics_(metrics),
+      rate_(limits.uid_requests_per_second, limits.uid_burst) {
+  if (limits_.workers == 0) limits_.workers = 1;
+}
 
 Server::~Server() = default;
 
-Expected<void, std::string> Server::listen(const SocketSpec& spec, service::Service& service) {
-  auto listener = std::make_unique<Listener>(Listener{local::acceptor(io_), service, spec.path});
+Expected<void, std::string> Server::listen(const SocketSpec& spec, ListenerKind kind, service::Service& service) {
+  ConnectionBudget budget = kind == ListenerKind::admin
+                                ? ConnectionBudget(limits_.admin_connections, limits_.admin_connections)
+                                : ConnectionBudget(limits_.max_connections, limits_.max_connections_per_uid);
+  auto listener = std::make_unique<Listener>(Listener{local::acceptor(io_), service, spec.path, budget});
   if (auto ok = open_listener(listener->acceptor, spec); !ok) return ok;
   auto& ref = *listener;
   listeners_.push_back(std::move(listener));
@@ -103,109 +103,240 @@ Expected<void, std::string> Server::listen(const SocketSpec& spec, service::Serv
 }
 
 asio::awaitable<void> Server::accept_loop(Listener& listener) {
+  asio::steady_timer backoff(io_);
   for (;;) {
-    boost::system::error_code ec;
-    local::socket socket = co_await listener.acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) {
-      if (ec == asio::error::operation_aborted || draining_) co_return;
-      spdlog::warn("accept on {} failed: {}", listener.path, ec.message());
-      continue;
-    }
-    if (open_connections_ >= limits_.max_connections) {
-      metrics_.count_rejected_connection();
-      continue;  // the socket closes as it goes out of scope
-    }
-    auto connection = std::make_shared<Connection>(std::move(socket));
-    connections_.remove_if([](const auto& weak) { return weak.expired(); });
-    connections_.push_back(connection);
-    ++open_connections_;
-    asio::co_spawn(io_, serve(connection, listener.service), [this](std::exception_ptr e) {
-      --open_connections_;
-      maybe_drained();
-      if (e) {
-        try {
-          std::rethrow_exception(e);
-        } catch (const std::exception& ex) {
-          spdlog::error("connection ended by an exception: {}", ex.what());
-        }
+    bool pause = false;
+    try {
+      boost::system::error_code ec;
+      local::socket socket = co_await listener.acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) {
+        if (ec == asio::error::operation_aborted || draining_) co_return;
+        // Out of descriptors or memory: retrying at once would spin; wait for connections to close.
+        spdlog::warn("accept on {} failed: {}", listener.path, ec.message());
+        pause = true;
+      } else {
+        auto connection = std::make_shared<Connection>(std::move(socket));
+        connections_.remove_if([](const auto& weak) { return weak.expired(); });
+        connections_.push_back(connection);
+        ++open_connections_;
+        asio::co_spawn(io_, serve(connection, listener), [this](std::exception_ptr e) {
+          --open_connections_;
+          maybe_drained();
+          if (!e) return;
+          try {
+            std::rethrow_exception(e);
+          } catch (const std::exception& ex) {
+            spdlog::error("connection ended by an exception: {}", ex.what());
+          } catch (...) {
+            spdlog::error("connection ended by an unknown exception");
+          }
+        });
       }
-    });
+    } catch (const std::exception& e) {
+      // The listener must outlive any one failure (e.g. bad_alloc): log, pause, go on accepting.
+      spdlog::error("accept loop on {}: {}", listener.path, e.what());
+      pause = true;
+    }
+    if (pause) {
+      if (draining_) co_return;
+      backoff.expires_after(kAcceptBackoff);
+      boost::system::error_code ignored;
+      co_await backoff.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+    }
   }
 }
 
-asio::awaitable<void> Server::serve(std::shared_ptr<Connection> connection, service::Service& service) {
+void Server::refuse_connection(local::socket& socket, const std::string& why) {
+  metrics_.count_rejected_connection();
+  const int fd = socket.native_handle();
+  const std::string request_id = service::choose_request_id("");
+  std::string out;
+  render_response(service::error_response({core::Code::resource_exhausted, why}, request_id), request_id, false, out);
+  // A fresh socket's send buffer takes a short answer at once; never wait for this peer.
+  (void)!::send(fd, out.data(), out.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  ::shutdown(fd, SHUT_WR);
+  // Closing with unread input would turn the answer into a reset: read what is already there.
+  std::array<char, 4096> sink;
+  for (int i = 0; i < 16 && ::recv(fd, sink.data(), sink.size(), MSG_DONTWAIT) > 0; ++i) {
+  }
+  boost::system::error_code ignored;
+  socket.close(ignored);
+}
+
+void Server::submit(Pending& pending) {
+  pending.queued_at = SteadyClock::now();
+  queue_.push(pending.request.peer.uid, &pending);
+  dispatch();
+}
+
+void Server::dispatch() {
+  while (running_ < limits_.workers) {
+    Pending* next = queue_.pop();
+    if (!next) return;
+    if (SteadyClock::now() - next->queued_at > limits_.request_timeout) {
+      // It waited its whole request time: the client has likely given up. Answer without running.
+      next->worker_done = true;
+      next->service->refuse(next->request,
+                            {core::Code::unavailable, "the request waited too long for its turn; try again"},
+                            [this, next](service::Response r) {
+                              asio::post(io_, [this, next, r = std::move(r)]() mutable { finish(*next, std::move(r)); });
+                            });
+      continue;
+    }
+    run_on_worker(*next);
+  }
+}
+
+void Server::run_on_worker(Pending& pending) {
+  ++running_;
+  asio::post(workers_, [this, &pending] {
+    auto answer = [this, &pending](service::Response r) {
+      if (pending.answered.exchange(true)) return;
+      asio::post(io_, [this, &pending, r = std::move(r)]() mutable { finish(pending, std::move(r)); });
+    };
+    try {
+      pending.service->handle(pending.request, answer);
+    } catch (const std::exception& e) {
+      // Service::handle already turns a handler's exception into a 500; this is the last guard.
+      spdlog::error("{} {} failed outside its handler: {}", pending.request.method, pending.request.target, e.what());
+      answer(service::error_response({core::Code::internal, "internal error"}, pending.request.request_id));
+    } catch (...) {
+      answer(service::error_response({core::Code::internal, "internal error"}, pending.request.request_id));
+    }
+    asio::post(io_, [this, &pending] {
+      --running_;
+      pending.worker_done = true;
+      pending.wake_if_complete();
+      dispatch();
+    });
+  });
+}
+
+void Server::finish(Pending& pending, service::Response response) {
+  pending.response = std::move(response);
+  pending.response_ready = true;
+  pending.wake_if_complete();
+}
+
+asio::awaitable<void> Server::serve(std::shared_ptr<Connection> connection, Listener& listener) {
   auto& stream = connection->stream;
   auto peer = peer_credentials(stream.socket().native_handle());
   if (!peer) co_return;
-  beast::flat_buffer buffer;
-  bool unread_body = false;
+  switch (listener.budget.admit(peer->uid)) {
+    case ConnectionBudget::Verdict::admitted:
+      break;
+    case ConnectionBudget::Verdict::listener_full:
+      refuse_connection(stream.socket(), "too many connections on this socket; try again");
+      co_return;
+    case ConnectionBudget::Verdict::uid_full:
+      refuse_connection(stream.socket(), "uid " + std::to_string(peer->uid) + " has too many connections open");
+      co_return;
+  }
+  struct SlotGuard {
+    ConnectionBudget& budget;
+    uid_t uid;
+    ~SlotGuard() { budget.release(uid); }
+  } slot{listener.budget, peer->uid};
+
+  RequestReader reader(http_limits_);
+  std::string out;
+  bool first_request = true;
+  bool linger = false;
+  boost::system::error_code ec;
   for (;;) {
     if (draining_) break;
-    http::request_parser<http::string_body> parser;
-    parser.body_limit(limits_.max_body_bytes);
-    parser.header_limit(16 * 1024);
-    boost::system::error_code ec;
-    stream.expires_after(limits_.idle_timeout);
-    co_await http::async_read_header(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
-    // A Content-Length over the limit fails already here; anything else before a complete
-    // header (closed, idle timeout, drain, garbage) leaves nothing to answer.
-    if (ec && ec != http::error::body_limit) break;
-    connection->busy = true;
-    if (!ec) {
-      stream.expires_after(limits_.request_timeout);
-      co_await http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
-    }
-    auto& req = parser.get();
-    service::Request request;
-    request.method = std::string(req.method_string());
-    auto target = std::string_view(req.target());
-    request.target = std::string(target.substr(0, target.find('?')));
-    request.peer = *peer;
-    request.request_id = service::choose_request_id(req["X-Request-Id"]);
-    const std::string request_id = request.request_id;
-
-    bool keep_alive = req.keep_alive() && !ec;
-    service::Response response;
-    metrics_.in_flight(1);
-    // Named locals, not temporaries, in co_await expressions: GCC 12 destroys some temporaries
-    // of a co_await twice.
-    std::optional<core::Error> refusal;
-    if (ec == http::error::body_limit) {
-      refusal = core::Error{core::Code::payload_too_large,
-                            "the body is larger than " + std::to_string(limits_.max_body_bytes) + " bytes"};
-    } else if (ec) {
-      if (ec == beast::error::timeout || ec == asio::error::operation_aborted || ec == http::error::end_of_stream ||
-          ec == asio::error::eof || ec == http::error::partial_message) {
-        metrics_.in_flight(-1);
-        break;
-      }
-      refusal = core::Error{core::Code::invalid_argument, "malformed HTTP request: " + ec.message()};
-    } else if (in_flight_ >= limits_.max_in_flight) {
-      refusal = core::Error{core::Code::resource_exhausted, "too many requests in flight"};
-    }
-    if (refusal) {
-      response = co_await async_refuse(service, request, *refusal, asio::use_awaitable);
-    } else {
-      request.body = std::move(req.body());
-      ++in_flight_;
-      response = co_await async_handle(workers_, service, std::move(request), asio::use_awaitable);
-      --in_flight_;
-    }
-    metrics_.in_flight(-1);
-    metrics_.count_response(response.status);
-    if (draining_) keep_alive = false;
-    auto res = to_http(std::move(response), request_id, req.version(), keep_alive);
-    stream.expires_after(limits_.request_timeout);
-    co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
-    // Bodies can carry plaintext or keys: wipe them before the memory goes back.
-    OPENSSL_cleanse(res.body().data(), res.body().size());
-    OPENSSL_cleanse(req.body().data(), req.body().size());
     connection->busy = false;
-    unread_body = !parser.is_done();
+    if (reader.buffered() == 0) {
+      // A new connection must start its request soon; a kept-alive one may rest for idle_timeout.
+      stream.expires_after(first_request ? limits_.first_byte_timeout : limits_.idle_timeout);
+      auto space = asio::buffer(reader.space().data(), reader.space().size());
+      std::size_t n = co_await stream.async_read_some(space, asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) break;
+      reader.commit(n);
+    }
+    connection->busy = true;
+    first_request = false;
+    const auto deadline = SteadyClock::now() + limits_.request_timeout;
+
+    HttpRequestParser& parser = reader.request();
+    bool continue_sent = false;
+    HttpRequestParser::Progress progress;
+    while ((progress = reader.step()) == HttpRequestParser::Progress::need_more) {
+      stream.expires_at(deadline);
+      if (parser.expects_continue() && parser.is_header_done() && !continue_sent) {
+        continue_sent = true;
+        auto interim = asio::buffer(kContinueResponse.data(), kContinueResponse.size());
+        co_await asio::async_write(stream, interim, asio::redirect_error(asio::use_awaitable, ec));
+        if (ec) break;
+      }
+      auto space = asio::buffer(reader.space().data(), reader.space().size());
+      std::size_t n = co_await stream.async_read_some(space, asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) break;  // closed, or too slow (slowloris): nothing complete to answer
+      reader.commit(n);
+    }
+    if (ec) break;
+
+    Pending pending(io_.get_executor());
+    pending.service = &listener.service;
+    auto& request = pending.request;
+    request.peer = *peer;
+    request.request_id = service::choose_request_id(parser.request_id());
+    request.method = parser.method();
+    request.target = parser.target().substr(0, parser.target().find('?'));
+    bool keep_alive = false;
+    std::optional<core::Error> refusal;
+    if (progress == HttpRequestParser::Progress::refused) {
+      refusal = refusal_error(parser.refusal());
+      linger = true;  // the client may still be sending: let it read the answer
+      if (parser.refusal().status == 400 && parser.refusal().message.empty())
+        refusal->message = "malformed HTTP request";
+    } else {
+      keep_alive = parser.keep_alive();
+      request.body = std::move(parser.body());
+      if (!rate_.allow(peer->uid, SteadyClock::now())) {
+        refusal = core::Error{core::Code::resource_exhausted,
+                              "uid " + std::to_string(peer->uid) + " is over its request rate; slow down"};
+      } else if (in_flight_ >= limits_.max_in_flight) {
+        refusal = core::Error{core::Code::resource_exhausted, "too many requests in flight; try again"};
+      }
+    }
+
+    ++in_flight_;
+    metrics_.in_flight(1);
+    if (refusal) {
+      pending.worker_done = true;
+      Pending* p = &pending;
+      listener.service.refuse(request, *refusal, [this, p](service::Response r) {
+        asio::post(io_, [this, p, r = std::move(r)]() mutable { finish(*p, std::move(r)); });
+      });
+    } else {
+      submit(pending);
+    }
+    while (!(pending.response_ready && pending.worker_done)) {
+      pending.wake.expires_at(SteadyClock::time_point::max());
+      boost::system::error_code woken;
+      co_await pending.wake.async_wait(asio::redirect_error(asio::use_awaitable, woken));
+    }
+    --in_flight_;
+    metrics_.in_flight(-1);
+    metrics_.count_response(pending.response.status);
+
+    if (draining_) keep_alive = false;
+    render_response(pending.response, request.request_id, keep_alive, out);
+    // Bodies carry plaintext and keys: wipe each copy before its memory goes back.
+    wipe(request.body);
+    wipe(pending.response.body);
+    stream.expires_after(limits_.request_timeout);
+    auto bytes = asio::buffer(out.data(), out.size());
+    co_await asio::async_write(stream, bytes, asio::redirect_error(asio::use_awaitable, ec));
+    wipe(out);
+    out.clear();
     if (ec || !keep_alive) break;
+    reader.next();
   }
+  connection->busy = false;
   boost::system::error_code ignored;
-  if (unread_body) {
+  if (linger && !ec) {
     // Lingering close: the client may still be sending the body we refused. Closing with unread
     // data would reset the connection and the client would never see our answer, so stop
     // sending, then read and drop what comes for a short while.
@@ -214,7 +345,8 @@ asio::awaitable<void> Server::serve(std::shared_ptr<Connection> connection, serv
     std::size_t drained = 0;
     stream.expires_after(std::chrono::seconds(1));
     while (drained < kLingerBytes) {
-      std::size_t n = co_await stream.async_read_some(asio::buffer(sink), asio::redirect_error(asio::use_awaitable, ignored));
+      auto space = asio::buffer(sink);
+      std::size_t n = co_await stream.async_read_some(space, asio::redirect_error(asio::use_awaitable, ignored));
       if (ignored) break;
       drained += n;
     }

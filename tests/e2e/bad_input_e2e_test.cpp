@@ -186,7 +186,7 @@ TEST(DaemonStartup, AWrongPinIsFatalWithAClearMessage) {
   EXPECT_NE(d.log().find("PIN is wrong"), std::string::npos) << d.log();
 }
 
-TEST(Limits, ConnectionsBeyondTheLimitAreClosedAndCounted) {
+TEST(Limits, ConnectionsBeyondTheLimitAreToldToRetryAndCounted) {
   DaemonOptions o;
   o.extra_limits = "  max_connections: 2\n";
   Daemon d(o);
@@ -200,12 +200,16 @@ TEST(Limits, ConnectionsBeyondTheLimitAreClosedAndCounted) {
   };
   int a = connect(), b = connect();
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  // A third connection is accepted and closed at once: reading it gives end of stream.
+  // A third connection is told 429 with Retry-After (CONTRACT §1), then closed.
   int c = connect();
   timeval tv{2, 0};
   ::setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  char byte;
-  EXPECT_EQ(::recv(c, &byte, 1, 0), 0);
+  std::string answer;
+  char buf[4096];
+  for (ssize_t n; (n = ::recv(c, buf, sizeof buf, 0)) > 0;) answer.append(buf, static_cast<std::size_t>(n));
+  EXPECT_EQ(answer.rfind("HTTP/1.1 429", 0), 0u) << answer;
+  EXPECT_NE(answer.find("Retry-After: "), std::string::npos) << answer;
+  EXPECT_NE(answer.find("\"resource_exhausted\""), std::string::npos) << answer;
   ::close(c);
   ::close(a);
   ::close(b);

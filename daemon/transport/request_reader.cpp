@@ -1,0 +1,35 @@
+#include "daemon/transport/request_reader.h"
+
+#include <openssl/crypto.h>
+
+#include <cstring>
+
+namespace custody::transport {
+
+namespace {
+constexpr std::size_t kReadChunk = 16 * 1024;
+}  // namespace
+
+RequestReader::RequestReader(const HttpLimits& limits)
+    : limits_(limits), buffer_(limits.max_header_bytes + kReadChunk, '\0'), parser_(std::make_unique<HttpRequestParser>(limits)) {}
+
+RequestReader::~RequestReader() { OPENSSL_cleanse(buffer_.data(), buffer_.size()); }
+
+HttpRequestParser::Progress RequestReader::step() {
+  std::size_t used = 0;
+  auto progress = parser_->feed(std::string_view(buffer_.data(), length_), used);
+  if (used) {
+    // Drop the parsed bytes from the front, and wipe the copies they leave behind.
+    std::memmove(buffer_.data(), buffer_.data() + used, length_ - used);
+    OPENSSL_cleanse(buffer_.data() + (length_ - used), used);
+    length_ -= used;
+  }
+  // The parser refuses before the buffer fills; should it ever not, refuse rather than spin.
+  if (progress == HttpRequestParser::Progress::need_more && length_ == buffer_.size())
+    return HttpRequestParser::Progress::refused;
+  return progress;
+}
+
+void RequestReader::next() { parser_ = std::make_unique<HttpRequestParser>(limits_); }
+
+}  // namespace custody::transport
