@@ -193,29 +193,32 @@ int main(int argc, char** argv) {
   auto operators = core::OperatorSet::from_pem(operator_keys);
   if (!operators) fatal(operators.error() + " (dual_control.operators)");
   std::uint8_t random_id[16];
-  RAND_bytes(random_id, sizeof random_id);
+  if (RAND_bytes(random_id, sizeof random_id) != 1) fatal("no randomness for the instance id");
   auto instance_id = (*store)->meta("instance_id", hex_lower(random_id));
   if (!instance_id) fatal("state: " + instance_id.error().message);
   core::QuorumPolicy quorum{cfg.dual_control.quorum};
+  const core::LifecycleSettings lifecycle{cfg.lifecycle.min_destruction_wait.count() / 1000};
   core::AdminRequests requests(
       **store, std::move(*operators), quorum, clock, *instance_id,
       std::chrono::duration_cast<std::chrono::seconds>(cfg.dual_control.request_ttl),
-      [&context](const std::string& op, const boost::json::object& params) {
-        return service::validate_admin_operation(context, op, params);
+      [&context, lifecycle](const std::string& op, const boost::json::object& params) {
+        return service::validate_admin_operation(context, lifecycle, op, params);
       },
       [&context](const std::string& op, const boost::json::object& params, const std::string& id) {
         return service::run_admin_operation(context, op, params, id);
       },
       [&context](const std::string& op, const boost::json::object& params) {
         return service::admin_operation_result(context, op, params);
-      });
+      },
+      [&audit](std::vector<core::AuditEvent> events) { return (*audit)->write(std::move(events)); });
   context.requests = &requests;
   core::TokenImporter importer(pool);
   core::ImportJobs jobs(**store, importer, registry, key_admin, clock);
   if (auto ok = jobs.load(); !ok) fatal("state: " + ok.error().message);
   context.jobs = &jobs;
   if (auto ok = requests.load(); !ok) fatal("state: " + ok.error().message);
-  auto finished = requests.recover();
+  const auto self = lifecycle_event("daemon.recovery");
+  auto finished = requests.recover(core::AdminCaller{self.request_id, self.client});
   if (!finished) fatal("recovery of admin requests failed: " + finished.error().message);
   for (const auto& what : *finished) {
     spdlog::warn("recovery: {}", what);

@@ -13,6 +13,31 @@ namespace {
 
 bool open_state(const std::string& s) { return s == "pending"; }
 
+// The key an operation is about, for its audit records.
+std::optional<std::string> key_named(const boost::json::object& params) {
+  for (const char* field : {"name", "key_name"})
+    if (const auto* n = params.if_contains(field); n && n->is_string()) return std::string(n->as_string());
+  return std::nullopt;
+}
+
+boost::json::array approvers(const StoredRequest& r) {
+  boost::json::array names;
+  for (const auto& a : r.approvals) names.emplace_back(a.operator_name);
+  return names;
+}
+
+// The version a key-changing operation left current, from its result.
+std::optional<std::uint32_t> resulting_version(const boost::json::object& result) {
+  const auto* key = result.if_contains("key");
+  if (!key || !key->is_object()) return std::nullopt;
+  const auto* v = key->as_object().if_contains("current_version");
+  if (!v) return std::nullopt;
+  boost::system::error_code ec;
+  const auto version = v->to_number<std::uint32_t>(ec);
+  if (ec) return std::nullopt;
+  return version;
+}
+
 }  // namespace
 
 std::uint32_t QuorumPolicy::required_for(const std::string& operation) const {
@@ -22,10 +47,21 @@ std::uint32_t QuorumPolicy::required_for(const std::string& operation) const {
 
 AdminRequests::AdminRequests(StateStore& store, OperatorSet operators, QuorumPolicy quorum, const Clock& clock,
                              std::string instance_id, std::chrono::seconds ttl, Validator validate, Executor execute,
-                             ResultOf result_of)
+                             ResultOf result_of, Recorder record)
     : store_(store), operators_(std::move(operators)), quorum_(std::move(quorum)), clock_(clock),
       instance_id_(std::move(instance_id)), ttl_(ttl), validate_(std::move(validate)), execute_(std::move(execute)),
-      result_of_(std::move(result_of)) {}
+      result_of_(std::move(result_of)), record_(std::move(record)) {}
+
+AuditEvent AdminRequests::event_for(const StoredRequest& r, const char* type, const AdminCaller& caller) const {
+  AuditEvent e;
+  e.type = type;
+  e.request_id = caller.request_id;
+  e.client = caller.peer;
+  e.operation = r.operation;
+  e.key = key_named(boost::json::parse(r.params).as_object());
+  e.extra["admin_request"] = r.id;
+  return e;
+}
 
 Outcome<void> AdminRequests::load() {
   std::lock_guard lock(mutex_);
@@ -52,8 +88,8 @@ Outcome<StoredRequest> AdminRequests::propose(const std::string& operation, cons
   if (auto ok = validate_(operation, params); !ok) return unexpected(ok.error());
   std::lock_guard lock(mutex_);
   std::uint8_t id_bytes[16], nonce[32];
-  RAND_bytes(id_bytes, sizeof id_bytes);
-  RAND_bytes(nonce, sizeof nonce);
+  if (RAND_bytes(id_bytes, sizeof id_bytes) != 1 || RAND_bytes(nonce, sizeof nonce) != 1)
+    return fail(Code::unavailable, "no randomness for the request id and nonce");
   StoredRequest r;
   r.id = hex_lower(id_bytes);
   r.operation = operation;
@@ -78,19 +114,31 @@ Outcome<StoredRequest> AdminRequests::propose(const std::string& operation, cons
   return r;
 }
 
-Outcome<void> AdminRequests::execute_locked(StoredRequest& r) {
+Outcome<void> AdminRequests::execute_locked(StoredRequest& r, const AdminCaller& caller, bool recovered) {
   auto params = boost::json::parse(r.params).as_object();
   auto result = execute_(r.operation, params, r.id);
   fault_point("admin.after-execute");
+  AuditEvent x = event_for(r, "admin.execute", caller);
+  x.extra["approved_by"] = approvers(r);
+  if (recovered) x.extra["recovered"] = true;
   boost::json::object outcome;
   std::string state;
   if (result) {
     state = "executed";
+    x.version = resulting_version(*result);
     outcome["result"] = std::move(*result);
   } else {
     state = "failed";
+    x.result = code_name(result.error().code);
+    x.extra["message"] = result.error().message;
     outcome["error"] = {{"code", code_name(result.error().code)}, {"message", result.error().message}};
   }
+  // Recorded before the request is marked finished: a crash in between leaves it executing,
+  // and recovery records it again rather than not at all.
+  if (!record_({x}))
+    return fail(Code::unavailable, "request " + r.id + " " + (result ? "ran" : "failed") +
+                                       " but the audit log cannot be written; the next start records it");
+  fault_point("admin.after-execute-record");
   const std::string text = boost::json::serialize(outcome);
   if (auto ok = store_.finish_request(r.id, state, text); !ok) return ok;
   r.state = state;
@@ -99,7 +147,7 @@ Outcome<void> AdminRequests::execute_locked(StoredRequest& r) {
 }
 
 Outcome<StoredRequest> AdminRequests::approve(const std::string& id, const std::string& operator_name,
-                                              std::string_view signature_b64) {
+                                              std::string_view signature_b64, const AdminCaller& caller) {
   std::lock_guard lock(mutex_);
   StoredRequest* r = find_locked(id);
   if (!r) return fail(Code::not_found, "no admin request " + id);
@@ -118,12 +166,20 @@ Outcome<StoredRequest> AdminRequests::approve(const std::string& id, const std::
   StoredApproval approval{operator_name, std::string(signature_b64), unix_seconds(clock_.now())};
   const bool quorum = r->approvals.size() + 1 >= r->required;
   const std::string next = quorum ? "executing" : "pending";
+  // The approval is audited before it is stored, so no stored approval is ever without its
+  // record. A crash or a store failure in between leaves a record of an approval that does not
+  // count (the failure is audited by the caller too); the operator approves again.
+  AuditEvent e = event_for(*r, "admin.approve", caller);
+  e.operator_name = operator_name;
+  e.extra["state"] = next;
+  if (!record_({e})) return fail(Code::unavailable, "the audit log cannot be written; the approval was not stored");
+  fault_point("admin.after-approve-record");
   if (auto ok = store_.add_approval(id, approval, next); !ok) return unexpected(ok.error());
   r->approvals.push_back(approval);
   r->state = next;
   if (quorum) {
     fault_point("admin.after-quorum");
-    if (auto ok = execute_locked(*r); !ok) return unexpected(ok.error());
+    if (auto ok = execute_locked(*r, caller, false); !ok) return unexpected(ok.error());
   }
   return *r;
 }
@@ -153,22 +209,38 @@ std::vector<StoredRequest> AdminRequests::list() {
   return requests_;
 }
 
-Outcome<std::vector<std::string>> AdminRequests::recover() {
+Outcome<std::vector<std::string>> AdminRequests::recover(const AdminCaller& daemon) {
   std::lock_guard lock(mutex_);
   std::vector<std::string> done;
   for (auto& r : requests_) {
     if (r.state != "executing") continue;
     auto applied = store_.applied(r.id);
     if (!applied) return unexpected(applied.error());
+    // The approvals are stated again from the store: their own records may predate this
+    // version's record-before-store order, and this names them next to the execution.
+    std::vector<AuditEvent> records;
+    for (const auto& a : r.approvals) {
+      auto& e = records.emplace_back(event_for(r, "admin.approve", daemon));
+      e.operator_name = a.operator_name;
+      e.extra["approved_at"] = rfc3339_seconds(a.approved_at);
+      e.extra["recovered"] = true;
+    }
     if (*applied) {
       auto params = boost::json::parse(r.params).as_object();
-      const std::string text = boost::json::serialize(boost::json::object{{"result", result_of_(r.operation, params)}});
+      auto result = result_of_(r.operation, params);
+      auto& x = records.emplace_back(event_for(r, "admin.execute", daemon));
+      x.version = resulting_version(result);
+      x.extra["approved_by"] = approvers(r);
+      x.extra["recovered"] = true;
+      if (!record_(std::move(records))) return fail(Code::unavailable, "the audit log cannot be written");
+      const std::string text = boost::json::serialize(boost::json::object{{"result", std::move(result)}});
       if (auto ok = store_.finish_request(r.id, "executed", text); !ok) return unexpected(ok.error());
       r.state = "executed";
       r.outcome = text;
       done.push_back("request " + r.id + " (" + r.operation + ") had been applied; recorded as executed");
     } else {
-      if (auto ok = execute_locked(r); !ok) return unexpected(ok.error());
+      if (!record_(std::move(records))) return fail(Code::unavailable, "the audit log cannot be written");
+      if (auto ok = execute_locked(r, daemon, true); !ok) return unexpected(ok.error());
       done.push_back("request " + r.id + " (" + r.operation + ") had reached its quorum but not run; ran it: " + r.state);
     }
   }

@@ -5,6 +5,10 @@
 // with the approval that completes the quorum, the operation marks the request applied in the
 // same transaction as its change, and recovery after a crash either records the result of an
 // applied request or runs an unapplied one.
+// Every approval and execution is audited (CONTRACT §9) however a crash falls: an approval's
+// admin.approve record is written before the approval is stored, an execution's admin.execute
+// record before the request is marked finished, and recovery writes both kinds again (marked
+// "recovered") for a request a crash left executing.
 #include <chrono>
 #include <functional>
 #include <map>
@@ -12,6 +16,7 @@
 
 #include <boost/json/object.hpp>
 
+#include "daemon/core/audit_event.h"
 #include "daemon/core/clock.h"
 #include "daemon/core/operators.h"
 #include "daemon/core/state_store.h"
@@ -23,6 +28,12 @@ struct QuorumPolicy {
   std::uint32_t required_for(const std::string& operation) const;
 };
 
+// Who asks: the API request's id and peer, for the audit records AdminRequests writes itself.
+struct AdminCaller {
+  std::string request_id;
+  Peer peer;
+};
+
 class AdminRequests {
  public:
   using Validator = std::function<Outcome<void>(const std::string& operation, const boost::json::object& params)>;
@@ -30,18 +41,25 @@ class AdminRequests {
                                                               const boost::json::object& params, const std::string& request_id)>;
   // The result of a request that was applied before a crash, recomputed from the state.
   using ResultOf = std::function<boost::json::object(const std::string& operation, const boost::json::object& params)>;
+  // Writes audit records and waits until they are durable (AuditLog::write); false if it could not.
+  using Recorder = std::function<bool(std::vector<AuditEvent> events)>;
 
   AdminRequests(StateStore& store, OperatorSet operators, QuorumPolicy quorum, const Clock& clock,
-                std::string instance_id, std::chrono::seconds ttl, Validator validate, Executor execute, ResultOf result_of);
+                std::string instance_id, std::chrono::seconds ttl, Validator validate, Executor execute, ResultOf result_of,
+                Recorder record);
 
   Outcome<void> load();
   Outcome<StoredRequest> propose(const std::string& operation, const boost::json::object& params, std::uint32_t proposer_uid);
-  Outcome<StoredRequest> approve(const std::string& id, const std::string& operator_name, std::string_view signature_b64);
+  // A good approval is audited here (admin.approve, and admin.execute when it completes the
+  // quorum); a refused one is left to the caller to audit.
+  Outcome<StoredRequest> approve(const std::string& id, const std::string& operator_name, std::string_view signature_b64,
+                                 const AdminCaller& caller);
   Outcome<StoredRequest> cancel(const std::string& id);
   Outcome<StoredRequest> get(const std::string& id);
   std::vector<StoredRequest> list();
-  // Finishes requests a crash left executing; returns what it did.
-  Outcome<std::vector<std::string>> recover();
+  // Finishes requests a crash left executing and audits them as the daemon (caller); returns
+  // what it did.
+  Outcome<std::vector<std::string>> recover(const AdminCaller& daemon);
 
   const OperatorSet& operators() const { return operators_; }
   const QuorumPolicy& quorum() const { return quorum_; }
@@ -50,7 +68,8 @@ class AdminRequests {
  private:
   StoredRequest* find_locked(const std::string& id);
   void expire_locked(StoredRequest& r);
-  Outcome<void> execute_locked(StoredRequest& r);
+  Outcome<void> execute_locked(StoredRequest& r, const AdminCaller& caller, bool recovered);
+  AuditEvent event_for(const StoredRequest& r, const char* type, const AdminCaller& caller) const;
 
   std::mutex mutex_;
   StateStore& store_;
@@ -62,6 +81,7 @@ class AdminRequests {
   Validator validate_;
   Executor execute_;
   ResultOf result_of_;
+  Recorder record_;
   std::vector<StoredRequest> requests_;
 };
 

@@ -1,41 +1,109 @@
 #include "daemon/core/operators.h"
 
 #include <openssl/bio.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/ec.h>
 #include <openssl/ecdsa.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
+#include <vector>
+
 #include "common/hex.h"
 #include "common/pem.h"
 
 namespace custody::core {
 
+namespace {
+
+using KeyPtr = std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)>;
+using BigNum = std::unique_ptr<BIGNUM, decltype(&BN_free)>;
+
+BigNum bn_param(const EVP_PKEY* key, const char* name) {
+  BIGNUM* bn = nullptr;
+  if (EVP_PKEY_get_bn_param(key, name, &bn) != 1) return {nullptr, BN_free};
+  return {bn, BN_free};
+}
+
+KeyPtr key_from_data(const char* type, OSSL_PARAM* params) {
+  EVP_PKEY* out = nullptr;
+  EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new_from_name(nullptr, type, nullptr);
+  const bool ok = ctx && EVP_PKEY_fromdata_init(ctx) == 1 && EVP_PKEY_fromdata(ctx, &out, EVP_PKEY_PUBLIC_KEY, params) == 1;
+  EVP_PKEY_CTX_free(ctx);
+  if (!ok) {
+    EVP_PKEY_free(out);
+    out = nullptr;
+  }
+  return {out, EVP_PKEY_free};
+}
+
+// One key has many SubjectPublicKeyInfo encodings: an EC point compressed, uncompressed or
+// hybrid, the curve named or spelled out. The key is rebuilt from its numbers alone (the P-256
+// point uncompressed with the named curve; RSA n and e), so that one key always has one
+// encoding and one key_id, whatever the PEM it came in.
+KeyPtr canonical_key(const EVP_PKEY* key) {
+  if (EVP_PKEY_is_a(key, "EC")) {
+    auto x = bn_param(key, OSSL_PKEY_PARAM_EC_PUB_X);
+    auto y = bn_param(key, OSSL_PKEY_PARAM_EC_PUB_Y);
+    unsigned char point[65];
+    point[0] = POINT_CONVERSION_UNCOMPRESSED;
+    if (!x || !y || BN_bn2binpad(x.get(), point + 1, 32) != 32 || BN_bn2binpad(y.get(), point + 33, 32) != 32)
+      return {nullptr, EVP_PKEY_free};
+    char group[] = "prime256v1";
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, group, 0),
+                           OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, point, sizeof point),
+                           OSSL_PARAM_construct_end()};
+    return key_from_data("EC", params);
+  }
+  auto n = bn_param(key, OSSL_PKEY_PARAM_RSA_N);
+  auto e = bn_param(key, OSSL_PKEY_PARAM_RSA_E);
+  if (!n || !e) return {nullptr, EVP_PKEY_free};
+  // OSSL_PARAM_construct_BN takes native-endian unsigned bytes.
+  std::vector<unsigned char> n_bytes(static_cast<std::size_t>(BN_num_bytes(n.get())));
+  std::vector<unsigned char> e_bytes(static_cast<std::size_t>(BN_num_bytes(e.get())));
+  if (BN_bn2nativepad(n.get(), n_bytes.data(), static_cast<int>(n_bytes.size())) < 0 ||
+      BN_bn2nativepad(e.get(), e_bytes.data(), static_cast<int>(e_bytes.size())) < 0)
+    return {nullptr, EVP_PKEY_free};
+  OSSL_PARAM params[] = {OSSL_PARAM_construct_BN(OSSL_PKEY_PARAM_RSA_N, n_bytes.data(), n_bytes.size()),
+                         OSSL_PARAM_construct_BN(OSSL_PKEY_PARAM_RSA_E, e_bytes.data(), e_bytes.size()),
+                         OSSL_PARAM_construct_end()};
+  return key_from_data("RSA", params);
+}
+
+}  // namespace
+
 Expected<OperatorSet, std::string> OperatorSet::from_pem(const std::vector<std::pair<std::string, std::string>>& list) {
   OperatorSet set;
   for (const auto& [name, pem] : list) {
-    auto key = read_public_key_pem(pem);
-    if (!key) return unexpected("operator '" + name + "': public_key is not a PEM public key (SubjectPublicKeyInfo)");
-    EVP_PKEY* raw = key.get();
+    auto parsed = read_public_key_pem(pem);
+    if (!parsed) return unexpected("operator '" + name + "': public_key is not a PEM public key (SubjectPublicKeyInfo)");
+    EVP_PKEY* raw = parsed.get();
     if (EVP_PKEY_is_a(raw, "EC")) {
       char group[64] = {};
       std::size_t len = 0;
-      EVP_PKEY_get_group_name(raw, group, sizeof group, &len);
-      if (std::string(group) != "prime256v1")
-        return unexpected("operator '" + name + "': EC keys must be P-256, not " + group);
+      if (EVP_PKEY_get_group_name(raw, group, sizeof group, &len) != 1 || std::string(group) != "prime256v1")
+        return unexpected("operator '" + name + "': EC keys must be P-256, not " + (group[0] ? group : "an unnamed curve"));
     } else if (EVP_PKEY_is_a(raw, "RSA")) {
       if (EVP_PKEY_get_bits(raw) < 2048) return unexpected("operator '" + name + "': RSA keys must have at least 2048 bits");
     } else {
       return unexpected("operator '" + name + "': the key must be EC P-256 or RSA");
     }
+    auto canonical = canonical_key(raw);
+    if (!canonical) return unexpected("operator '" + name + "': cannot read the numbers of the public key");
     unsigned char* der = nullptr;
-    int der_len = i2d_PUBKEY(raw, &der);
+    const int der_len = i2d_PUBKEY(canonical.get(), &der);
+    if (der_len <= 0) return unexpected("operator '" + name + "': cannot encode the public key");
     std::string id = sha256_hex(std::span(der, static_cast<std::size_t>(der_len)));
     OPENSSL_free(der);
+    std::shared_ptr<EVP_PKEY> key(canonical.release(), EVP_PKEY_free);
     for (const auto& other : set.operators_) {
       if (other.name == name) return unexpected("operator '" + name + "' is listed twice");
-      if (other.key_id == id) return unexpected("operators '" + other.name + "' and '" + name + "' share a key");
+      // Compared as keys, not as encodings: one private key must never count as two operators.
+      if (other.key_id == id || EVP_PKEY_eq(other.key.get(), key.get()) == 1)
+        return unexpected("operators '" + other.name + "' and '" + name + "' share a key");
     }
     set.operators_.push_back(Operator{name, std::move(key), std::move(id)});
   }

@@ -17,7 +17,9 @@ namespace custody::core {
 struct Operator {
   std::string name;
   std::shared_ptr<EVP_PKEY> key;
-  std::string key_id;  // hex SHA-256 of the SubjectPublicKeyInfo DER
+  // hex SHA-256 of the canonical SubjectPublicKeyInfo DER (EC: named curve, uncompressed point),
+  // the same whichever encoding of the key the configuration gave
+  std::string key_id;
 };
 
 class OperatorSet {

@@ -1,6 +1,12 @@
 #include "daemon/core/state_store.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <boost/json.hpp>
 
@@ -180,7 +186,36 @@ Outcome<void> delete_intent(sqlite3* db, std::int64_t id) {
 
 }  // namespace
 
+namespace {
+
+// The state (key names, policies, admin requests) is the daemon's alone, whatever the umask it
+// was started with: the database file is created 0600 before SQLite opens it, and SQLite gives
+// the -wal and -shm files it makes the database file's mode. A file that exists open to group
+// or others (an older custodyd made it under umask 022) is tightened to 0600.
+Expected<void, std::string> keep_private(const std::string& path, bool create) {
+  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0600);
+  if (fd < 0) {
+    if (!create && errno == ENOENT) return {};
+    return unexpected("cannot open state database file " + path + ": " + std::strerror(errno));
+  }
+  struct stat st {};
+  std::string problem;
+  if (::fstat(fd, &st) != 0) problem = std::string("cannot stat it: ") + std::strerror(errno);
+  else if (!S_ISREG(st.st_mode)) problem = "it is not a regular file";
+  else if ((st.st_mode & 077) != 0 && ::fchmod(fd, 0600) != 0)
+    problem = std::string("it is open to group or others and cannot be made 0600: ") + std::strerror(errno);
+  ::close(fd);
+  if (!problem.empty()) return unexpected("state database file " + path + ": " + problem);
+  return {};
+}
+
+}  // namespace
+
 Expected<std::unique_ptr<StateStore>, std::string> StateStore::open(const std::string& path) {
+  if (path != ":memory:") {
+    for (const auto& [file, create] : {std::pair{path, true}, std::pair{path + "-wal", false}, std::pair{path + "-shm", false}})
+      if (auto ok = keep_private(file, create); !ok) return unexpected(ok.error());
+  }
   sqlite3* db = nullptr;
   if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
                       nullptr) != SQLITE_OK) {

@@ -101,14 +101,81 @@ core::Outcome<Parsed> parse(const std::string& op, const boost::json::object& pa
   return p;
 }
 
+std::string state_of(const core::Key& key) { return core::key_state_name(key.state); }
+
+// What KeyAdmin would refuse if the operation ran now, checked when it is proposed so that
+// operators never sign a request that cannot run. KeyAdmin checks again when it runs: the keys
+// can change in between.
+core::Outcome<void> check_against_keys(ServiceContext& c, const core::LifecycleSettings& lifecycle, const std::string& op,
+                                       const Parsed& p) {
+  auto key = c.registry.find(p.name);
+  if (op == "create-key") {
+    if (key) return fail(Code::failed_precondition, "a key named '" + p.name + "' already exists");
+    return {};
+  }
+  if (!key) return fail(Code::not_found, "no key named '" + p.name + "'");
+  const core::KeyState state = key->state;
+  const bool enabled_or_disabled = state == core::KeyState::enabled || state == core::KeyState::disabled;
+  if (op == "rotate-key" && state != core::KeyState::enabled)
+    return fail(Code::failed_precondition, "key '" + p.name + "' is " + state_of(*key) + "; only enabled keys rotate");
+  if ((op == "enable-key" || op == "disable-key") && !enabled_or_disabled)
+    return fail(Code::failed_precondition, "key '" + p.name + "' is " + state_of(*key) +
+                                               (state == core::KeyState::pending_destruction ? "; cancel the destruction first" : ""));
+  if (op == "schedule-destruction") {
+    if (!enabled_or_disabled) return fail(Code::failed_precondition, "key '" + p.name + "' is already " + state_of(*key));
+    if (p.wait_seconds < lifecycle.min_destruction_wait_seconds)
+      return fail(Code::invalid_argument, "params.wait_seconds must be at least " +
+                                              std::to_string(lifecycle.min_destruction_wait_seconds) +
+                                              " (lifecycle.min_destruction_wait)");
+  }
+  if (op == "cancel-destruction" && state != core::KeyState::pending_destruction)
+    return fail(Code::failed_precondition, "key '" + p.name + "' is " + state_of(*key) + ", not scheduled for destruction");
+  if (op == "set-policy" && state == core::KeyState::destroyed)
+    return fail(Code::failed_precondition, "key '" + p.name + "' is destroyed");
+  if (op == "set-min-decrypt-version" && (p.version < key->min_decrypt_version || p.version > key->current_version))
+    return fail(Code::failed_precondition, "the minimum decrypt version of '" + p.name + "' can go from " +
+                                               std::to_string(key->min_decrypt_version) + " up to the current version " +
+                                               std::to_string(key->current_version) + ", not to " + std::to_string(p.version));
+  return {};
+}
+
+// An import job's transport key must be usable, and a key it would add a version to must take
+// imported versions (KeyAdmin::import_version and ImportJobs::create check the same later).
+core::Outcome<void> check_import_job(ServiceContext& c, const boost::json::object& params) {
+  // ImportJobs::validate has checked the shape: key_name and algorithm are valid strings.
+  const std::string name(params.at("key_name").as_string());
+  const auto algorithm = core::parse_algorithm(params.at("algorithm").as_string());
+  if (const auto* t = params.if_contains("transport_key"); t && t->is_string()) {
+    const std::string transport(t->as_string());
+    auto key = c.registry.find(transport);
+    if (!key) return fail(Code::not_found, "no key named '" + transport + "' (params.transport_key)");
+    if (key->algorithm != core::Algorithm::aes_256_kwp_transport || key->state != core::KeyState::enabled)
+      return fail(Code::failed_precondition, "'" + transport + "' is not an enabled aes-256-kwp-transport key");
+  }
+  auto key = c.registry.find(name);
+  if (!key) return {};
+  for (const auto& v : key->versions)
+    if (v.origin != "imported")
+      return fail(Code::failed_precondition,
+                  "key '" + name + "' was generated in the token; only imported keys take imported versions");
+  if (!algorithm || key->algorithm != *algorithm)
+    return fail(Code::failed_precondition, "key '" + name + "' is " + core::algorithm_name(key->algorithm));
+  if (key->state != core::KeyState::enabled)
+    return fail(Code::failed_precondition, "key '" + name + "' is " + state_of(*key));
+  return {};
+}
+
 }  // namespace
 
-core::Outcome<void> validate_admin_operation(ServiceContext& c, const std::string& operation,
-                                             const boost::json::object& params) {
-  if (operation == "create-import-job") return c.jobs->validate(params);
+core::Outcome<void> validate_admin_operation(ServiceContext& c, const core::LifecycleSettings& lifecycle,
+                                             const std::string& operation, const boost::json::object& params) {
+  if (operation == "create-import-job") {
+    if (auto ok = c.jobs->validate(params); !ok) return ok;
+    return check_import_job(c, params);
+  }
   auto p = parse(operation, params, core::kDefaultUsageLimit);
   if (!p) return unexpected(p.error());
-  return {};
+  return check_against_keys(c, lifecycle, operation, *p);
 }
 
 core::Outcome<boost::json::object> run_admin_operation(ServiceContext& c, const std::string& op,

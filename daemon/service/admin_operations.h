@@ -5,14 +5,18 @@
 #include <string>
 
 #include "daemon/core/error.h"
+#include "daemon/core/key_admin.h"
 
 namespace custody::service {
 
 struct ServiceContext;
 
-// Checks operation and params without changing anything.
-core::Outcome<void> validate_admin_operation(ServiceContext& context, const std::string& operation,
-                                             const boost::json::object& params);
+// Checks operation and params without changing anything, when a request is proposed: the
+// params' shape, and that the operation could run on the keys as they are now (the key exists
+// or not as the operation needs, its state allows the change, wait_seconds is at least the
+// configured minimum, versions are in range, an import job's transport key is usable).
+core::Outcome<void> validate_admin_operation(ServiceContext& context, const core::LifecycleSettings& lifecycle,
+                                             const std::string& operation, const boost::json::object& params);
 // Runs it for the admin request request_id; the value is the request's "result".
 core::Outcome<boost::json::object> run_admin_operation(ServiceContext& context, const std::string& operation,
                                                        const boost::json::object& params, const std::string& request_id);

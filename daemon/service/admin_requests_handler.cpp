@@ -1,6 +1,6 @@
 // The dual-control admin API (CONTRACT §7): propose, list, show, approve, cancel. Every call is
-// audited, refusals included; the operation itself runs inside AdminRequests::approve once the
-// quorum is reached, and is audited as admin.execute.
+// audited, refusals included; a good approval and the operation it may run (once the quorum is
+// reached) are audited inside AdminRequests::approve as admin.approve and admin.execute.
 #include "common/base64.h"
 #include "daemon/core/admin_requests.h"
 #include "daemon/service/context.h"
@@ -68,40 +68,33 @@ Handler make_show_request_handler(ServiceContext& c) {
 
 Handler make_approve_handler(ServiceContext& c) {
   return [&c](Call& call) -> Response {
-    auto& e = call.record("admin.approve");
+    // A good approval (and the execution it may complete) is audited by AdminRequests itself,
+    // before it is stored; this record is for refusals only.
+    core::AuditEvent e;
+    e.type = "admin.approve";
+    e.request_id = call.request.request_id;
+    e.client = call.request.peer;
     const std::string id = call.params.at(0);
     e.extra["admin_request"] = id;
+    auto refuse_approval = [&call, &e](const core::Error& err) {
+      call.audit.push_back(e);
+      return refuse(call, call.audit.back(), err);
+    };
     auto body = parse_body(call.request.body, c.max_json_depth);
-    if (!body) return refuse(call, e, body.error());
+    if (!body) return refuse_approval(body.error());
     Fields f(*body);
-    if (auto ok = f.only({"operator", "signature"}); !ok) return refuse(call, e, ok.error());
+    if (auto ok = f.only({"operator", "signature"}); !ok) return refuse_approval(ok.error());
     auto op = f.string("operator");
-    if (!op) return refuse(call, e, op.error());
+    if (!op) return refuse_approval(op.error());
     e.operator_name = *op;
     auto signature = f.string("signature");
-    if (!signature) return refuse(call, e, signature.error());
+    if (!signature) return refuse_approval(signature.error());
     if (auto before = c.requests->get(id)) {
       e.operation = before->operation;
       name_key(e, boost::json::parse(before->params).as_object());
     }
-    auto r = c.requests->approve(id, *op, *signature);
-    if (!r) return refuse(call, e, r.error());
-    e.extra["state"] = r->state;
-    if (r->state == "executed" || r->state == "failed") {
-      auto& x = call.record("admin.execute");
-      x.operation = r->operation;
-      x.key = e.key;
-      x.extra["admin_request"] = id;
-      boost::json::array approvers;
-      for (const auto& a : r->approvals) approvers.emplace_back(a.operator_name);
-      x.extra["approved_by"] = std::move(approvers);
-      auto outcome = boost::json::parse(*r->outcome).as_object();
-      if (const auto* err = outcome.if_contains("error")) {
-        x.result = std::string(err->at("code").as_string());
-      } else if (const auto* key = outcome.at("result").as_object().if_contains("key")) {
-        x.version = key->at("current_version").to_number<std::uint32_t>();
-      }
-    }
+    auto r = c.requests->approve(id, *op, *signature, core::AdminCaller{call.request.request_id, call.request.peer});
+    if (!r) return refuse_approval(r.error());
     return json_response(200, boost::json::object{{"request", core::request_to_json(*r)}});
   };
 }

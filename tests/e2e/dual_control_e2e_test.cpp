@@ -1,6 +1,11 @@
 // Dual control through a real daemon: approvals signed by custodyctl on an operator's own
-// SoftHSMv2 token, by pkcs11-tool, and by openssl dgst all verify; refusals are audited.
+// SoftHSMv2 token, by pkcs11-tool, and by openssl dgst all verify; refusals are audited;
+// proposals that cannot run are refused when proposed; a crash at any step of an approval
+// leaves every approval and the execution audited.
 #include <gtest/gtest.h>
+
+#include <set>
+#include <tuple>
 
 #include "common/base64.h"
 #include "tests/support/daemon_process.h"
@@ -106,12 +111,12 @@ TEST(DualControlE2E, RefusalsAreAuditedAndChangeNothing) {
   EXPECT_EQ(submit(d, id, "alice", d.dir() + "/a.sig").first, 409);  // the same operator twice
   const std::string other = propose(d, "create-key", {{"name", "k3"}, {"algorithm", "aes-256-gcm"}});
   EXPECT_EQ(submit(d, other, "bob", d.dir() + "/b.sig").first, 403);  // a signature over another challenge
-  EXPECT_EQ(d.service().call("GET", "/v1/keys/k2")->status, 404);      // nothing ran yet
+  EXPECT_EQ(d.admin().call("GET", "/v1/keys/k2")->status, 404);        // nothing ran yet
   auto cancelled = d.admin().call("POST", "/v1/admin/requests/" + id + "/cancel");
   ASSERT_EQ(cancelled->status, 200);
   EXPECT_EQ(json::parse(cancelled->body).at("request").at("state").as_string(), "cancelled");
   EXPECT_EQ(submit(d, id, "bob", d.dir() + "/b.sig").first, 409);
-  EXPECT_EQ(d.service().call("GET", "/v1/keys/k2")->status, 404);
+  EXPECT_EQ(d.admin().call("GET", "/v1/keys/k2")->status, 404);
   auto bad_b64 = d.admin().call("POST", "/v1/admin/requests/" + other + "/approvals", R"({"operator":"bob","signature":"%%%"})");
   EXPECT_EQ(bad_b64->status, 400);
 
@@ -129,3 +134,157 @@ TEST(DualControlE2E, AConfigBelowTheMinimumQuorumIsRefusedAtStart) {
   o.extra_yaml = "  quorum: {schedule-destruction: 1}\n";
   EXPECT_THROW(Daemon d(o), std::runtime_error);
 }
+
+namespace {
+
+// Proposes without approving; the status and body of the answer.
+std::pair<int, json::value> propose_only(Daemon& d, const std::string& operation, json::object params) {
+  auto r = d.admin().call("POST", "/v1/admin/requests",
+                          json::serialize(json::value{{"operation", operation}, {"params", std::move(params)}}));
+  if (!r) throw std::runtime_error("no answer to a proposal");
+  return {r->status, json::parse(r->body)};
+}
+
+}  // namespace
+
+// A request that could not run is refused when it is proposed, with the code it would fail
+// with, so operators never sign it; the refusal is audited and no request is left behind.
+TEST(DualControlE2E, ProposalsThatCannotRunAreRefusedWhenProposed) {
+  Daemon d;  // lifecycle.min_destruction_wait: the 7-day default
+  ASSERT_EQ(d.create_key("k", "aes-256-gcm", allow_me_everything()), 201);
+  const auto policy = json::parse(allow_me_everything());
+  const std::string rsa_method = "rsa-oaep-3072-sha1-aes-256";
+  const std::vector<std::tuple<std::string, json::object, int>> cases = {
+      {"schedule-destruction", {{"name", "k"}, {"wait_seconds", 1}}, 400},  // below the minimum
+      {"schedule-destruction", {{"name", "nope"}, {"wait_seconds", 30 * 86400}}, 404},
+      {"rotate-key", {{"name", "nope"}}, 404},
+      {"disable-key", {{"name", "nope"}}, 404},
+      {"enable-key", {{"name", "nope"}}, 404},
+      {"set-policy", {{"name", "nope"}, {"policy", policy}}, 404},
+      {"cancel-destruction", {{"name", "k"}}, 409},  // not scheduled
+      {"create-key", {{"name", "k"}, {"algorithm", "aes-256-gcm"}, {"policy", policy}}, 409},  // exists
+      {"set-min-decrypt-version", {{"name", "k"}, {"version", 2}}, 409},  // beyond the current version 1
+      {"set-min-decrypt-version", {{"name", "nope"}, {"version", 1}}, 404},
+      {"set-policy", {{"name", "k"}, {"policy", "not a list"}}, 400},
+      // An import job for a generated key, and one through a transport key that does not exist.
+      {"create-import-job", {{"key_name", "k"}, {"algorithm", "aes-256-gcm"}, {"method", rsa_method}}, 409},
+      {"create-import-job",
+       {{"key_name", "new"}, {"algorithm", "aes-256-gcm"}, {"method", "aes-kwp"}, {"transport_key", "no-such-transport"}},
+       404},
+      {"create-import-job",
+       {{"key_name", "new"}, {"algorithm", "aes-256-gcm"}, {"method", "aes-kwp"}, {"transport_key", "k"}},
+       409},  // not a transport key
+  };
+  for (const auto& [operation, params, status] : cases) {
+    auto [s, body] = propose_only(d, operation, params);
+    EXPECT_EQ(s, status) << operation << " " << json::serialize(params) << ": " << json::serialize(body);
+  }
+  auto list = json::parse(d.admin().call("GET", "/v1/admin/requests")->body);
+  EXPECT_EQ(list.at("requests").as_array().size(), 1u) << "only the create-key of k is a request";
+  int refused = 0;
+  for (const auto& r : d.audit_records())
+    refused += r.at("type") == "admin.propose" && r.at("result") != "ok";
+  EXPECT_EQ(refused, static_cast<int>(cases.size()));
+
+  // What can run is still accepted, and runs.
+  EXPECT_EQ(propose_only(d, "schedule-destruction", {{"name", "k"}, {"wait_seconds", 7 * 86400}}).first, 201);
+  EXPECT_EQ(propose_only(d, "create-import-job", {{"key_name", "new"}, {"algorithm", "aes-256-gcm"}, {"method", rsa_method}}).first,
+            201);
+  EXPECT_EQ(d.admin_operation("rotate-key", {{"name", "k"}}).first, 201);
+  EXPECT_EQ(d.admin_operation("set-min-decrypt-version", {{"name", "k"}, {"version", 2}}).first, 201);
+}
+
+// The checks are made again when the request runs: the keys can change after the proposal.
+TEST(DualControlE2E, AProposalThatBecameImpossibleFailsWhenItRuns) {
+  Daemon d;
+  ASSERT_EQ(d.create_key("k", "aes-256-gcm", allow_me_everything()), 201);
+  auto [s, proposed] = propose_only(d, "rotate-key", {{"name", "k"}});
+  ASSERT_EQ(s, 201);
+  const std::string id(proposed.at("request").at("id").as_string());
+  ASSERT_EQ(d.admin_operation("disable-key", {{"name", "k"}}).first, 201);
+  ASSERT_EQ(d.approve(id, "alice").first, 200);
+  auto [s2, done] = d.approve(id, "bob");
+  ASSERT_EQ(s2, 200);
+  EXPECT_EQ(done.at("request").at("state").as_string(), "failed");
+  EXPECT_EQ(done.at("request").at("error").at("code").as_string(), "failed_precondition");
+}
+
+// kill -9 (an immediate _exit) at each step of an approval that completes a quorum: after a
+// restart the operation has run exactly once, and the audit log holds an admin.approve record
+// for every approval the request holds and an admin.execute record for its execution, each
+// naming the admin request and the operation (CONTRACT §9), and the chain verifies.
+class ApprovalCrashE2E : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(ApprovalCrashE2E, EveryApprovalAndTheExecutionAreAuditedAfterACrash) {
+  const std::string point = GetParam();
+  DaemonOptions o;
+  o.env["CUSTODY_FAULT_POINT"] = point;
+  Daemon d(o);
+  auto [s, proposed] = propose_only(d, "create-key",
+                                    {{"name", "once"}, {"algorithm", "aes-256-gcm"}, {"policy", json::parse(allow_me_everything())}});
+  ASSERT_EQ(s, 201) << json::serialize(proposed);
+  const std::string id(proposed.at("request").at("id").as_string());
+  int answered = 0;
+  for (const char* op : {"alice", "bob"}) {
+    if (d.approve(id, op).first != 200) break;
+    ++answered;
+  }
+  EXPECT_LT(answered, 2) << "the daemon should have died";
+  ASSERT_EQ(d.wait_exit(), 86) << "the fault point was not reached:\n" << d.log();
+
+  d.options().env.clear();
+  d.start();
+  // Approvals the crash lost are given again.
+  for (int i = 0; i < 3; ++i) {
+    auto shown = json::parse(d.admin().call("GET", "/v1/admin/requests/" + id)->body);
+    if (shown.at("request").at("state").as_string() != "pending") break;
+    std::set<std::string> have;
+    for (const auto& a : shown.at("request").at("approvals").as_array()) have.emplace(a.at("operator").as_string());
+    for (const char* op : {"alice", "bob"})
+      if (!have.count(op)) {
+        ASSERT_EQ(d.approve(id, op).first, 200);
+        break;
+      }
+  }
+  auto request = json::parse(d.admin().call("GET", "/v1/admin/requests/" + id)->body).at("request");
+  ASSERT_EQ(request.at("state").as_string(), "executed") << json::serialize(request);
+  auto meta = json::parse(d.service().call("GET", "/v1/keys/once")->body);
+  EXPECT_EQ(meta.at("current_version").as_int64(), 1) << json::serialize(meta);
+
+  std::set<std::string> approved_in_audit;
+  int executions = 0, recovered_executions = 0;
+  for (const auto& r : d.audit_records()) {
+    const auto* admin_request = r.if_contains("admin_request");
+    if (!admin_request || *admin_request != json::value(id) || r.at("result") != "ok") continue;
+    const std::string type(r.at("type").as_string());
+    if (type != "admin.approve" && type != "admin.execute") continue;
+    EXPECT_EQ(r.at("operation"), "create-key") << json::serialize(r);
+    EXPECT_EQ(r.at("key"), "once") << json::serialize(r);
+    if (type == "admin.approve") {
+      approved_in_audit.emplace(r.at("operator").as_string());
+    } else {
+      ++executions;
+      if (const auto* rec = r.if_contains("recovered"); rec && *rec == true) ++recovered_executions;
+      EXPECT_EQ(r.at("approved_by"), json::value(json::array{"alice", "bob"})) << json::serialize(r);
+    }
+  }
+  for (const auto& a : request.at("approvals").as_array())
+    EXPECT_TRUE(approved_in_audit.count(std::string(a.at("operator").as_string())))
+        << "approval by " << a.at("operator") << " has no admin.approve record";
+  EXPECT_GE(executions, 1) << "the execution has no admin.execute record";
+  // A crash once the quorum was stored leaves the execution to recovery, which says so.
+  if (point != "admin.after-approve-record") {
+    EXPECT_EQ(recovered_executions, 1);
+  }
+  EXPECT_EQ(run(std::string(CUSTODYCTL_PATH) + " audit verify " + d.audit_path() + " >/dev/null"), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryStep, ApprovalCrashE2E,
+                         ::testing::Values("admin.after-approve-record", "admin.after-quorum", "admin.after-execute",
+                                           "admin.after-execute-record"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           for (auto& ch : n)
+                             if (ch == '.' || ch == '-') ch = '_';
+                           return n;
+                         });

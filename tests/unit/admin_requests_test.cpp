@@ -1,5 +1,7 @@
-// Dual control in the core, with a real SQLite store, a fake clock and an executor that counts
-// its calls: quorum by distinct operators, every refusal, expiry, exactly-once execution.
+// Dual control in the core, with a real SQLite store, a fake clock, an executor that counts
+// its calls and an audit recorder that keeps what it is given: quorum by distinct operators,
+// every refusal, expiry, exactly-once execution, approvals and executions audited before they
+// are stored.
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -55,7 +57,15 @@ class DualControl : public ::testing::Test {
           if (op == "disable-key") return fail(Code::failed_precondition, "key is pending destruction");
           return boost::json::object{{"ran", op}};
         },
-        [](const std::string&, const boost::json::object&) { return boost::json::object{{"recomputed", true}}; });
+        [](const std::string&, const boost::json::object&) { return boost::json::object{{"recomputed", true}}; },
+        [this](std::vector<AuditEvent> events) {
+          if (!audit_writable_) return false;
+          for (auto& e : events) {
+            if (on_record_) on_record_(e);
+            records_.push_back(std::move(e));
+          }
+          return true;
+        });
     EXPECT_TRUE(r->load());
     return r;
   }
@@ -64,7 +74,23 @@ class DualControl : public ::testing::Test {
     return base64_encode(client::sign_with_key_file(key(name), challenge).value());
   }
   Outcome<StoredRequest> approve(const StoredRequest& r, const std::string& name) {
-    return requests_->approve(r.id, name, sign(name, r.challenge));
+    return requests_->approve(r.id, name, sign(name, r.challenge), caller_);
+  }
+  // The stored form of request id, as a restart would load it.
+  StoredRequest stored(const std::string& id) {
+    auto all = store_->load_requests();
+    EXPECT_TRUE(all);
+    if (all)
+      for (auto& r : *all)
+        if (r.id == id) return r;
+    ADD_FAILURE() << "request " << id << " is not stored";
+    return {};
+  }
+  std::vector<AuditEvent> records_of(const std::string& type) {
+    std::vector<AuditEvent> out;
+    for (const auto& e : records_)
+      if (e.type == type) out.push_back(e);
+    return out;
   }
 
   test::TempDir dir_;
@@ -73,6 +99,11 @@ class DualControl : public ::testing::Test {
   std::vector<std::pair<std::string, std::string>> keys_;
   std::unique_ptr<AdminRequests> requests_;
   std::map<std::string, int> executed_;
+  std::vector<AuditEvent> records_;
+  bool audit_writable_ = true;
+  std::function<void(const AuditEvent&)> on_record_;
+  const AdminCaller caller_{"req-1", Peer{1000, 1000, 42}};
+  const AdminCaller daemon_{"-", Peer{0, 0, 1}};
 };
 
 const boost::json::object kParams{{"name", "k"}};
@@ -129,7 +160,7 @@ TEST_F(DualControl, RefusesBadApprovalsAndChangesNothing) {
   auto r = *requests_->propose("create-key", kParams, 1000);
   auto other = *requests_->propose("create-key", boost::json::object{{"name", "other"}}, 1000);
   auto code = [&](const std::string& op, const std::string& sig) {
-    auto a = requests_->approve(r.id, op, sig);
+    auto a = requests_->approve(r.id, op, sig, caller_);
     return a ? Code::internal : a.error().code;
   };
   EXPECT_EQ(code("mallory", sign("alice", r.challenge)), Code::permission_denied);  // unknown operator
@@ -142,7 +173,8 @@ TEST_F(DualControl, RefusesBadApprovalsAndChangesNothing) {
   EXPECT_EQ(still->state, "pending");
   EXPECT_TRUE(still->approvals.empty());
   EXPECT_EQ(executed_[r.id], 0);
-  EXPECT_EQ(requests_->approve("no-such-id", "alice", sign("alice", r.challenge)).error().code, Code::not_found);
+  EXPECT_EQ(requests_->approve("no-such-id", "alice", sign("alice", r.challenge), caller_).error().code, Code::not_found);
+  EXPECT_TRUE(records_.empty()) << "refusals are the caller's to audit";
 }
 
 TEST_F(DualControl, ExpiredAndCancelledRequestsAcceptNothing) {
@@ -184,17 +216,119 @@ TEST_F(DualControl, RequestsSurviveARestartAndRecoveryIsExactlyOnce) {
   ASSERT_TRUE(store_->insert_key(k, 0, applied.id));  // the change and its "applied" mark, together
 
   requests_ = make();  // a restart
+  records_.clear();
   EXPECT_EQ(requests_->get(pending.id)->approvals.size(), 1u);
-  auto done = requests_->recover();
+  auto done = requests_->recover(daemon_);
   ASSERT_TRUE(done);
   EXPECT_EQ(done->size(), 2u);
   EXPECT_EQ(executed_[applied.id], 0);  // not run again
   EXPECT_NE(requests_->get(applied.id)->outcome->find("recomputed"), std::string::npos);
   EXPECT_EQ(executed_[unapplied.id], 1);  // run once
   EXPECT_EQ(requests_->get(unapplied.id)->state, "executed");
-  EXPECT_TRUE(requests_->recover()->empty());
+  // Both are audited as the daemon, naming request, operation and approvers, marked recovered.
+  for (const auto* r : {&applied, &unapplied}) {
+    SCOPED_TRACE(r->id);
+    int approvals = 0, executions = 0;
+    for (const auto& e : records_) {
+      if (e.extra.at("admin_request").as_string() != r->id) continue;
+      EXPECT_EQ(e.request_id, "-");
+      EXPECT_EQ(e.operation, "create-key");
+      EXPECT_EQ(e.key, r == &applied ? "a" : "u");
+      EXPECT_TRUE(e.extra.at("recovered").as_bool());
+      if (e.type == "admin.approve") {
+        ++approvals;
+        EXPECT_EQ(e.operator_name, "alice");
+      } else if (e.type == "admin.execute") {
+        ++executions;
+        EXPECT_EQ(e.extra.at("approved_by"), boost::json::value(boost::json::array{"alice"}));
+        EXPECT_EQ(e.result, "ok");
+      }
+    }
+    EXPECT_EQ(approvals, 1);
+    EXPECT_EQ(executions, 1);
+  }
+  records_.clear();
+  EXPECT_TRUE(requests_->recover(daemon_)->empty());
+  EXPECT_TRUE(records_.empty());
   // The pending request goes on where it was.
   EXPECT_EQ(approve(pending, "bob")->state, "executed");
+}
+
+TEST_F(DualControl, ApprovalsAndTheExecutionAreRecordedBeforeTheyAreStored) {
+  auto r = *requests_->propose("create-key", kParams, 1000);
+  // Each record, at the moment it is written, describes something the store does not hold yet:
+  // a crash right after the store's commit can no longer lose it.
+  std::vector<std::string> seen;
+  on_record_ = [&](const AuditEvent& e) {
+    const auto now = stored(r.id);
+    seen.push_back(e.type + " " + e.operator_name.value_or("") + " stored:" + std::to_string(now.approvals.size()) + " " +
+                   now.state);
+  };
+  ASSERT_EQ(approve(r, "alice")->state, "pending");
+  ASSERT_EQ(approve(r, "bob")->state, "executed");
+  EXPECT_EQ(seen, (std::vector<std::string>{"admin.approve alice stored:0 pending", "admin.approve bob stored:1 pending",
+                                            "admin.execute  stored:2 executing"}));
+  for (const auto& e : records_) {
+    EXPECT_EQ(e.request_id, "req-1");
+    EXPECT_EQ(e.client.uid, 1000u);
+    EXPECT_EQ(e.operation, "create-key");
+    EXPECT_EQ(e.key, "k");
+    EXPECT_EQ(e.extra.at("admin_request").as_string(), r.id);
+    EXPECT_FALSE(e.extra.contains("recovered"));
+  }
+  auto exec = records_of("admin.execute");
+  ASSERT_EQ(exec.size(), 1u);
+  EXPECT_EQ(exec[0].result, "ok");
+  EXPECT_EQ(exec[0].extra.at("approved_by"), boost::json::value(boost::json::array{"alice", "bob"}));
+
+  // A failed operation is recorded with its error.
+  auto d = *requests_->propose("disable-key", kParams, 1000);
+  on_record_ = nullptr;
+  ASSERT_TRUE(approve(d, "alice"));
+  ASSERT_EQ(approve(d, "bob")->state, "failed");
+  EXPECT_EQ(records_of("admin.execute").back().result, "failed_precondition");
+}
+
+TEST_F(DualControl, AnApprovalThatCannotBeAuditedIsNotStored) {
+  auto r = *requests_->propose("create-key", kParams, 1000);
+  ASSERT_TRUE(approve(r, "alice"));
+  audit_writable_ = false;
+  auto refused = approve(r, "bob");
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, Code::unavailable);
+  EXPECT_EQ(stored(r.id).approvals.size(), 1u);
+  EXPECT_EQ(requests_->get(r.id)->state, "pending");
+  EXPECT_EQ(executed_[r.id], 0);
+  audit_writable_ = true;
+  EXPECT_EQ(approve(r, "bob")->state, "executed");
+  EXPECT_EQ(executed_[r.id], 1);
+}
+
+TEST_F(DualControl, AnExecutionThatCannotBeAuditedStaysExecutingAndIsRecordedAtTheNextStart) {
+  auto r = *requests_->propose("create-key", kParams, 1000);
+  ASSERT_TRUE(approve(r, "alice"));
+  // The final approval is recorded; then the log fails, before the execution's record.
+  on_record_ = [&](const AuditEvent&) { audit_writable_ = false; };
+  auto done = approve(r, "bob");
+  ASSERT_FALSE(done);
+  EXPECT_EQ(done.error().code, Code::unavailable);
+  EXPECT_EQ(stored(r.id).state, "executing");
+  EXPECT_EQ(executed_[r.id], 1);
+  EXPECT_TRUE(records_of("admin.execute").empty());
+  // What the real executor commits with its change: the request marked applied.
+  Key k;
+  k.name = "k";
+  ASSERT_TRUE(store_->insert_key(k, 0, r.id));
+  audit_writable_ = true;
+  on_record_ = nullptr;
+  requests_ = make();  // a restart
+  records_.clear();
+  ASSERT_TRUE(requests_->recover(daemon_));
+  EXPECT_EQ(executed_[r.id], 1);  // not run again
+  auto exec = records_of("admin.execute");
+  ASSERT_EQ(exec.size(), 1u);
+  EXPECT_TRUE(exec[0].extra.at("recovered").as_bool());
+  EXPECT_EQ(stored(r.id).state, "executed");
 }
 
 TEST(Operators, RefuseWeakOrForeignKeys) {
