@@ -11,10 +11,19 @@ inline bool is_authentication_failure(CK_RV rv) {
   return rv == CKR_ENCRYPTED_DATA_INVALID || rv == CKR_ENCRYPTED_DATA_LEN_RANGE || rv == CKR_GENERAL_ERROR;
 }
 
-// Some tokens refuse CKA_MODIFIABLE in a key template (CKR_ATTRIBUTE_READ_ONLY, or
-// CKR_TEMPLATE_INCONSISTENT); custody then creates the key without it and reports the real value.
-inline bool refuses_modifiable_attribute(CK_RV rv) {
-  return rv == CKR_ATTRIBUTE_READ_ONLY || rv == CKR_TEMPLATE_INCONSISTENT || rv == CKR_ATTRIBUTE_TYPE_INVALID;
+// Some tokens refuse an optional restriction in a key template: CKA_MODIFIABLE false
+// (CKR_ATTRIBUTE_READ_ONLY or CKR_TEMPLATE_INCONSISTENT), CKA_COPYABLE false (tokens older than
+// PKCS#11 2.40 do not know it: CKR_ATTRIBUTE_TYPE_INVALID). The answer does not say which one, so
+// custody tries the template without each in turn, then reads back what the key got: a key the
+// token reports copyable is refused, one whose token does not report CKA_COPYABLE at all is
+// accepted (such a token has no way to mark a key uncopyable).
+// SoftHSMv2 2.6.1 takes both in generate and unwrap templates, but applies a template in order
+// and, in an unwrap, refuses any attribute that follows CKA_MODIFIABLE false with
+// CKR_ATTRIBUTE_READ_ONLY: custody puts CKA_MODIFIABLE last. (Such a refused unwrap also leaves
+// a half-made object in its store that other processes see, so the first template must pass.)
+inline bool refuses_optional_restriction(CK_RV rv) {
+  return rv == CKR_ATTRIBUTE_READ_ONLY || rv == CKR_TEMPLATE_INCONSISTENT || rv == CKR_ATTRIBUTE_TYPE_INVALID ||
+         rv == CKR_ATTRIBUTE_VALUE_INVALID;
 }
 
 // SoftHSMv2 refuses CKA_TOKEN in a C_CopyObject template (CKR_ATTRIBUTE_READ_ONLY), so it cannot

@@ -12,6 +12,7 @@
 #include "common/ecdsa_der.h"
 #include "common/hex.h"
 #include "common/pem.h"
+#include "pkcs11/token_quirks.h"
 
 namespace custody::core {
 namespace {
@@ -68,29 +69,40 @@ Expected<AttestationKey, std::string> AttestationKey::open(p11::SessionPool& poo
   if (!pub || !priv) {
     if (pub || priv) return unexpected(std::string("the token holds half of the attestation key pair; remove it or restore the other half"));
     Bytes id(16);
-    RAND_bytes(id.data(), 16);
-    p11::AttributeTemplate pt, kt;
-    pt.add_ulong(CKA_CLASS, CKO_PUBLIC_KEY).add_ulong(CKA_KEY_TYPE, CKK_EC).add_bytes(CKA_EC_PARAMS, kP256Params);
-    pt.add_bytes(CKA_ID, id).add_string(CKA_LABEL, kAttestationKeyLabel).add_bool(CKA_TOKEN, true);
-    pt.add_bool(CKA_VERIFY, true).add_bool(CKA_ENCRYPT, false).add_bool(CKA_WRAP, false).add_bool(CKA_DERIVE, false);
-    kt.add_ulong(CKA_CLASS, CKO_PRIVATE_KEY).add_ulong(CKA_KEY_TYPE, CKK_EC).add_bytes(CKA_ID, id);
-    kt.add_string(CKA_LABEL, kAttestationKeyLabel).add_bool(CKA_TOKEN, true).add_bool(CKA_PRIVATE, true);
-    kt.add_bool(CKA_SENSITIVE, true).add_bool(CKA_EXTRACTABLE, false).add_bool(CKA_SIGN, true);
-    kt.add_bool(CKA_DECRYPT, false).add_bool(CKA_UNWRAP, false).add_bool(CKA_DERIVE, false);
-    auto pair = s.generate_key_pair(CKM_EC_KEY_PAIR_GEN, pt, kt);
+    if (RAND_bytes(id.data(), 16) != 1) return unexpected(std::string("no randomness for the attestation key's CKA_ID"));
+    auto generate = [&](bool not_copyable) {
+      p11::AttributeTemplate pt, kt;
+      pt.add_ulong(CKA_CLASS, CKO_PUBLIC_KEY).add_ulong(CKA_KEY_TYPE, CKK_EC).add_bytes(CKA_EC_PARAMS, kP256Params);
+      pt.add_bytes(CKA_ID, id).add_string(CKA_LABEL, kAttestationKeyLabel).add_bool(CKA_TOKEN, true);
+      pt.add_bool(CKA_VERIFY, true).add_bool(CKA_ENCRYPT, false).add_bool(CKA_WRAP, false).add_bool(CKA_DERIVE, false);
+      kt.add_ulong(CKA_CLASS, CKO_PRIVATE_KEY).add_ulong(CKA_KEY_TYPE, CKK_EC).add_bytes(CKA_ID, id);
+      kt.add_string(CKA_LABEL, kAttestationKeyLabel).add_bool(CKA_TOKEN, true).add_bool(CKA_PRIVATE, true);
+      kt.add_bool(CKA_SENSITIVE, true).add_bool(CKA_EXTRACTABLE, false).add_bool(CKA_SIGN, true);
+      kt.add_bool(CKA_DECRYPT, false).add_bool(CKA_UNWRAP, false).add_bool(CKA_DERIVE, false);
+      if (not_copyable) {
+        pt.add_bool(CKA_COPYABLE, false);
+        kt.add_bool(CKA_COPYABLE, false);
+      }
+      return s.generate_key_pair(CKM_EC_KEY_PAIR_GEN, pt, kt);
+    };
+    auto pair = generate(true);
+    if (!pair && p11::quirks::refuses_optional_restriction(pair.error().rv)) pair = generate(false);
     if (!pair) return unexpected("cannot generate the attestation key: " + pair.error().describe());
     pub = pair->first;
     priv = pair->second;
     created = true;
   }
-  // Sign only, sensitive, never extractable: refuse to use a key that is anything else.
-  const CK_ATTRIBUTE_TYPE checks[] = {CKA_SIGN, CKA_SENSITIVE, CKA_EXTRACTABLE, CKA_DECRYPT, CKA_UNWRAP, CKA_DERIVE};
+  // Sign only, sensitive, never extractable, uncopyable (where the token reports CKA_COPYABLE, see
+  // p11::quirks::refuses_optional_restriction): refuse to use a key that is anything else.
+  const CK_ATTRIBUTE_TYPE checks[] = {CKA_SIGN,   CKA_SENSITIVE, CKA_EXTRACTABLE, CKA_DECRYPT,
+                                      CKA_UNWRAP, CKA_DERIVE,    CKA_COPYABLE};
   auto attrs = s.get_bools(*priv, checks);
   if (!attrs) return unexpected("cannot read the attestation key: " + attrs.error().describe());
   auto is = [&](CK_ATTRIBUTE_TYPE t, bool want) { return (*attrs)[t].has_value() && *(*attrs)[t] == want; };
   if (!is(CKA_SIGN, true) || !is(CKA_SENSITIVE, true) || !is(CKA_EXTRACTABLE, false) || is(CKA_DECRYPT, true) ||
-      is(CKA_UNWRAP, true) || is(CKA_DERIVE, true))
-    return unexpected(std::string("the token's attestation key is not a sensitive, non-extractable, sign-only key"));
+      is(CKA_UNWRAP, true) || is(CKA_DERIVE, true) || is(CKA_COPYABLE, true))
+    return unexpected(std::string(
+        "the token's attestation key is not a sensitive, non-extractable, uncopyable, sign-only key"));
   auto point = s.get_bytes(*pub, CKA_EC_POINT);
   auto id = s.get_bytes(*priv, CKA_ID);
   if (!point || !*point || !id || !*id) return unexpected(std::string("cannot read the attestation public key"));

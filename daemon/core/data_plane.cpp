@@ -25,10 +25,13 @@ Outcome<std::shared_ptr<const Key>> DataPlane::usable_key(const Peer& peer, cons
                                                           Algorithm algorithm, AuditFacts& facts) {
   facts.key = name;
   auto key = registry_.find(name);
-  if (!key) return fail(Code::not_found, "no key named '" + name + "'");
-  if (!key->policy.allows(peer, op))
+  // A missing key gets the very answer a forbidden one gets: a caller must not learn which keys
+  // exist by trying names.
+  if (!key || !key->policy.allows(peer, op)) {
+    facts.key_exists = key != nullptr;
     return fail(Code::permission_denied,
                 std::string("uid ") + std::to_string(peer.uid) + " may not " + operation_name(op) + " with key '" + name + "'");
+  }
   if (key->algorithm != algorithm)
     return fail(Code::invalid_argument, "key '" + name + "' is " + algorithm_name(key->algorithm) + "; " +
                                             operation_name(op) + " needs an " + algorithm_name(algorithm) + " key");
@@ -61,6 +64,7 @@ Outcome<Sealed> DataPlane::seal(const Key& key, const Bytes& ctx, std::span<cons
   std::uint8_t iv[kIvSize];
   if (RAND_bytes(iv, sizeof iv) != 1) return fail(Code::internal, "no randomness for the IV");
   Bytes header = encode_blob_header(key.name, v->version, iv);
+  facts.touched_key = true;
   auto sealed = vault_.gcm_encrypt(v->object, iv, blob_aad(header, ctx), plaintext);
   if (!sealed) return unexpected(sealed.error());
   Sealed out{std::move(header), v->version};
@@ -77,6 +81,7 @@ Outcome<Secret> DataPlane::open(const Key& key, std::span<const std::uint8_t> bl
   facts.version = parsed->version;
   auto v = decryptable_version(key, parsed->version);
   if (!v) return unexpected(v.error());
+  facts.touched_key = true;
   auto plain = vault_.gcm_decrypt((*v)->object, parsed->iv, blob_aad(parsed->header, ctx), parsed->ciphertext_and_tag);
   if (!plain) return unexpected(plain.error());
   return Secret{std::move(*plain), parsed->version};
@@ -112,6 +117,7 @@ Outcome<DataKey> DataPlane::datakey(const Peer& peer, const std::string& name, s
     return fail(Code::invalid_argument, "length must be 1.." + std::to_string(kMaxDataKeyLength));
   // The DEK comes from the token's RNG, the one the HSM vendor certifies.
   SecureBytes dek(length);
+  facts.touched_key = true;
   if (auto r = vault_.random(dek); !r) return unexpected(r.error());
   auto sealed = seal(**key, ctx, dek, facts);
   if (!sealed) return unexpected(sealed.error());
@@ -140,6 +146,7 @@ Outcome<Secret> DataPlane::derive(const Peer& peer, const std::string& name, std
   auto v = decryptable_version(**key, wanted);
   if (!v) return unexpected(v.error());
   const ObjectRef& object = (*v)->object;
+  facts.touched_key = true;
   auto okm = hkdf_expand([&](std::span<const std::uint8_t> m) { return vault_.hmac_sha256(object, m); }, info, length);
   if (!okm) return unexpected(okm.error());
   return Secret{std::move(*okm), wanted};

@@ -19,6 +19,12 @@ struct AuditFacts {
   std::optional<std::string> key;
   std::optional<std::uint32_t> version;
   std::optional<std::string> context_sha256;
+  // False when the key named does not exist. The caller hears "permission denied" either way (the
+  // service socket does not tell who may not use a key whether it exists); the audit keeps this.
+  bool key_exists = true;
+  // A token operation ran with the key (whatever its result): the item keeps its own audit
+  // record even inside a batch, where refusals before this point are summarised.
+  bool touched_key = false;
 };
 
 struct Sealed {

@@ -32,7 +32,7 @@ CK_MECHANISM_TYPE generation_mechanism(Algorithm algorithm) {
 }
 
 void fill_key_template(p11::AttributeTemplate& t, Algorithm algorithm, const ObjectRef& ref,
-                       bool set_modifiable_false) {
+                       bool set_modifiable_false, bool set_copyable_false) {
   const bool aes = algorithm == Algorithm::aes_256_gcm;
   const bool transport = algorithm == Algorithm::aes_256_kwp_transport;
   t.add_ulong(CKA_CLASS, CKO_SECRET_KEY)
@@ -52,21 +52,24 @@ void fill_key_template(p11::AttributeTemplate& t, Algorithm algorithm, const Obj
       // A transport key does one thing: unwrap keys migrated from a legacy HSM.
       .add_bool(CKA_UNWRAP, transport)
       .add_bool(CKA_DERIVE, false);
+  // No copy of a custody key may ever exist, in the token or out of it (DESIGN invariant 2).
+  if (set_copyable_false) t.add_bool(CKA_COPYABLE, false);
+  // Last: see p11::quirks::refuses_optional_restriction for why the order matters.
   if (set_modifiable_false) t.add_bool(CKA_MODIFIABLE, false);
 }
 
-std::vector<std::pair<std::string, bool>> required_attributes(Algorithm algorithm, bool generated) {
+std::vector<RequiredAttribute> required_attributes(Algorithm algorithm, bool generated) {
   const bool aes = algorithm == Algorithm::aes_256_gcm;
   const bool transport = algorithm == Algorithm::aes_256_kwp_transport;
   const bool mac = algorithm == Algorithm::hmac_sha256;
-  std::vector<std::pair<std::string, bool>> r = {
+  std::vector<RequiredAttribute> r = {
       {"token", true},  {"private", true},     {"sensitive", true}, {"extractable", false},
       {"encrypt", aes}, {"decrypt", aes},      {"sign", mac},       {"verify", mac},
-      {"wrap", false},  {"unwrap", transport}, {"derive", false},
+      {"wrap", false},  {"unwrap", transport}, {"derive", false},   {"copyable", false, true},
   };
   if (generated) {
-    r.emplace_back("always_sensitive", true);
-    r.emplace_back("never_extractable", true);
+    r.push_back({"always_sensitive", true});
+    r.push_back({"never_extractable", true});
   }
   return r;
 }

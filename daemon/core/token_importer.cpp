@@ -55,20 +55,13 @@ void fill_ephemeral_template(p11::AttributeTemplate& t) {
   t.add_bool(CKA_SIGN, false).add_bool(CKA_VERIFY, false).add_bool(CKA_DERIVE, false);
 }
 
-// The final object: the custody template of the algorithm. Some tokens refuse CKA_MODIFIABLE in
-// an unwrap template (SoftHSMv2), so it is tried with and then without.
+// The final object: the custody template of the algorithm. Some tokens refuse CKA_MODIFIABLE or
+// CKA_COPYABLE in an unwrap template: make_custody_key tries without each in turn.
 p11::Result<CK_OBJECT_HANDLE> unwrap_final(p11::Session& s, CK_MECHANISM& mech, CK_OBJECT_HANDLE with,
                                            std::span<const std::uint8_t> wrapped, Algorithm algorithm,
                                            const ObjectRef& target) {
-  p11::AttributeTemplate t;
-  fill_key_template(t, algorithm, target, true);
-  auto h = s.unwrap_key(mech, with, wrapped, t);
-  if (!h && p11::quirks::refuses_modifiable_attribute(h.error().rv)) {
-    p11::AttributeTemplate without;
-    fill_key_template(without, algorithm, target, false);
-    h = s.unwrap_key(mech, with, wrapped, without);
-  }
-  return h;
+  return make_custody_key(algorithm, target,
+                          [&](p11::AttributeTemplate& t) { return s.unwrap_key(mech, with, wrapped, t); });
 }
 
 Error import_error(const p11::P11Error& e) {
@@ -146,7 +139,7 @@ Outcome<std::string> TokenImporter::make_wrapping_pair(const ImportMethod& metho
   return with_session<std::string>([&](p11::Session& s) -> p11::Result<std::string> {
     p11::AttributeTemplate ephemeral;
     fill_ephemeral_template(ephemeral);
-    auto generate = [&](bool pin_unwrap_template) {
+    auto generate = [&](bool pin_unwrap_template, bool not_copyable) {
       p11::AttributeTemplate pub, priv;
       pub.add_ulong(CKA_CLASS, CKO_PUBLIC_KEY).add_ulong(CKA_KEY_TYPE, CKK_RSA).add_ulong(CKA_MODULUS_BITS, method.rsa_bits);
       pub.add_bytes(CKA_PUBLIC_EXPONENT, kExponent).add_bytes(CKA_ID, ref.id).add_string(CKA_LABEL, ref.label);
@@ -156,10 +149,21 @@ Outcome<std::string> TokenImporter::make_wrapping_pair(const ImportMethod& metho
       priv.add_bool(CKA_SENSITIVE, true).add_bool(CKA_EXTRACTABLE, false).add_bool(CKA_UNWRAP, true);
       priv.add_bool(CKA_DECRYPT, false).add_bool(CKA_SIGN, false).add_bool(CKA_DERIVE, false);
       if (pin_unwrap_template) priv.add_template(CKA_UNWRAP_TEMPLATE, ephemeral);
+      if (not_copyable) {
+        pub.add_bool(CKA_COPYABLE, false);
+        priv.add_bool(CKA_COPYABLE, false);
+      }
       return s.generate_key_pair(CKM_RSA_PKCS_KEY_PAIR_GEN, pub, priv);
     };
-    auto pair = generate(true);
-    if (!pair && p11::quirks::refuses_unwrap_template(pair.error().rv)) pair = generate(false);
+    // The answer does not say which attribute a token refused: drop each in turn.
+    constexpr std::pair<bool, bool> kAttempts[] = {{true, true}, {true, false}, {false, true}, {false, false}};
+    auto pair = generate(true, true);
+    for (auto [pin_unwrap_template, not_copyable] : std::span(kAttempts).subspan(1)) {
+      if (pair || !(p11::quirks::refuses_unwrap_template(pair.error().rv) ||
+                    p11::quirks::refuses_optional_restriction(pair.error().rv)))
+        break;
+      pair = generate(pin_unwrap_template, not_copyable);
+    }
     if (!pair) return unexpected(pair.error());
     auto n = s.get_bytes(pair->first, CKA_MODULUS);
     auto e = s.get_bytes(pair->first, CKA_PUBLIC_EXPONENT);

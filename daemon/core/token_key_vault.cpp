@@ -65,17 +65,10 @@ void TokenKeyVault::forget(const ObjectRef& ref) {
 
 Outcome<void> TokenKeyVault::generate(Algorithm algorithm, const ObjectRef& ref) {
   auto made = with_session<CK_OBJECT_HANDLE>([&](p11::Session& s) -> p11::Result<CK_OBJECT_HANDLE> {
-    p11::AttributeTemplate t;
-    fill_key_template(t, algorithm, ref, true);
-    t.add_ulong(CKA_VALUE_LEN, 32);
-    auto h = s.generate_key(generation_mechanism(algorithm), t);
-    if (!h && p11::quirks::refuses_modifiable_attribute(h.error().rv)) {
-      p11::AttributeTemplate without;
-      fill_key_template(without, algorithm, ref, false);
-      without.add_ulong(CKA_VALUE_LEN, 32);
-      h = s.generate_key(generation_mechanism(algorithm), without);
-    }
-    return h;
+    return make_custody_key(algorithm, ref, [&](p11::AttributeTemplate& t) {
+      t.add_ulong(CKA_VALUE_LEN, 32);
+      return s.generate_key(generation_mechanism(algorithm), t);
+    });
   });
   if (!made) return unexpected(token_error(made.error(), "key generation"));
   if (auto ok = verify(algorithm, ref, true); !ok) {
@@ -177,10 +170,10 @@ Outcome<void> TokenKeyVault::verify(Algorithm algorithm, const ObjectRef& key, b
   auto report = attributes(key);
   if (!report) return unexpected(report.error());
   std::string differs;
-  for (const auto& [name, want] : required_attributes(algorithm, generated)) {
-    const auto& have = (*report)[name];
-    if (!have) differs += " " + name + "=unreported";
-    else if (*have != want) differs += " " + name + "=" + (*have ? "true" : "false");
+  for (const auto& want : required_attributes(algorithm, generated)) {
+    const auto& have = (*report)[want.name];
+    if (!have && !want.unreported_is_fine) differs += " " + want.name + "=unreported";
+    else if (have && *have != want.value) differs += " " + want.name + "=" + (*have ? "true" : "false");
   }
   if (!differs.empty()) return fail(Code::internal, "token object " + key.label + " has" + differs);
   return {};

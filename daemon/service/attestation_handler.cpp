@@ -1,8 +1,9 @@
 // POST /v1/attestation: nonce (base64, 0..64 bytes), keys (optional list of names) → the signed
-// envelope of CONTRACT §6. On the service socket a report covers the keys the caller may use; on
-// the admin socket, every key.
+// envelope of CONTRACT §6. On the service socket a report covers the keys the caller may use (and
+// asking for a missing key gets the 403 a forbidden one gets); on the admin socket, every key.
 #include "daemon/service/context.h"
 #include "daemon/service/json_body.h"
+#include "daemon/service/key_visibility.h"
 #include "daemon/service/routes.h"
 
 namespace custody::service {
@@ -14,7 +15,8 @@ Handler make_attestation_handler(ServiceContext& c, bool every_key) {
       e.result = core::code_name(err.code);
       return error_response(err, call.request.request_id);
     };
-    auto body = parse_body(call.request.body.empty() ? "{}" : call.request.body, c.max_json_depth);
+    const std::string_view raw = call.request.body;
+    auto body = parse_body(raw.empty() ? "{}" : raw, c.max_json_depth);
     if (!body) return fail_with(body.error());
     Fields f(*body);
     if (auto ok = f.only({"nonce", "keys"}); !ok) return fail_with(ok.error());
@@ -25,16 +27,17 @@ Handler make_attestation_handler(ServiceContext& c, bool every_key) {
       if (!wanted->is_array()) return fail_with({core::Code::invalid_argument, "'keys' must be a list of key names"});
       for (const auto& n : wanted->as_array()) {
         if (!n.is_string()) return fail_with({core::Code::invalid_argument, "'keys' must be a list of key names"});
-        auto key = c.registry.find(std::string(n.as_string()));
-        if (!key) return fail_with({core::Code::not_found, "no key named '" + std::string(n.as_string()) + "'"});
-        if (!every_key && !key->policy.allows_any(call.request.peer))
-          return fail_with({core::Code::permission_denied, "uid " + std::to_string(call.request.peer.uid) +
-                                                               " may not use key '" + key->name + "'"});
+        const std::string name(n.as_string());
+        auto key = c.registry.find(name);
+        if (!key || !may_see(every_key, *key, call.request.peer)) {
+          if (!key) e.extra["key_exists"] = false;
+          return fail_with(unknown_or_not_yours(every_key, key != nullptr, name, call.request.peer));
+        }
         keys.push_back(std::move(key));
       }
     } else {
       for (auto& key : c.registry.all())
-        if (every_key || key->policy.allows_any(call.request.peer)) keys.push_back(std::move(key));
+        if (may_see(every_key, *key, call.request.peer)) keys.push_back(std::move(key));
     }
     auto envelope = c.attestor->attest(*nonce, keys);
     if (!envelope) return fail_with(envelope.error());

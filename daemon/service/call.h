@@ -28,7 +28,9 @@ struct Call {
   }
 };
 
+// The body serialized into memory that is wiped when freed (it may carry plaintext or keys).
 Response json_response(int status, const boost::json::value& body);
+Response json_response(int status, const boost::json::object& body);  // no copy into a value
 Response error_response(const core::Error& error, const std::string& request_id);
 
 }  // namespace custody::service

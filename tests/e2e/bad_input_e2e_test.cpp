@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <set>
 #include <thread>
 
 #include "common/base64.h"
@@ -68,11 +69,109 @@ Daemon* BadInputE2E::daemon_ = nullptr;
 
 }  // namespace
 
-TEST_F(BadInputE2E, UnknownKeyIsNotFound) {
+TEST_F(BadInputE2E, AnUnknownKeyIsRefusedOnTheServiceSocketAndNotFoundOnTheAdminSocket) {
   auto [s, b] = daemon_->post("/v1/keys/nope/wrap", {{"plaintext", "aGk="}});
-  expect_error(s, b, 404, "not_found");
+  expect_error(s, b, 403, "permission_denied");
+  auto shown = daemon_->service().call("GET", "/v1/keys/nope");
+  expect_error(shown->status, json::parse(shown->body), 403, "permission_denied");
+  auto attested = daemon_->service().call("POST", "/v1/attestation", R"({"keys":["nope"]})");
+  expect_error(attested->status, json::parse(attested->body), 403, "permission_denied");
+  // Operators see every key: they are told it does not exist.
+  auto admin_shown = daemon_->admin().call("GET", "/v1/keys/nope");
+  expect_error(admin_shown->status, json::parse(admin_shown->body), 404, "not_found");
+  auto admin_attested = daemon_->admin().call("POST", "/v1/attestation", R"({"keys":["nope"]})");
+  expect_error(admin_attested->status, json::parse(admin_attested->body), 404, "not_found");
   auto [s2, b2] = daemon_->post("/v1/keys/Bad%20Name/wrap", {{"plaintext", "aGk="}});
   expect_error(s2, b2, 400, "invalid_argument");
+  expect_still_serving();
+}
+
+TEST_F(BadInputE2E, DuplicateFieldsAreRefusedNotCollapsed) {
+  auto send = [&](const std::string& body) {
+    auto r = daemon_->service().call("POST", "/v1/keys/demo/wrap", body);
+    return std::pair{r->status, json::parse(r->body)};
+  };
+  auto [s, b] = send(R"({"plaintext":"aGk=","plaintext":"Ynll"})");
+  expect_error(s, b, 400, "invalid_argument");
+  EXPECT_EQ(b.at("error").at("message").as_string(), "duplicate field 'plaintext'");
+  auto [s2, b2] = send(R"({"plaintext":"aGk=","context":{"tenant":"a","tenant":"b"}})");
+  expect_error(s2, b2, 400, "invalid_argument");
+  EXPECT_EQ(b2.at("error").at("message").as_string(), "duplicate field 'tenant' in 'context'");
+  auto [s3, b3] = send(R"({"batch":[{"plaintext":"aGk=","context":{"k":"1","k":"1"}}]})");
+  expect_error(s3, b3, 400, "invalid_argument");
+  // The same name in different objects is no duplicate.
+  auto [s4, b4] = send(R"({"plaintext":"aGk=","context":{"plaintext":"x"}})");
+  EXPECT_EQ(s4, 200) << json::serialize(b4);
+  expect_still_serving();
+}
+
+TEST_F(BadInputE2E, APeerCannotTellAMissingKeyFromOneItMayNotUse) {
+  if (::getuid() != 0) GTEST_SKIP() << "needs root to act as another uid";
+  ASSERT_EQ(::chmod(daemon_->dir().c_str(), 0755), 0);
+  // Every route that names a key, asked by uid 65534 (no policy names it) with one request id.
+  const std::vector<std::pair<std::string, std::string>> calls = {
+      {"/v1/keys/hidden/wrap", R"({"plaintext":"aGk="})"},
+      {"/v1/keys/hidden/unwrap", R"({"ciphertext":"aGk="})"},
+      {"/v1/keys/hidden/datakey", "{}"},
+      {"/v1/keys/hidden/rewrap", R"({"ciphertext":"aGk="})"},
+      {"/v1/keys/hidden/derive", R"({"info":"","length":32})"},
+      {"/v1/keys/hidden/wrap", R"({"batch":[{"plaintext":"aGk="}]})"},
+      {"GET /v1/keys/hidden", ""},
+      {"/v1/attestation", R"({"keys":["hidden"]})"},
+  };
+  auto ask_as_nobody = [&] {
+    int pipefd[2];
+    EXPECT_EQ(::pipe(pipefd), 0);
+    pid_t child = ::fork();
+    if (child == 0) {
+      ::close(pipefd[0]);
+      json::array replies;
+      if (::setgid(65534) == 0 && ::setuid(65534) == 0) {
+        client::UnixHttpClient c(daemon_->service_socket());
+        for (const auto& [target, body] : calls) {
+          const bool get = target.rfind("GET ", 0) == 0;
+          auto r = c.call(get ? "GET" : "POST", get ? target.substr(4) : target, body, {{"X-Request-Id", "same-id"}});
+          replies.push_back(r ? json::value{r->status, r->body} : json::value{-1, r.error()});
+        }
+      }
+      const std::string out = json::serialize(replies);
+      (void)!::write(pipefd[1], out.data(), out.size());
+      ::_exit(0);
+    }
+    ::close(pipefd[1]);
+    std::string out;
+    char buf[4096];
+    for (ssize_t n; (n = ::read(pipefd[0], buf, sizeof buf)) > 0;) out.append(buf, static_cast<std::size_t>(n));
+    ::close(pipefd[0]);
+    ::waitpid(child, nullptr, 0);
+    return json::parse(out).as_array();
+  };
+  const json::array missing = ask_as_nobody();
+  ASSERT_EQ(daemon_->create_key("hidden", "aes-256-gcm", allow_me_everything()), 201);
+  const json::array existing = ask_as_nobody();
+  ASSERT_EQ(missing.size(), calls.size());
+  ASSERT_EQ(existing.size(), calls.size());
+  for (std::size_t i = 0; i < calls.size(); ++i) {
+    SCOPED_TRACE(calls[i].first + " " + calls[i].second);
+    EXPECT_EQ(json::serialize(missing[i]), json::serialize(existing[i])) << "the answers tell the two apart";
+    const bool batch = calls[i].second.find("batch") != std::string::npos;
+    EXPECT_EQ(missing[i].at(0).as_int64(), batch ? 200 : 403);
+    const auto body = json::parse(missing[i].at(1).as_string());
+    const auto& error = batch ? body.at("batch").at(0).at("error") : body.at("error");
+    EXPECT_EQ(error.at("code").as_string(), "permission_denied");
+    EXPECT_EQ(error.at("message").as_string().find("uid 65534 may not"), 0u) << json::serialize(error);
+  }
+  // The audit keeps the truth for the security team, under the same result code.
+  const std::set<std::string> types = {"wrap", "unwrap", "datakey", "rewrap", "derive", "keys.show", "attestation"};
+  int refused = 0, missing_noted = 0;
+  for (const auto& rec : daemon_->audit_records()) {
+    if (rec.at("request_id").as_string() != "same-id" || !types.count(std::string(rec.at("type").as_string()))) continue;
+    EXPECT_EQ(rec.at("result").as_string(), "permission_denied") << json::serialize(rec);
+    ++refused;
+    if (const auto* exists = rec.if_contains("key_exists"); exists && !exists->as_bool()) ++missing_noted;
+  }
+  EXPECT_GE(refused, 2 * 7);    // each single request, before and after the key existed
+  EXPECT_GE(missing_noted, 2);  // at least keys.show and attestation
   expect_still_serving();
 }
 

@@ -165,7 +165,7 @@ TEST(ByokE2E, BadImportsAreRefusedAndLeaveNothingBehind) {
   EXPECT_EQ(import(d, id, d.dir() + "/truncated.bin").first, 400);
   EXPECT_EQ(import(d, id, d.dir() + "/for-other.bin").first, 400);  // wrapped for another job's key
   EXPECT_EQ(secret_objects(d), objects) << "a refused import left an object in the token";
-  EXPECT_EQ(d.service().call("GET", "/v1/keys/careful")->status, 404);
+  EXPECT_EQ(d.admin().call("GET", "/v1/keys/careful")->status, 404);
   // The job is still usable after the refusals, and single use after success.
   EXPECT_EQ(import(d, id, d.dir() + "/payload.bin", openssl_aes_kcv(d.dir())).first, 200);
   EXPECT_EQ(import(d, id, d.dir() + "/payload.bin").first, 409);

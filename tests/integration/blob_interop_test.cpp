@@ -158,9 +158,14 @@ TEST_F(BlobInterop, PolicyStateAndAlgorithmAreEnforced) {
   auto datakey_denied = plane_.datakey(peer_, "interop", 32, ctx_, facts);
   ASSERT_FALSE(datakey_denied);
   EXPECT_EQ(datakey_denied.error().code, Code::permission_denied);
-  auto missing = plane_.wrap(peer_, "nope", to_bytes("x"), ctx_, facts);
+  // A missing key is refused like a forbidden one, in the same words; only the audit knows.
+  AuditFacts missing_facts;
+  auto missing = plane_.wrap(peer_, "nope", to_bytes("x"), ctx_, missing_facts);
   ASSERT_FALSE(missing);
-  EXPECT_EQ(missing.error().code, Code::not_found);
+  EXPECT_EQ(missing.error().code, Code::permission_denied);
+  EXPECT_EQ(missing.error().message, "uid " + std::to_string(peer_.uid) + " may not wrap with key 'nope'");
+  EXPECT_FALSE(missing_facts.key_exists);
+  EXPECT_TRUE(facts.key_exists);
   Key k = *registry_.find("interop");
   k.state = KeyState::disabled;
   registry_.put(k);

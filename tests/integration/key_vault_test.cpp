@@ -2,6 +2,7 @@
 #include <openssl/rand.h>
 
 #include "common/hex.h"
+#include "daemon/core/attestation_key.h"
 #include "daemon/core/token_key_vault.h"
 #include "tests/integration/test_keys.h"
 #include "tests/support/vectors.h"
@@ -19,7 +20,92 @@ ObjectRef fresh_ref(const std::string& label) {
   return ref;
 }
 
+CK_OBJECT_HANDLE find_object(p11::Session& s, CK_OBJECT_CLASS cls, const Bytes& id) {
+  p11::AttributeTemplate t;
+  t.add_ulong(CKA_CLASS, cls).add_bytes(CKA_ID, id);
+  auto found = s.find_objects(t, 2);
+  EXPECT_TRUE(found && found->size() == 1);
+  return found && found->size() == 1 ? (*found)[0] : CK_INVALID_HANDLE;
+}
+
+// C_CopyObject: a second token object holding the same key, under another label. PKCS#11 2.40
+// answers CKR_ACTION_PROHIBITED for an object with CKA_COPYABLE false (an empty template is
+// CKR_ARGUMENTS_BAD on SoftHSMv2, and a non-modifiable key refuses a new label with
+// CKR_ATTRIBUTE_READ_ONLY: neither proves the key uncopyable). A copy that was made is destroyed.
+CK_RV try_to_copy(p11::Session& s, CK_OBJECT_HANDLE h) {
+  p11::AttributeTemplate relabel;
+  relabel.add_string(CKA_LABEL, "custody:copy-attempt");
+  auto copy = s.copy_object(h, relabel);
+  if (!copy) return copy.error().rv;
+  EXPECT_TRUE(s.destroy_object(*copy));
+  return CKR_OK;
+}
+
+std::optional<bool> copyable(p11::Session& s, CK_OBJECT_HANDLE h) {
+  const CK_ATTRIBUTE_TYPE types[] = {CKA_COPYABLE};
+  auto values = s.get_bools(h, types);
+  EXPECT_TRUE(values);
+  return values ? (*values)[CKA_COPYABLE] : std::nullopt;
+}
+
 }  // namespace
+
+TEST(TokenKeyVault, GeneratedKeysAreUncopyableAndTheTokenRefusesACopy) {
+  TokenKeyVault vault(test::SharedToken::get().pool());
+  for (auto algorithm : {Algorithm::aes_256_gcm, Algorithm::hmac_sha256}) {
+    SCOPED_TRACE(algorithm_name(algorithm));
+    auto ref = fresh_ref(std::string("custody:nocopy-") + algorithm_name(algorithm) + ":v1");
+    ASSERT_TRUE(vault.generate(algorithm, ref));
+    auto a = vault.attributes(ref);
+    ASSERT_TRUE(a);
+    EXPECT_EQ((*a)["copyable"], std::optional<bool>(false));
+    auto lease = test::SharedToken::get().pool().acquire();
+    ASSERT_TRUE(lease);
+    const auto h = find_object(lease->session(), CKO_SECRET_KEY, ref.id);
+    EXPECT_EQ(try_to_copy(lease->session(), h), CKR_ACTION_PROHIBITED);
+  }
+}
+
+TEST(TokenKeyVault, VerifyRefusesACopyableKey) {
+  auto ref = fresh_ref("custody:copyable:v1");
+  {
+    auto lease = test::SharedToken::get().pool().acquire();
+    ASSERT_TRUE(lease);
+    p11::AttributeTemplate t;
+    fill_key_template(t, Algorithm::aes_256_gcm, ref, true, false);
+    t.add_ulong(CKA_VALUE_LEN, 32);
+    ASSERT_TRUE(lease->session().generate_key(CKM_AES_KEY_GEN, t));
+  }
+  TokenKeyVault vault(test::SharedToken::get().pool());
+  auto v = vault.verify(Algorithm::aes_256_gcm, ref, true);
+  ASSERT_FALSE(v);
+  EXPECT_NE(v.error().message.find("copyable=true"), std::string::npos) << v.error().message;
+}
+
+TEST(AttestationKey, BothHalvesAreUncopyableAndTheTokenRefusesACopy) {
+  auto& pool = test::SharedToken::get().pool();
+  bool created = false;
+  auto key = AttestationKey::open(pool, created);
+  ASSERT_TRUE(key) << key.error();
+  {
+    auto lease = pool.acquire();
+    ASSERT_TRUE(lease);
+    auto& s = lease->session();
+    for (CK_OBJECT_CLASS cls : {CKO_PRIVATE_KEY, CKO_PUBLIC_KEY}) {
+      SCOPED_TRACE(cls == CKO_PRIVATE_KEY ? "private" : "public");
+      p11::AttributeTemplate t;
+      t.add_ulong(CKA_CLASS, cls).add_string(CKA_LABEL, kAttestationKeyLabel);
+      auto h = s.find_one(t, kAttestationKeyLabel);
+      ASSERT_TRUE(h);
+      EXPECT_EQ(copyable(s, *h), std::optional<bool>(false));
+      EXPECT_EQ(try_to_copy(s, *h), CKR_ACTION_PROHIBITED);
+    }
+  }
+  // Found again, with the same checks, on a later start.
+  bool again = true;
+  ASSERT_TRUE(AttestationKey::open(pool, again));
+  EXPECT_FALSE(again);
+}
 
 TEST(TokenKeyVault, GeneratedKeysAreSensitiveNeverExtractableAndSingleRole) {
   TokenKeyVault vault(test::SharedToken::get().pool());

@@ -4,6 +4,7 @@
 
 #include "common/hex.h"
 #include "daemon/core/encryption_context.h"
+#include "daemon/service/json_body.h"
 
 using namespace custody;
 using namespace custody::core;
@@ -42,4 +43,18 @@ TEST(EncryptionContext, RefusesWhatTheContractForbids) {
   std::string many = "{";
   for (int i = 0; i < 33; ++i) many += (i ? "," : "") + std::string("\"k") + std::to_string(i) + "\":\"v\"";
   EXPECT_FALSE(check(many + "}"));
+}
+
+TEST(EncryptionContext, ARepeatedKeyIsRefusedBeforeItCouldCollapseIntoOne) {
+  // A JSON object cannot hold a key twice, so the request parser must refuse the body: otherwise
+  // {"k":"a","k":"b"} would silently become the context {"k":"b"}.
+  auto body = service::parse_body(R"({"plaintext":"aGk=","context":{"k":"a","k":"b"}})", 16);
+  ASSERT_FALSE(body);
+  EXPECT_EQ(body.error().code, Code::invalid_argument);
+  EXPECT_NE(body.error().message.find("duplicate field 'k' in 'context'"), std::string::npos) << body.error().message;
+  auto fine = service::parse_body(R"({"context":{"k":"a","K":"b"}})", 16);
+  ASSERT_TRUE(fine);
+  auto ctx = parse_context(fine->if_contains("context"));
+  ASSERT_TRUE(ctx);
+  EXPECT_EQ(ctx->size(), 2u);
 }
