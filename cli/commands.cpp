@@ -462,12 +462,14 @@ int cmd_audit_verify(const std::vector<std::string>& files, const std::string& p
   auto r = core::verify_audit_log(inputs, pem);
   if (as_json) {
     json::object o{{"ok", r.ok}, {"records", r.records}, {"checkpoints", r.checkpoints}, {"head", r.head},
-                   {"after_last_checkpoint", r.after_last_checkpoint}};
+                   {"after_last_checkpoint", r.after_last_checkpoint}, {"first_seq", r.first_seq}};
     if (!r.ok) o["first_bad_line"] = r.first_bad_line, o["first_bad_seq"] = r.first_bad_seq, o["problem"] = r.problem;
     std::cout << json::serialize(o) << '\n';
   } else if (r.ok) {
     std::cout << "OK: " << r.records << " records, chain head " << r.head << '\n';
-    if (r.started_mid_chain) std::cout << "note: the first file starts after seq 1; earlier records were not checked\n";
+    if (r.started_mid_chain)
+      std::cout << "note: the log starts at seq " << r.first_seq
+                << " (earlier files removed by retention or not given); the chain is checked from that record's prev\n";
     if (pem.empty())
       std::cout << "note: checkpoint signatures not checked; pass --public-key (custodyctl attest key)\n";
     else

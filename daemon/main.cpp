@@ -142,7 +142,9 @@ int main(int argc, char** argv) {
         return std::move(*sig);
       },
       cfg.audit.checkpoint_every, core::Peer{::getuid(), ::getgid(), ::getpid()});
+  (*audit)->set_checkpoint_interval(cfg.audit.checkpoint_interval);
   (*audit)->set_rotation(cfg.audit.max_file_bytes);
+  (*audit)->set_retention({cfg.audit.max_files, cfg.audit.max_total_bytes, cfg.audit.min_free_bytes});
   auto start = lifecycle_event("daemon.start");
   start.extra["version"] = CUSTODY_VERSION;
   start.extra["config_sha256"] = cfg.sha256;

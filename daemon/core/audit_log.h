@@ -3,6 +3,8 @@
 // groups: every record submitted while the previous group was being written goes out in one
 // write and (durability "group") one fdatasync; then every submitter is told. A write failure
 // rolls the file back to the last good record and refuses service until a retry succeeds.
+// Rotated files are kept within a count and size budget: the oldest go, but only once a signed
+// checkpoint in a newer file vouches for the chain that continues from them.
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -23,6 +25,23 @@
 namespace custody::core {
 
 enum class AuditDurability { always, group, none };
+
+// Retention of rotated files (0: no limit) and the free-space alarm.
+struct AuditRetention {
+  std::uint64_t max_files = 0;        // counting the file being written
+  std::uint64_t max_total_bytes = 0;  // all files together
+  std::uint64_t min_free_bytes = 0;   // below this, health says degraded
+};
+
+// What the log occupies on disk, for health and metrics.
+struct AuditStorage {
+  std::uint64_t files = 0;  // the live file and the rotated ones kept
+  std::uint64_t bytes = 0;
+  std::optional<std::uint64_t> free_bytes;  // nullopt when the filesystem cannot be asked
+  std::uint64_t min_free_bytes = 0;
+  // Free space is under min_free_bytes (0: no alarm), or unknown: the disk may fill unnoticed.
+  bool low_on_space() const { return min_free_bytes > 0 && (!free_bytes || *free_bytes < min_free_bytes); }
+};
 
 class AuditLog {
  public:
@@ -53,29 +72,69 @@ class AuditLog {
   // Writes a checkpoint now (at shutdown); false if it could not be written.
   bool checkpoint();
 
+  // Also by time: a checkpoint at most `interval` after the first record none covers, even when
+  // no further record comes. 0: by count only.
+  void set_checkpoint_interval(std::chrono::milliseconds interval);
+
   // Rotation by size: once the file would pass max_bytes, it is renamed to
   // "<path>.<seq of its last record, 12 digits>" and a new file continues the same chain, so
   // `custodyctl audit verify <path>.* <path>` checks them as one. 0: never rotate.
   void set_rotation(std::uint64_t max_bytes);
+  // After a rotation or a checkpoint, the oldest rotated files are removed while the budget is
+  // exceeded, each only when a checkpoint later in the chain covers its last record; an
+  // "audit.retention" record naming the file and its seq range is written before it goes.
+  void set_retention(AuditRetention retention);
+  // The free bytes of the filesystem holding dir (statvfs by default); a seam for tests.
+  using FreeSpaceProbe = std::function<Expected<std::uint64_t, std::string>(const std::string& dir)>;
+  void set_free_space_probe(FreeSpaceProbe probe);
+  AuditStorage storage() const;
+  // Seq of the newest checkpoint written in this run or found at the end of the file; 0: none.
+  std::uint64_t last_checkpoint_sequence() const;
 
  private:
   struct Pending {
     std::vector<AuditEvent> events;
     Done done;
   };
-  AuditLog(std::string path, int fd, AuditDurability durability, const Clock& clock, std::uint64_t seq,
-           std::string prev, std::uint64_t size);
+  // A rotated file still on disk, oldest first in rotated_.
+  struct RotatedFile {
+    std::string path;
+    std::uint64_t first_seq = 0;
+    std::uint64_t last_seq = 0;
+    std::uint64_t bytes = 0;
+  };
+  using SteadyTime = std::chrono::steady_clock::time_point;
+
+  // What open() found on disk.
+  struct Found {
+    std::uint64_t seq = 0;  // of the newest record
+    std::string prev;       // its hash
+    std::uint64_t size = 0;
+    std::uint64_t first_seq = 1;  // of the live file's first record
+    bool ends_with_checkpoint = false;
+    std::vector<RotatedFile> rotated;
+  };
+  AuditLog(std::string path, int fd, AuditDurability durability, const Clock& clock, Found found);
   void run();
-  bool write_group(std::vector<Pending>& group);
+  // When the writer must write a checkpoint unasked (the mutex held); nullopt: not due.
+  std::optional<SteadyTime> checkpoint_due() const;
+  bool write_group(std::vector<Pending>& group, bool checkpoint_first);
   std::string render(const AuditEvent& e, std::uint64_t seq, const std::string& prev) const;
   // The checkpoint record for seq, or nullopt if the signer failed.
   std::optional<std::string> render_checkpoint(std::uint64_t seq, const std::string& prev) const;
+  // Renames the live file after its last record (seq_) and opens a new one.
+  bool rotate();
+  // Removes the oldest rotated files the budget no longer has room for (writer thread only).
+  void enforce_retention();
   Signer signer_;
   std::uint64_t checkpoint_every_ = 0;
+  std::chrono::milliseconds checkpoint_interval_{0};
   Peer self_;
   bool checkpoint_now_ = false;
   std::uint64_t max_bytes_ = 0;
-  bool rotate();
+  AuditRetention retention_;
+  FreeSpaceProbe free_space_;
+  std::string removal_failed_;  // a file unlink refused, not retried until the next rotation
 
   const std::string path_;
   int fd_;  // replaced only by the writer thread, when it rotates the file
@@ -92,6 +151,10 @@ class AuditLog {
   std::string prev_;      // its hash
   std::uint64_t size_;    // bytes of good records in the file
   std::uint64_t written_ = 0;
+  std::uint64_t first_seq_;             // of the live file's first record (or the next one)
+  std::vector<RotatedFile> rotated_;    // oldest first
+  std::uint64_t last_checkpoint_seq_ = 0;
+  std::optional<SteadyTime> uncovered_since_;  // first record written after the newest checkpoint
   std::thread writer_;
 };
 

@@ -48,6 +48,7 @@ AuditVerification verify_audit_log(const std::vector<std::istream*>& files, cons
         expected_seq = static_cast<std::uint64_t>(seq->as_int64());
         prev = expected_seq == 1 ? kAuditGenesis : std::string(p->as_string());
         r.started_mid_chain = expected_seq != 1;
+        r.first_seq = expected_seq;
       }
       if (static_cast<std::uint64_t>(seq->as_int64()) != expected_seq)
         return bad("seq is " + std::to_string(seq->as_int64()) + ", expected " + std::to_string(expected_seq) +

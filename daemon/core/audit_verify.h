@@ -2,7 +2,9 @@
 // Checks an audit log: every line a record, seq counting up by one, every "prev" the SHA-256 of
 // the line before it, and, given the attestation public key, every checkpoint's signature over
 // "custody.audit.checkpoint.v1\n<seq>\n<prev>\n". Names the first record that breaks any of it.
-// Several files (a rotated log, oldest first) are checked as one chain.
+// Several files (a rotated log, oldest first) are checked as one chain. The chain may start after
+// seq 1 (retention removed the oldest files): it is then checked from its first record's prev,
+// which only a later signed checkpoint vouches for.
 #include <cstdint>
 #include <istream>
 #include <optional>
@@ -21,6 +23,7 @@ struct AuditVerification {
   std::string problem;
   std::string head;  // hash of the last good record
   bool started_mid_chain = false;        // the first record was not seq 1
+  std::uint64_t first_seq = 0;           // seq of the first record; 0 when there is none
 };
 
 // public_key_pem: the attestation key; empty to check the chain alone.

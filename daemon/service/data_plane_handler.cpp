@@ -1,7 +1,13 @@
 #include "daemon/service/data_plane_handler.h"
 
+#include <optional>
+
 namespace custody::service {
 namespace {
+
+// Long enough for every message the daemon writes; a caller-chosen field name cannot make a
+// summary record large.
+constexpr std::size_t kMaxSummaryMessage = 160;
 
 core::Outcome<boost::json::object> run_item(const std::vector<std::string>& fields, const ItemHandler& item,
                                             const std::string& key_name, const boost::json::value& body,
@@ -23,7 +29,70 @@ void audit_item(Call& call, core::Operation op, const core::AuditFacts& facts, c
   e.key = facts.key;
   e.version = facts.version;
   e.context_sha256 = facts.context_sha256;
+  // The caller was told "permission denied" either way; the security team learns the truth.
+  if (!facts.key_exists) e.extra["key_exists"] = false;
 }
+
+// Whether a failed item was refused before any token operation ran with the key. Only these are
+// summarised; daemon and token failures (internal, unavailable, ...) keep their own record.
+bool refused_before_the_token(const core::AuditFacts& facts, const core::Error& error) {
+  if (facts.touched_key) return false;
+  switch (error.code) {
+    case core::Code::invalid_argument:
+    case core::Code::permission_denied:
+    case core::Code::not_found:
+    case core::Code::failed_precondition:
+    case core::Code::payload_too_large:
+    case core::Code::method_not_allowed:
+      return true;
+    case core::Code::invalid_ciphertext:
+      // A blob that does not parse or names another key is refused before the version is
+      // known; one that fails to authenticate was given to the token with its version.
+      return !facts.version;
+    case core::Code::resource_exhausted:
+    case core::Code::internal:
+    case core::Code::unavailable:
+      return false;
+  }
+  return false;
+}
+
+// The refused items of one batch, for its one summary record: how many, and per error code the
+// count, the first item's index and its message.
+class RefusalSummary {
+ public:
+  void add(std::size_t index, const core::Error& error, const core::AuditFacts& facts) {
+    key_missing_ = key_missing_ || !facts.key_exists;
+    const char* code = core::code_name(error.code);
+    if (!first_code_) first_code_ = code;
+    ++count_;
+    if (auto* entry = errors_.if_contains(code)) {
+      auto& o = entry->as_object();
+      o["count"] = o.at("count").as_uint64() + 1;
+      return;
+    }
+    std::string message = error.message.substr(0, kMaxSummaryMessage);
+    for (auto& c : message)
+      if (c < 0x20 || c > 0x7e) c = '?';
+    errors_[code] = boost::json::object{{"count", std::uint64_t{1}}, {"first_index", index}, {"first_message", message}};
+  }
+  void record(Call& call, core::Operation op, const std::string& key_name, std::size_t items) const {
+    if (count_ == 0) return;
+    auto& e = call.record(core::operation_name(op));
+    e.result = *first_code_;
+    e.key = key_name;
+    e.extra["batch_items"] = items;
+    e.extra["refused"] = count_;
+    e.extra["errors"] = errors_;
+    if (key_missing_) e.extra["key_exists"] = false;
+  }
+
+ private:
+  bool key_missing_ = false;
+  std::uint64_t count_ = 0;
+  std::optional<const char*> first_code_;
+  boost::json::object errors_;
+};
 
 }  // namespace
 
@@ -53,19 +122,30 @@ Handler data_plane_handler(ServiceContext& context, core::Operation operation, s
       audit_item(call, operation, core::AuditFacts{key_name, {}, {}}, core::code_name(e.code));
       return error_response(e, rid);
     }
+    // Each item is authorized on its own. An item that touched the key keeps its own record;
+    // refusals share one, so that batching them cannot multiply the audit log.
+    RefusalSummary refused;
     boost::json::array results(zeroizing_storage());
     for (const auto& entry : batch->as_array()) {
+      const std::size_t index = results.size();
       core::AuditFacts facts;
       auto result = run_item(fields, item, key_name, entry, call.request.peer, facts);
-      audit_item(call, operation, facts, result ? "ok" : core::code_name(result.error().code));
-      call.audit.back().extra["batch_index"] = results.size();
       if (result) {
+        audit_item(call, operation, facts, "ok");
+        call.audit.back().extra["batch_index"] = index;
         results.push_back(std::move(*result));
-      } else {
-        results.push_back(boost::json::object{
-            {"error", {{"code", core::code_name(result.error().code)}, {"message", result.error().message}}}});
+        continue;
       }
+      if (refused_before_the_token(facts, result.error())) {
+        refused.add(index, result.error(), facts);
+      } else {
+        audit_item(call, operation, facts, core::code_name(result.error().code));
+        call.audit.back().extra["batch_index"] = index;
+      }
+      results.push_back(boost::json::object{
+          {"error", {{"code", core::code_name(result.error().code)}, {"message", result.error().message}}}});
     }
+    refused.record(call, operation, key_name, results.size());
     boost::json::object out(zeroizing_storage());
     out["batch"] = std::move(results);
     return json_response(200, out);

@@ -8,14 +8,27 @@ Handler make_health_handler(ServiceContext& c) {
   return [&c](Call&) {
     const bool token_ok = c.vault.available();
     const bool audit_ok = c.audit.accepting();
+    const auto storage = c.audit.storage();
     const auto report = c.health.reconcile();
-    const char* status = !(token_ok && audit_ok) ? "unavailable" : c.health.degraded() ? "degraded" : "ok";
+    // Low disk is degraded, not unavailable: service goes on, but the log fails closed once full.
+    const bool degraded = c.health.degraded() || storage.low_on_space();
+    const char* status = !(token_ok && audit_ok) ? "unavailable" : degraded ? "degraded" : "ok";
     boost::json::object token{{"label", c.token.label},
                               {"manufacturer", c.token.manufacturer},
                               {"model", c.token.model},
                               {"available", token_ok}};
     if (!token_ok) token["reason"] = c.vault.unavailable_reason();
-    boost::json::object audit{{"path", c.audit.path()}, {"writable", audit_ok}, {"sequence", c.audit.sequence()}};
+    boost::json::object audit{{"path", c.audit.path()},   {"writable", audit_ok},      {"sequence", c.audit.sequence()},
+                              {"files", storage.files}, {"bytes", storage.bytes}, {"min_free_bytes", storage.min_free_bytes}};
+    if (storage.free_bytes) audit["free_bytes"] = *storage.free_bytes;
+    if (storage.low_on_space()) {
+      audit["low_on_space"] = true;
+      audit["reason"] = storage.free_bytes
+                            ? "the audit filesystem has " + std::to_string(*storage.free_bytes) +
+                                  " bytes free, under audit.min_free_bytes (" + std::to_string(storage.min_free_bytes) +
+                                  "); once it is full every request fails closed"
+                            : std::string("the free space of the audit filesystem cannot be read");
+    }
     boost::json::object body{{"status", status}, {"token", std::move(token)}, {"audit", std::move(audit)},
                              {"keys", c.registry.size()}};
     auto list = [](const std::vector<std::string>& items) {

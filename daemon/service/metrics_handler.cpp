@@ -25,6 +25,12 @@ Handler make_metrics_handler(ServiceContext& c) {
            "custody_requests_in_flight " + std::to_string(c.metrics.in_flight()) + "\n");
     metric(out, "custody_connections_rejected_total", "counter", "Connections refused at the connection limit.",
            "custody_connections_rejected_total " + std::to_string(c.metrics.rejected_connections()) + "\n");
+    std::ostringstream refusals;
+    for (std::size_t i = 0; i < std::size(kRefusalNames); ++i)
+      refusals << "custody_transport_refusals_total{reason=\"" << kRefusalNames[i] << "\"} "
+               << c.metrics.refusals(static_cast<Refusal>(i)) << '\n';
+    metric(out, "custody_transport_refusals_total", "counter",
+           "Connections and requests the transport turned away, by reason.", refusals.str());
     metric(out, "custody_token_operations_total", "counter", "PKCS#11 operations run on the token.",
            "custody_token_operations_total " + std::to_string(c.vault.operations()) + "\n");
     metric(out, "custody_token_available", "gauge", "1 when the token answers.",
@@ -33,6 +39,16 @@ Handler make_metrics_handler(ServiceContext& c) {
            "custody_audit_records_total " + std::to_string(c.audit.records_written()) + "\n");
     metric(out, "custody_audit_writable", "gauge", "1 when the audit log accepts records.",
            std::string("custody_audit_writable ") + (c.audit.accepting() ? "1" : "0") + "\n");
+    const auto storage = c.audit.storage();
+    metric(out, "custody_audit_files", "gauge", "Audit log files on disk (the live one and the rotated ones kept).",
+           "custody_audit_files " + std::to_string(storage.files) + "\n");
+    metric(out, "custody_audit_bytes", "gauge", "Bytes of all audit log files on disk.",
+           "custody_audit_bytes " + std::to_string(storage.bytes) + "\n");
+    if (storage.free_bytes)
+      metric(out, "custody_audit_disk_free_bytes", "gauge", "Free bytes on the audit log's filesystem.",
+             "custody_audit_disk_free_bytes " + std::to_string(*storage.free_bytes) + "\n");
+    metric(out, "custody_audit_disk_low", "gauge", "1 when the audit filesystem has less free space than audit.min_free_bytes.",
+           std::string("custody_audit_disk_low ") + (storage.low_on_space() ? "1" : "0") + "\n");
     const auto report = c.health.reconcile();
     metric(out, "custody_key_objects_missing", "gauge", "Key versions whose token object is missing (last check).",
            "custody_key_objects_missing " + std::to_string(report.missing.size()) + "\n");

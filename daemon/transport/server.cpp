@@ -146,8 +146,9 @@ asio::awaitable<void> Server::accept_loop(Listener& listener) {
   }
 }
 
-void Server::refuse_connection(local::socket& socket, const std::string& why) {
+void Server::refuse_connection(local::socket& socket, service::Refusal reason, const std::string& why) {
   metrics_.count_rejected_connection();
+  metrics_.count_refusal(reason);
   const int fd = socket.native_handle();
   const std::string request_id = service::choose_request_id("");
   std::string out;
@@ -175,6 +176,7 @@ void Server::dispatch() {
     if (!next) return;
     if (SteadyClock::now() - next->queued_at > limits_.request_timeout) {
       // It waited its whole request time: the client has likely given up. Answer without running.
+      metrics_.count_refusal(service::Refusal::queue_timeout);
       next->worker_done = true;
       next->service->refuse(next->request,
                             {core::Code::unavailable, "the request waited too long for its turn; try again"},
@@ -226,10 +228,11 @@ asio::awaitable<void> Server::serve(std::shared_ptr<Connection> connection, List
     case ConnectionBudget::Verdict::admitted:
       break;
     case ConnectionBudget::Verdict::listener_full:
-      refuse_connection(stream.socket(), "too many connections on this socket; try again");
+      refuse_connection(stream.socket(), service::Refusal::listener_full, "too many connections on this socket; try again");
       co_return;
     case ConnectionBudget::Verdict::uid_full:
-      refuse_connection(stream.socket(), "uid " + std::to_string(peer->uid) + " has too many connections open");
+      refuse_connection(stream.socket(), service::Refusal::uid_connections,
+                        "uid " + std::to_string(peer->uid) + " has too many connections open");
       co_return;
   }
   struct SlotGuard {
@@ -251,7 +254,10 @@ asio::awaitable<void> Server::serve(std::shared_ptr<Connection> connection, List
       stream.expires_after(first_request ? limits_.first_byte_timeout : limits_.idle_timeout);
       auto space = asio::buffer(reader.space().data(), reader.space().size());
       std::size_t n = co_await stream.async_read_some(space, asio::redirect_error(asio::use_awaitable, ec));
-      if (ec) break;
+      if (ec) {
+        if (ec == beast::error::timeout && first_request) metrics_.count_refusal(service::Refusal::too_slow);
+        break;
+      }
       reader.commit(n);
     }
     connection->busy = true;
@@ -271,7 +277,10 @@ asio::awaitable<void> Server::serve(std::shared_ptr<Connection> connection, List
       }
       auto space = asio::buffer(reader.space().data(), reader.space().size());
       std::size_t n = co_await stream.async_read_some(space, asio::redirect_error(asio::use_awaitable, ec));
-      if (ec) break;  // closed, or too slow (slowloris): nothing complete to answer
+      if (ec) {  // closed, or too slow (slowloris): nothing complete to answer
+        if (ec == beast::error::timeout) metrics_.count_refusal(service::Refusal::too_slow);
+        break;
+      }
       reader.commit(n);
     }
     if (ec) break;
@@ -287,6 +296,8 @@ asio::awaitable<void> Server::serve(std::shared_ptr<Connection> connection, List
     std::optional<core::Error> refusal;
     if (progress == HttpRequestParser::Progress::refused) {
       refusal = refusal_error(parser.refusal());
+      metrics_.count_refusal(parser.refusal().status == 413 ? service::Refusal::body_too_large
+                                                            : service::Refusal::malformed_http);
       linger = true;  // the client may still be sending: let it read the answer
       if (parser.refusal().status == 400 && parser.refusal().message.empty())
         refusal->message = "malformed HTTP request";
@@ -294,9 +305,11 @@ asio::awaitable<void> Server::serve(std::shared_ptr<Connection> connection, List
       keep_alive = parser.keep_alive();
       request.body = std::move(parser.body());
       if (!rate_.allow(peer->uid, SteadyClock::now())) {
+        metrics_.count_refusal(service::Refusal::uid_rate);
         refusal = core::Error{core::Code::resource_exhausted,
                               "uid " + std::to_string(peer->uid) + " is over its request rate; slow down"};
       } else if (in_flight_ >= limits_.max_in_flight) {
+        metrics_.count_refusal(service::Refusal::in_flight);
         refusal = core::Error{core::Code::resource_exhausted, "too many requests in flight; try again"};
       }
     }

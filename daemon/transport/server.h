@@ -62,7 +62,8 @@ class Server {
   struct Pending;
   boost::asio::awaitable<void> accept_loop(Listener& listener);
   boost::asio::awaitable<void> serve(std::shared_ptr<Connection> connection, Listener& listener);
-  void refuse_connection(boost::asio::local::stream_protocol::socket& socket, const std::string& why);
+  void refuse_connection(boost::asio::local::stream_protocol::socket& socket, service::Refusal reason,
+                         const std::string& why);
   // Queues a request for a worker; its connection's coroutine waits for pending.done.
   void submit(Pending& pending);
   void dispatch();

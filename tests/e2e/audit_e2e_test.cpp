@@ -3,9 +3,16 @@
 #include <gtest/gtest.h>
 
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <functional>
 #include <regex>
+#include <sstream>
+#include <thread>
 
 #include "common/base64.h"
 #include "common/hex.h"
@@ -57,7 +64,7 @@ TEST(AuditE2E, EveryRequestIsRecordedWithTheContractFields) {
   EXPECT_EQ(read_file(d.audit_path()).find(b64("x")), std::string::npos);
   const auto& last = records.back();
   EXPECT_EQ(last.at("type").as_string(), "unwrap");
-  EXPECT_EQ(last.at("result").as_string(), "not_found");
+  EXPECT_EQ(last.at("result").as_string(), "permission_denied");  // a missing key looks like a forbidden one
   EXPECT_EQ(last.at("key").as_string(), "nope");
   ASSERT_EQ(d.terminate(), 0);
   auto after = d.audit_records();
@@ -117,4 +124,249 @@ TEST(AuditE2E, WhenTheLogCannotBeWrittenRequestsFailClosed) {
   EXPECT_EQ(health->status, 503);
   // What is on disk is still a whole chain.
   EXPECT_EQ(run(std::string(CUSTODYCTL_PATH) + " audit verify " + d.audit_path() + " >/dev/null"), 0);
+}
+
+namespace {
+
+// Runs fn(client) in a child acting as uid/gid 65534 (nobody/nogroup); fn's return value comes
+// back through a pipe. The daemon's directory must be searchable by others.
+int as_nobody(Daemon& d, const std::function<int(client::UnixHttpClient&)>& fn) {
+  int pipefd[2];
+  if (::pipe(pipefd) != 0) return -100;
+  pid_t child = ::fork();
+  if (child == 0) {
+    ::close(pipefd[0]);
+    int result = -101;
+    if (::setgid(65534) == 0 && ::setuid(65534) == 0) {
+      client::UnixHttpClient c(d.service_socket());
+      result = fn(c);
+    }
+    (void)!::write(pipefd[1], &result, sizeof result);
+    ::_exit(0);
+  }
+  ::close(pipefd[1]);
+  int result = -102;
+  if (::read(pipefd[0], &result, sizeof result) != static_cast<ssize_t>(sizeof result)) result = -103;
+  ::close(pipefd[0]);
+  ::waitpid(child, nullptr, 0);
+  return result;
+}
+
+std::vector<json::object> records_with_request_id(Daemon& d, const std::string& id) {
+  std::vector<json::object> out;
+  for (auto& r : d.audit_records())
+    if (r.at("request_id").as_string() == id) out.push_back(std::move(r));
+  return out;
+}
+
+std::string batch_of(const json::array& items) { return json::serialize(json::object{{"batch", items}}); }
+
+}  // namespace
+
+TEST(AuditE2E, ABatchRefusedToAUidWithoutRightsIsOneRecord) {
+  if (::getuid() != 0) GTEST_SKIP() << "needs root to act as another uid";
+  DaemonOptions o;
+  o.service_group = "nogroup";  // uid 65534 may connect, and is refused by policy
+  Daemon d(o);
+  ASSERT_EQ(d.create_key("demo", "aes-256-gcm", allow_me_everything()), 201);
+  ASSERT_EQ(::chmod(d.dir().c_str(), 0755), 0);
+  json::array items;
+  for (int i = 0; i < 256; ++i) items.push_back(json::object{{"plaintext", b64("x")}});
+  const std::string body = batch_of(items);
+  constexpr int kRequests = 4;
+  const auto bytes_before = std::filesystem::file_size(d.audit_path());
+  const int answered = as_nobody(d, [&](client::UnixHttpClient& c) {
+    int ok = 0;
+    for (int i = 0; i < kRequests; ++i) {
+      auto r = c.call("POST", "/v1/keys/demo/wrap", body, {{"X-Request-Id", "refused-" + std::to_string(i)}});
+      if (!r || r->status != 200) return -1;
+      auto v = json::parse(r->body);
+      const auto& results = v.at("batch").as_array();
+      if (results.size() != 256) return -2;
+      for (const auto& res : results)
+        if (!res.as_object().contains("error")) return -3;
+      ++ok;
+    }
+    return ok;
+  });
+  ASSERT_EQ(answered, kRequests);
+  const auto bytes_after = std::filesystem::file_size(d.audit_path());
+  // One record a request, under 1 KiB: refusals cannot be multiplied into audit volume.
+  EXPECT_LT(bytes_after - bytes_before, kRequests * 1024u);
+  for (int i = 0; i < kRequests; ++i) {
+    auto records = records_with_request_id(d, "refused-" + std::to_string(i));
+    ASSERT_EQ(records.size(), 1u) << "request " << i;
+    const auto& rec = records[0];
+    EXPECT_EQ(rec.at("type").as_string(), "wrap");
+    EXPECT_EQ(rec.at("key").as_string(), "demo");
+    EXPECT_EQ(rec.at("client").at("uid").as_int64(), 65534);
+    const auto& code = rec.at("result").as_string();
+    EXPECT_EQ(rec.at("refused").as_int64(), 256);
+    const auto& errors = rec.at("errors").as_object();
+    ASSERT_EQ(errors.size(), 1u) << json::serialize(rec);
+    const auto& entry = errors.at(code).as_object();
+    EXPECT_EQ(entry.at("count").as_int64(), 256);
+    EXPECT_EQ(entry.at("first_index").as_int64(), 0);
+    EXPECT_FALSE(entry.at("first_message").as_string().empty());
+  }
+  // Nothing the caller sent is in the log.
+  EXPECT_EQ(read_file(d.audit_path()).find(b64("x") + "\""), std::string::npos);
+}
+
+TEST(AuditE2E, ABatchKeepsARecordPerItemThatTouchedTheKeyAndSummarisesTheRefusals) {
+  Daemon d;
+  ASSERT_EQ(d.create_key("demo", "aes-256-gcm", allow_me_everything()), 201);
+  json::array items{json::object{{"plaintext", b64("one")}},
+                    json::object{{"plaintext", "not base64!"}},
+                    json::object{{"plaintext", b64("two")}},
+                    json::object{{"plaintext", b64("x")}, {"bogus", 1}},
+                    json::object{{"plaintext", b64("three")}}};
+  auto r = d.service().call("POST", "/v1/keys/demo/wrap", batch_of(items), {{"X-Request-Id", "mixed"}});
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  const auto results = json::parse(r->body).at("batch").as_array();
+  ASSERT_EQ(results.size(), 5u);
+  auto records = records_with_request_id(d, "mixed");
+  ASSERT_EQ(records.size(), 4u);
+  std::vector<std::int64_t> item_indexes;
+  const json::object* summary = nullptr;
+  for (const auto& rec : records) {
+    EXPECT_EQ(rec.at("type").as_string(), "wrap");
+    if (rec.contains("refused")) {
+      summary = &rec;
+      continue;
+    }
+    EXPECT_EQ(rec.at("result").as_string(), "ok");
+    EXPECT_EQ(rec.at("version").as_int64(), 1);
+    EXPECT_TRUE(rec.contains("context_sha256"));
+    item_indexes.push_back(rec.at("batch_index").as_int64());
+  }
+  EXPECT_EQ(item_indexes, (std::vector<std::int64_t>{0, 2, 4}));
+  ASSERT_NE(summary, nullptr);
+  EXPECT_EQ(summary->at("result").as_string(), "invalid_argument");
+  EXPECT_EQ(summary->at("refused").as_int64(), 2);
+  const auto& invalid = summary->at("errors").at("invalid_argument").as_object();
+  EXPECT_EQ(invalid.at("count").as_int64(), 2);
+  EXPECT_EQ(invalid.at("first_index").as_int64(), 1);
+  EXPECT_EQ(invalid.at("first_message").as_string(), results[1].at("error").at("message").as_string());
+
+  // A ciphertext that reaches the token and fails to authenticate touched the key: its own
+  // record. One that does not even parse is a refusal.
+  auto sealed = d.post("/v1/keys/demo/wrap", {{"plaintext", b64("secret")}, {"context", {{"t", "1"}}}});
+  ASSERT_EQ(sealed.first, 200);
+  const auto blob = sealed.second.at("ciphertext").as_string();
+  json::array unwraps{json::object{{"ciphertext", blob}, {"context", {{"t", "1"}}}},
+                      json::object{{"ciphertext", blob}, {"context", {{"t", "2"}}}},
+                      json::object{{"ciphertext", b64("not a custody blob")}}};
+  r = d.service().call("POST", "/v1/keys/demo/unwrap", batch_of(unwraps), {{"X-Request-Id", "unwraps"}});
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  records = records_with_request_id(d, "unwraps");
+  ASSERT_EQ(records.size(), 3u);
+  EXPECT_EQ(records[0].at("result").as_string(), "ok");
+  EXPECT_EQ(records[0].at("batch_index").as_int64(), 0);
+  EXPECT_EQ(records[1].at("result").as_string(), "invalid_ciphertext");
+  EXPECT_EQ(records[1].at("batch_index").as_int64(), 1);
+  EXPECT_EQ(records[1].at("version").as_int64(), 1);
+  EXPECT_EQ(records[2].at("refused").as_int64(), 1);
+  EXPECT_EQ(records[2].at("errors").at("invalid_ciphertext").at("first_index").as_int64(), 2);
+}
+
+TEST(AuditE2E, ASingleRefusedRequestStillHasItsOwnRecord) {
+  Daemon d;
+  auto r = d.service().call("POST", "/v1/keys/nope/wrap", json::serialize(json::object{{"plaintext", b64("x")}}),
+                            {{"X-Request-Id", "single"}});
+  ASSERT_TRUE(r);
+  auto records = records_with_request_id(d, "single");
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_FALSE(records[0].contains("refused"));
+  EXPECT_EQ(records[0].at("key").as_string(), "nope");
+  EXPECT_NE(records[0].at("result").as_string(), "ok");
+}
+
+TEST(AuditE2E, HealthIsDegradedWhileTheAuditDiskIsShortOfSpace) {
+  DaemonOptions o;
+  o.extra_audit = "  min_free_bytes: 1125899906842624\n";  // 1 PiB: no test machine has it free
+  Daemon d(o);
+  auto health = d.service().call("GET", "/v1/health");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);  // degraded still serves
+  auto v = json::parse(health->body);
+  EXPECT_EQ(v.at("status").as_string(), "degraded");
+  EXPECT_EQ(v.at("audit").at("low_on_space").as_bool(), true);
+  EXPECT_NE(std::string(v.at("audit").at("reason").as_string()).find("min_free_bytes"), std::string::npos);
+  EXPECT_GT(v.at("audit").at("free_bytes").as_int64(), 0);
+  EXPECT_EQ(metric(d, "custody_audit_disk_low"), 1u);
+  EXPECT_GT(metric(d, "custody_audit_disk_free_bytes"), 0u);
+  EXPECT_EQ(metric(d, "custody_audit_files"), 1u);
+  EXPECT_EQ(metric(d, "custody_audit_bytes"), std::filesystem::file_size(d.audit_path()));
+
+  o.extra_audit = "  min_free_bytes: 1\n";
+  Daemon roomy(o);
+  v = json::parse(roomy.service().call("GET", "/v1/health")->body);
+  EXPECT_EQ(v.at("status").as_string(), "ok");
+  EXPECT_FALSE(v.at("audit").as_object().contains("low_on_space"));
+  EXPECT_EQ(metric(roomy, "custody_audit_disk_low"), 0u);
+}
+
+TEST(AuditE2E, AQuietDaemonSignsACheckpointWithinTheInterval) {
+  DaemonOptions o;
+  o.extra_audit = "  checkpoint_interval: 300ms\n";
+  Daemon d(o);
+  ASSERT_EQ(d.create_key("demo", "aes-256-gcm", allow_me_everything()), 201);
+  ASSERT_EQ(d.post("/v1/keys/demo/wrap", {{"plaintext", b64("x")}}).first, 200);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  bool covered = false;
+  while (!covered && std::chrono::steady_clock::now() < deadline) {
+    auto records = d.audit_records();
+    covered = records.back().at("type").as_string() == "checkpoint";
+    if (!covered) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_TRUE(covered) << "no checkpoint after the last record";
+}
+
+TEST(AuditE2E, RetentionKeepsTheBudgetAndCustodyctlVerifiesWhatRemains) {
+  DaemonOptions o;
+  o.extra_audit = "  max_file_bytes: 4096\n  max_files: 3\n  checkpoint_every: 10\n";
+  Daemon d(o);
+  ASSERT_EQ(d.create_key("demo", "aes-256-gcm", allow_me_everything()), 201);
+  for (int i = 0; i < 150; ++i) ASSERT_EQ(d.post("/v1/keys/demo/wrap", {{"plaintext", b64("n" + std::to_string(i))}}).first, 200);
+  auto attestation = d.service().call("POST", "/v1/attestation", json::serialize(json::object{{"nonce", b64("n")}}));
+  ASSERT_TRUE(attestation && attestation->status == 200);
+  write_file(d.dir() + "/attestation.pem", std::string(json::parse(attestation->body).at("public_key").as_string()));
+  ASSERT_EQ(d.terminate(), 0);
+
+  std::vector<std::string> files;
+  for (const auto& entry : std::filesystem::directory_iterator(d.dir()))
+    if (entry.path().filename().string().rfind("audit.jsonl.", 0) == 0) files.push_back(entry.path().string());
+  std::sort(files.begin(), files.end());
+  // 150 requests fill about 15 files; beyond the budget of 3 only what the last retention
+  // records and their checkpoint rotated out, until the next checkpoint covers it.
+  EXPECT_LE(files.size() + 1, 3u + 2u);
+  const auto oldest = read_file(files.empty() ? d.audit_path() : files.front());
+  EXPECT_GT(json::parse(oldest.substr(0, oldest.find('\n'))).at("seq").as_int64(), 1);
+  std::string list;
+  for (const auto& f : files) list += f + " ";
+  const std::string out = d.dir() + "/verify.out";
+  EXPECT_EQ(run(std::string(CUSTODYCTL_PATH) + " audit verify " + list + d.audit_path() + " --public-key " + d.dir() +
+                "/attestation.pem > " + out),
+            0)
+      << read_file(out);
+  EXPECT_NE(read_file(out).find("the log starts at seq"), std::string::npos) << read_file(out);
+  // The removals are on the record: the newest retention record names a file that is gone.
+  bool named = false;
+  for (const auto& f : files) {
+    std::istringstream in(read_file(f));
+    for (std::string line; std::getline(in, line);) {
+      auto rec = json::parse(line).as_object();
+      if (rec.at("type") == "audit.retention")
+        named = !std::filesystem::exists(std::string(rec.at("file").as_string()));
+    }
+  }
+  std::istringstream live(read_file(d.audit_path()));
+  for (std::string line; std::getline(live, line);) {
+    auto rec = json::parse(line).as_object();
+    if (rec.at("type") == "audit.retention") named = !std::filesystem::exists(std::string(rec.at("file").as_string()));
+  }
+  EXPECT_TRUE(named);
 }

@@ -1,10 +1,19 @@
 #include <gtest/gtest.h>
 
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+
+#include <algorithm>
 #include <boost/json.hpp>
+#include <chrono>
+#include <filesystem>
 #include <fstream>
+#include <memory>
 #include <sstream>
+#include <thread>
 
 #include "common/hex.h"
+#include "common/pem.h"
 #include "daemon/core/audit_log.h"
 #include "daemon/core/audit_verify.h"
 #include "tests/support/softhsm_token.h"
@@ -144,4 +153,252 @@ TEST(AuditVerify, FindsEveryKindOfTamperingAndNamesTheRecord) {
   auto truncated = join(lines);
   truncated.pop_back();
   EXPECT_EQ(verify_text(truncated).first_bad_line, 10u);
+}
+
+namespace {
+
+// An EC P-256 key signing checkpoints as the attestation key does, and its public key in PEM.
+struct CheckpointKey {
+  std::shared_ptr<EVP_PKEY> key{EVP_EC_gen("P-256"), EVP_PKEY_free};
+  std::string public_pem() const { return write_public_key_pem(key.get()); }
+  AuditLog::Signer signer() const {
+    return [k = key](std::string_view message) -> Expected<Bytes, std::string> {
+      std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+      std::size_t len = 0;
+      if (!ctx || EVP_DigestSignInit(ctx.get(), nullptr, EVP_sha256(), nullptr, k.get()) != 1 ||
+          EVP_DigestSign(ctx.get(), nullptr, &len, reinterpret_cast<const unsigned char*>(message.data()),
+                         message.size()) != 1)
+        return unexpected(std::string("cannot sign"));
+      Bytes sig(len);
+      if (EVP_DigestSign(ctx.get(), sig.data(), &len, reinterpret_cast<const unsigned char*>(message.data()),
+                         message.size()) != 1)
+        return unexpected(std::string("cannot sign"));
+      sig.resize(len);
+      return sig;
+    };
+  }
+};
+
+// The rotated files next to path, oldest first, then the live file: the order verify wants.
+std::vector<std::string> log_files(const std::string& path) {
+  std::vector<std::string> files;
+  const std::string prefix = std::filesystem::path(path).filename().string() + ".";
+  for (const auto& entry : std::filesystem::directory_iterator(std::filesystem::path(path).parent_path())) {
+    const auto name = entry.path().filename().string();
+    if (name.rfind(prefix, 0) == 0) files.push_back(entry.path().string());
+  }
+  std::sort(files.begin(), files.end());
+  files.push_back(path);
+  return files;
+}
+
+AuditVerification verify_files(const std::vector<std::string>& files, const std::string& pem) {
+  std::vector<std::unique_ptr<std::ifstream>> streams;
+  std::vector<std::istream*> inputs;
+  for (const auto& f : files) {
+    streams.push_back(std::make_unique<std::ifstream>(f, std::ios::binary));
+    inputs.push_back(streams.back().get());
+  }
+  return verify_audit_log(inputs, pem);
+}
+
+std::vector<boost::json::object> records_of(const std::vector<std::string>& files) {
+  std::vector<boost::json::object> out;
+  for (const auto& f : files)
+    for (const auto& l : lines_of(f)) out.push_back(boost::json::parse(l).as_object());
+  return out;
+}
+
+// Waits (bounded) until the log has written and synced a checkpoint at seq; false on timeout.
+bool checkpoint_reaches(const AuditLog& log, std::uint64_t seq, std::chrono::milliseconds within) {
+  const auto deadline = std::chrono::steady_clock::now() + within;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (log.last_checkpoint_sequence() >= seq) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST(AuditCheckpoints, AQuietLogIsCheckpointedWithinTheInterval) {
+  test::TempDir dir;
+  const std::string path = dir.path() + "/audit.jsonl";
+  SystemClock clock;
+  CheckpointKey key;
+  auto log = AuditLog::open(path, AuditDurability::group, clock);
+  ASSERT_TRUE(log);
+  (*log)->set_checkpoints(key.signer(), 1000, Peer{0, 0, 1});
+  (*log)->set_checkpoint_interval(std::chrono::milliseconds(300));
+  ASSERT_TRUE((*log)->write({event("wrap")}));
+  // No further record comes: the writer signs one by itself.
+  ASSERT_TRUE(checkpoint_reaches(**log, 2, std::chrono::seconds(5)));
+  auto v = verify_files({path}, key.public_pem());
+  ASSERT_TRUE(v.ok) << v.problem;
+  EXPECT_EQ(v.records, 2u);
+  EXPECT_EQ(v.checkpoints, 1u);
+  EXPECT_EQ(v.after_last_checkpoint, 0u);
+
+  // Nothing new: no further checkpoint, however long the log stays quiet (three intervals here).
+  std::this_thread::sleep_for(std::chrono::milliseconds(900));
+  EXPECT_EQ(lines_of(path).size(), 2u);
+
+  // A new record is covered again within the interval.
+  ASSERT_TRUE((*log)->write({event("unwrap")}));
+  ASSERT_TRUE(checkpoint_reaches(**log, 4, std::chrono::seconds(5)));
+  EXPECT_EQ(lines_of(path).size(), 4u);
+}
+
+TEST(AuditCheckpoints, AnEmptyLogGetsNoCheckpoint) {
+  test::TempDir dir;
+  const std::string path = dir.path() + "/audit.jsonl";
+  SystemClock clock;
+  CheckpointKey key;
+  auto log = AuditLog::open(path, AuditDurability::group, clock);
+  ASSERT_TRUE(log);
+  (*log)->set_checkpoints(key.signer(), 1000, Peer{0, 0, 1});
+  (*log)->set_checkpoint_interval(std::chrono::milliseconds(100));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_TRUE(lines_of(path).empty());
+}
+
+TEST(AuditRetention, RotatedFilesGoOnlyOnceANewerCheckpointCoversThem) {
+  test::TempDir dir;
+  const std::string path = dir.path() + "/audit.jsonl";
+  SystemClock clock;
+  CheckpointKey key;
+  auto log = AuditLog::open(path, AuditDurability::group, clock);
+  ASSERT_TRUE(log);
+  (*log)->set_checkpoints(key.signer(), 1000, Peer{0, 0, 1});
+  (*log)->set_rotation(700);  // two or three records a file
+  (*log)->set_retention({3, 0, 0});
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE((*log)->write({event("wrap" + std::to_string(i), "demo")}));
+  // Far over the budget, but no checkpoint vouches for what would remain: everything stays.
+  const auto before = log_files(path);
+  ASSERT_GT(before.size(), 5u);
+  EXPECT_EQ((*log)->storage().files, before.size());
+  EXPECT_EQ(verify_files(before, key.public_pem()).first_seq, 1u);
+
+  ASSERT_TRUE((*log)->checkpoint());
+  const std::uint64_t covered = (*log)->last_checkpoint_sequence();
+  ASSERT_EQ(covered, 21u);
+  // The retention record is written before the files go, by the writer after the checkpoint.
+  (*log)->stop();
+  const auto after = log_files(path);
+  // The retention records and the checkpoint after them may each have rotated the live file.
+  EXPECT_LE(after.size(), 3u + 2u);
+  EXPECT_TRUE(std::filesystem::exists(path));
+  std::uint64_t removed = 0;
+  std::uint64_t removed_last = 0;
+  for (const auto& rec : records_of(after)) {
+    if (rec.at("type") != "audit.retention") continue;
+    ++removed;
+    const auto& file = rec.at("file").as_string();
+    EXPECT_FALSE(std::filesystem::exists(std::string(file))) << file;
+    EXPECT_LT(rec.at("last_seq").as_int64(), static_cast<std::int64_t>(covered));
+    EXPECT_LE(rec.at("first_seq").as_int64(), rec.at("last_seq").as_int64());
+    removed_last = std::max(removed_last, static_cast<std::uint64_t>(rec.at("last_seq").as_int64()));
+  }
+  EXPECT_GE(removed, before.size() - 3);
+  // What remains is one chain from the record after the last removed one, with its checkpoint.
+  auto v = verify_files(after, key.public_pem());
+  ASSERT_TRUE(v.ok) << v.problem << " at line " << v.first_bad_line;
+  EXPECT_TRUE(v.started_mid_chain);
+  EXPECT_EQ(v.first_seq, removed_last + 1);
+  EXPECT_GE(v.checkpoints, 1u);
+}
+
+TEST(AuditRetention, NeverRemovesTheLiveFileOrAnUncoveredOne) {
+  test::TempDir dir;
+  const std::string path = dir.path() + "/audit.jsonl";
+  SystemClock clock;
+  CheckpointKey key;
+  // Every file kept has a record no checkpoint after it covers (or is the live file).
+  auto expect_kept_files_uncovered = [&](const std::vector<std::string>& files, std::int64_t checkpoint_seq) {
+    for (const auto& f : files) {
+      if (f == path) continue;
+      const auto last = boost::json::parse(lines_of(f).back()).at("seq").as_int64();
+      EXPECT_GE(last, checkpoint_seq) << f;
+    }
+  };
+  {
+    auto log = AuditLog::open(path, AuditDurability::always, clock);
+    ASSERT_TRUE(log);
+    (*log)->set_checkpoints(key.signer(), 1000, Peer{0, 0, 1});
+    (*log)->set_rotation(700);
+    for (int i = 0; i < 12; ++i) ASSERT_TRUE((*log)->write({event("wrap" + std::to_string(i), "demo")}));
+    ASSERT_TRUE((*log)->checkpoint());
+    ASSERT_EQ((*log)->last_checkpoint_sequence(), 13u);
+    for (int i = 0; i < 12; ++i) ASSERT_TRUE((*log)->write({event("late" + std::to_string(i), "demo")}));
+    const auto before = log_files(path);
+    // A byte budget nothing fits in: only the files before the checkpoint may go.
+    (*log)->set_retention({0, 1, 0});
+    ASSERT_TRUE((*log)->write({event("one-more")}));
+    (*log)->stop();
+    const auto after = log_files(path);
+    ASSERT_TRUE(std::filesystem::exists(path));
+    EXPECT_LT(after.size(), before.size());
+    expect_kept_files_uncovered(after, 13);
+    auto v = verify_files(after, key.public_pem());
+    EXPECT_TRUE(v.ok) << v.problem;
+  }
+  // Reopened, the log finds its rotated files again; its next checkpoint lets them go.
+  auto log = AuditLog::open(path, AuditDurability::always, clock);
+  ASSERT_TRUE(log);
+  EXPECT_EQ((*log)->storage().files, log_files(path).size());
+  (*log)->set_checkpoints(key.signer(), 1000, Peer{0, 0, 1});
+  (*log)->set_rotation(700);
+  (*log)->set_retention({0, 1, 0});
+  ASSERT_TRUE((*log)->checkpoint());
+  const auto checkpoint_seq = static_cast<std::int64_t>((*log)->last_checkpoint_sequence());
+  (*log)->stop();
+  const auto after = log_files(path);
+  ASSERT_TRUE(std::filesystem::exists(path));
+  expect_kept_files_uncovered(after, checkpoint_seq);
+  auto v = verify_files(after, key.public_pem());
+  EXPECT_TRUE(v.ok) << v.problem;
+  EXPECT_TRUE(v.started_mid_chain);
+}
+
+TEST(AuditStorage, TheFreeSpaceAlarmFollowsTheFilesystem) {
+  test::TempDir dir;
+  SystemClock clock;
+  auto log = AuditLog::open(dir.path() + "/audit.jsonl", AuditDurability::group, clock);
+  ASSERT_TRUE(log);
+  ASSERT_TRUE((*log)->write({event("a")}));
+  (*log)->set_retention({0, 0, 1000});
+  std::uint64_t free_bytes = 5000;
+  std::string asked;
+  (*log)->set_free_space_probe([&](const std::string& d) -> Expected<std::uint64_t, std::string> {
+    asked = d;
+    if (free_bytes == 0) return unexpected(std::string("statvfs failed"));
+    return free_bytes;
+  });
+  auto s = (*log)->storage();
+  EXPECT_EQ(asked, dir.path());
+  EXPECT_EQ(s.files, 1u);
+  EXPECT_EQ(s.bytes, std::filesystem::file_size(dir.path() + "/audit.jsonl"));
+  EXPECT_EQ(s.free_bytes, 5000u);
+  EXPECT_FALSE(s.low_on_space());
+  free_bytes = 999;
+  EXPECT_TRUE((*log)->storage().low_on_space());
+  free_bytes = 0;  // cannot be read: alarm rather than silence
+  EXPECT_TRUE((*log)->storage().low_on_space());
+  (*log)->set_retention({0, 0, 0});  // no alarm configured
+  EXPECT_FALSE((*log)->storage().low_on_space());
+}
+
+TEST(AuditStorage, TheDefaultProbeReadsTheRealFilesystem) {
+  test::TempDir dir;
+  SystemClock clock;
+  auto log = AuditLog::open(dir.path() + "/audit.jsonl", AuditDurability::group, clock);
+  ASSERT_TRUE(log);
+  (*log)->set_retention({0, 0, 1});
+  auto s = (*log)->storage();
+  ASSERT_TRUE(s.free_bytes);
+  // Other processes write meanwhile: the same filesystem, within a margin.
+  const auto available = std::filesystem::space(dir.path()).available;
+  EXPECT_LT(std::max(*s.free_bytes, available) - std::min(*s.free_bytes, available), 256ULL << 20);
+  (*log)->set_retention({0, 0, 1ULL << 62});
+  EXPECT_TRUE((*log)->storage().low_on_space());
 }
