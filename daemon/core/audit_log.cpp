@@ -155,7 +155,7 @@ std::string audit_line_hash(const std::string& line) {
 
 Expected<std::unique_ptr<AuditLog>, std::string> AuditLog::open(const std::string& path, AuditDurability durability,
                                                                 const Clock& clock) {
-  int fd = ::open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+  int fd = ::open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) return unexpected("cannot open audit log " + path + ": " + std::strerror(errno));
   // Two writers would fork the chain: one daemon per log.
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
@@ -221,6 +221,30 @@ Expected<std::unique_ptr<AuditLog>, std::string> AuditLog::open(const std::strin
       if (auto head = record_head(*first)) first_seq = head->seq;
     }
     found.rotated.push_back({std::move(file), first_seq, last_seq, bytes});
+  }
+  if (size == 0 && !found.rotated.empty()) {
+    // A crash between a rotation's rename and the first record of the new file leaves it empty:
+    // the chain goes on from the newest rotated file, never from seq 1 again.
+    const auto& newest = found.rotated.back().path;
+    int rfd = ::open(newest.c_str(), O_RDONLY | O_CLOEXEC);
+    struct stat rst {};
+    if (rfd < 0 || ::fstat(rfd, &rst) != 0 || rst.st_size == 0) {
+      if (rfd >= 0) ::close(rfd);
+      ::close(fd);
+      return unexpected("cannot read the newest rotated audit file " + newest + " to continue its chain");
+    }
+    auto line = read_last_line(rfd, static_cast<std::uint64_t>(rst.st_size));
+    ::close(rfd);
+    auto head = line ? record_head(*line) : std::optional<RecordHead>{};
+    if (!head) {
+      ::close(fd);
+      return unexpected("the last record of " + newest + " is not a custody audit record; check it with custodyctl audit verify");
+    }
+    found.seq = head->seq;
+    found.prev = audit_line_hash(*line);
+    found.first_seq = head->seq + 1;
+    found.ends_with_checkpoint = head->checkpoint;
+    spdlog::warn("audit log {} is empty; continuing the chain of {} at seq {}", path, newest, head->seq + 1);
   }
   return std::unique_ptr<AuditLog>(new AuditLog(path, fd, durability, clock, std::move(found)));
 }
@@ -407,11 +431,13 @@ bool AuditLog::rotate() {
     return false;
   }
   const std::string rotated = rotated_name(path_, seq_);
-  if (::rename(path_.c_str(), rotated.c_str()) != 0) {
+  // Never onto an existing file: a rotated file holds acknowledged records, and a plain rename
+  // would replace it without a word.
+  if (::renameat2(AT_FDCWD, path_.c_str(), AT_FDCWD, rotated.c_str(), RENAME_NOREPLACE) != 0) {
     spdlog::error("cannot rotate the audit log to {}: {}", rotated, std::strerror(errno));
     return false;
   }
-  int fd = ::open(path_.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+  int fd = ::open(path_.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0 || ::flock(fd, LOCK_EX | LOCK_NB) != 0) {
     spdlog::error("cannot open a new audit log at {}: {}", path_, std::strerror(errno));
     if (fd >= 0) ::close(fd);

@@ -402,3 +402,52 @@ TEST(AuditStorage, TheDefaultProbeReadsTheRealFilesystem) {
   (*log)->set_retention({0, 0, 1ULL << 62});
   EXPECT_TRUE((*log)->storage().low_on_space());
 }
+
+// Found by the kill -9 suite: a crash between a rotation's rename and the new file's first record
+// left an empty live file, and the next start began a second chain at seq 1.
+TEST(AuditRotation, AnEmptyLiveFileAfterARotationContinuesTheChain) {
+  test::TempDir dir;
+  const std::string path = dir.path() + "/audit.jsonl";
+  SystemClock clock;
+  {
+    auto log = AuditLog::open(path, AuditDurability::always, clock);
+    ASSERT_TRUE(log);
+    (*log)->set_rotation(700);
+    for (int i = 0; i < 8; ++i) ASSERT_TRUE((*log)->write({event("wrap" + std::to_string(i), "demo")}));
+    (*log)->stop();
+  }
+  // The crash: the live file was renamed away and its successor is empty (or not there at all).
+  const auto rotated = log_files(path);
+  ASSERT_GT(rotated.size(), 2u);
+  const std::uint64_t last_seq = records_of(rotated).back().at("seq").as_int64();
+  std::filesystem::rename(path, path + ".000000009999");  // what rotate() had just done
+  for (bool create_empty : {true, false}) {
+    if (create_empty) test::write_file(path, "");
+    auto log = AuditLog::open(path, AuditDurability::always, clock);
+    ASSERT_TRUE(log);
+    EXPECT_EQ((*log)->sequence(), last_seq);
+    if (!create_empty) {
+      ASSERT_TRUE((*log)->write({event("after-crash")}));
+    }
+    (*log)->stop();
+  }
+  const auto files = log_files(path);
+  auto v = verify_files(files, "");
+  EXPECT_TRUE(v.ok) << v.problem << " at line " << v.first_bad_line;
+  EXPECT_EQ(records_of(files).back().at("seq").as_int64(), static_cast<std::int64_t>(last_seq + 1));
+}
+
+TEST(AuditRotation, ARotationNeverReplacesAnExistingFile) {
+  test::TempDir dir;
+  const std::string path = dir.path() + "/audit.jsonl";
+  SystemClock clock;
+  auto log = AuditLog::open(path, AuditDurability::always, clock);
+  ASSERT_TRUE(log);
+  ASSERT_TRUE((*log)->write({event("first")}));
+  // A file already holds the name the next rotation would take.
+  test::write_file(path + ".000000000001", "acknowledged records\n");
+  (*log)->set_rotation(1);
+  (*log)->write({event("second")});
+  (*log)->stop();
+  EXPECT_EQ(test::read_file(path + ".000000000001"), "acknowledged records\n");
+}
