@@ -434,7 +434,8 @@ int cmd_health(const Globals& g) {
     std::cout << "status: " << str(v, "status") << "\ntoken:  " << str(v.at("token"), "label")
               << (v.at("token").at("available").as_bool() ? " (available)" : " (UNAVAILABLE)") << "\naudit:  "
               << str(v.at("audit"), "path") << (v.at("audit").at("writable").as_bool() ? " (writable" : " (NOT WRITABLE")
-              << ", seq " << v.at("audit").at("sequence") << ")\nkeys:   " << v.at("keys") << '\n';
+              << ", seq " << v.at("audit").at("sequence") << ")\n";
+    if (v.as_object().contains("keys")) std::cout << "keys:   " << v.at("keys") << '\n';
   }
   return reply->status == 200 ? kOk : kUnavailable;
 }

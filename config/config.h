@@ -55,7 +55,7 @@ struct Limits {
   unsigned max_connections = 256;         // service socket
   unsigned max_connections_per_uid = 32;  // one uid's share of the service socket
   unsigned admin_connections = 16;        // the admin socket's own budget, never taken by services
-  unsigned max_in_flight = 128;           // requests read and not yet answered, both sockets
+  unsigned max_in_flight = 128;           // service socket, requests read and not yet answered (admin: admin_connections)
   double uid_requests_per_second = 0;     // per-uid rate (batch items count one each); 0: off
   unsigned uid_burst = 0;                 // bucket size; 0: one second's worth
   std::chrono::milliseconds first_byte_timeout{5'000};  // a new connection's first request byte

@@ -4,8 +4,8 @@
 
 namespace custody::service {
 
-Handler make_health_handler(ServiceContext& c) {
-  return [&c](Call&) {
+Handler make_health_handler(ServiceContext& c, bool admin) {
+  return [&c, admin](Call&) {
     const bool token_ok = c.vault.available();
     const bool audit_ok = c.audit.accepting();
     const auto storage = c.audit.storage();
@@ -29,9 +29,12 @@ Handler make_health_handler(ServiceContext& c) {
                                   "); once it is full every request fails closed"
                             : std::string("the free space of the audit filesystem cannot be read");
     }
-    boost::json::object body{{"status", status}, {"token", std::move(token)}, {"audit", std::move(audit)},
-                             {"keys", c.registry.size()}};
-    auto list = [](const std::vector<std::string>& items) {
+    boost::json::object body{{"status", status}, {"token", std::move(token)}, {"audit", std::move(audit)}};
+    // Any local peer that can connect may ask the service socket: it learns that something is
+    // wrong, never which keys exist (the same reason an unknown key answers 403 there).
+    if (admin) body["keys"] = c.registry.size();
+    auto list = [admin](const std::vector<std::string>& items) -> boost::json::value {
+      if (!admin) return items.size();
       boost::json::array a;
       for (const auto& i : items) a.emplace_back(i);
       return a;

@@ -14,7 +14,7 @@ Router service_routes(ServiceContext& c) {
       .add("GET", "/v1/keys", make_list_keys_handler(c, false))
       .add("GET", "/v1/keys/{name}", make_show_key_handler(c, false))
       .add("POST", "/v1/attestation", make_attestation_handler(c, false))
-      .add("GET", "/v1/health", make_health_handler(c), false)
+      .add("GET", "/v1/health", make_health_handler(c, false), false)
       .add("GET", "/metrics", make_metrics_handler(c), false);
   return r;
 }
@@ -33,7 +33,7 @@ Router admin_routes(ServiceContext& c) {
       .add("GET", "/v1/keys", make_list_keys_handler(c, true))
       .add("GET", "/v1/keys/{name}", make_show_key_handler(c, true))
       .add("POST", "/v1/attestation", make_attestation_handler(c, true))
-      .add("GET", "/v1/health", make_health_handler(c), false)
+      .add("GET", "/v1/health", make_health_handler(c, true), false)
       .add("GET", "/metrics", make_metrics_handler(c), false);
   return r;
 }

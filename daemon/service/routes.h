@@ -12,7 +12,8 @@ Router admin_routes(ServiceContext& context);
 // every_key: the admin socket shows operators every key, the service socket only the caller's.
 Handler make_list_keys_handler(ServiceContext& context, bool every_key);
 Handler make_show_key_handler(ServiceContext& context, bool every_key);
-Handler make_health_handler(ServiceContext& context);
+// admin: names the objects a key check found wrong and counts the keys; the service socket does not.
+Handler make_health_handler(ServiceContext& context, bool admin);
 Handler make_attestation_handler(ServiceContext& context, bool every_key);
 Handler make_metrics_handler(ServiceContext& context);
 Handler make_propose_handler(ServiceContext& context);

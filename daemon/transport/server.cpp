@@ -41,6 +41,10 @@ struct Server::Listener {
   service::Service& service;
   std::string path;
   ConnectionBudget budget;
+  // Requests read and not yet answered. Each socket counts its own, so a flood on the service
+  // socket never turns operators away from the admin socket.
+  unsigned in_flight = 0;
+  unsigned max_in_flight;
 };
 
 struct Server::Connection {
@@ -94,7 +98,8 @@ Expected<void, std::string> Server::listen(const SocketSpec& spec, ListenerKind 
   ConnectionBudget budget = kind == ListenerKind::admin
                                 ? ConnectionBudget(limits_.admin_connections, limits_.admin_connections)
                                 : ConnectionBudget(limits_.max_connections, limits_.max_connections_per_uid);
-  auto listener = std::make_unique<Listener>(Listener{local::acceptor(io_), service, spec.path, budget});
+  const unsigned max_in_flight = kind == ListenerKind::admin ? limits_.admin_connections : limits_.max_in_flight;
+  auto listener = std::make_unique<Listener>(Listener{local::acceptor(io_), service, spec.path, budget, 0, max_in_flight});
   if (auto ok = open_listener(listener->acceptor, spec); !ok) return ok;
   auto& ref = *listener;
   listeners_.push_back(std::move(listener));
@@ -308,13 +313,13 @@ asio::awaitable<void> Server::serve(std::shared_ptr<Connection> connection, List
         metrics_.count_refusal(service::Refusal::uid_rate);
         refusal = core::Error{core::Code::resource_exhausted,
                               "uid " + std::to_string(peer->uid) + " is over its request rate; slow down"};
-      } else if (in_flight_ >= limits_.max_in_flight) {
+      } else if (listener.in_flight >= listener.max_in_flight) {
         metrics_.count_refusal(service::Refusal::in_flight);
         refusal = core::Error{core::Code::resource_exhausted, "too many requests in flight; try again"};
       }
     }
 
-    ++in_flight_;
+    ++listener.in_flight;
     metrics_.in_flight(1);
     if (refusal) {
       pending.worker_done = true;
@@ -330,7 +335,7 @@ asio::awaitable<void> Server::serve(std::shared_ptr<Connection> connection, List
       boost::system::error_code woken;
       co_await pending.wake.async_wait(asio::redirect_error(asio::use_awaitable, woken));
     }
-    --in_flight_;
+    --listener.in_flight;
     metrics_.in_flight(-1);
     metrics_.count_response(pending.response.status);
 

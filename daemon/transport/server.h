@@ -33,7 +33,7 @@ struct Limits {
   unsigned max_connections = 256;         // service socket
   unsigned max_connections_per_uid = 32;  // service socket, one uid
   unsigned admin_connections = 16;        // admin socket
-  unsigned max_in_flight = 128;
+  unsigned max_in_flight = 128;  // service socket; the admin socket's is admin_connections
   double uid_requests_per_second = 0;  // 0: off
   unsigned uid_burst = 0;
   unsigned workers = 1;  // requests running at once on the worker pool
@@ -82,7 +82,6 @@ class Server {
   UidRateLimiter rate_;
   unsigned running_ = 0;  // requests out on the worker pool
   unsigned open_connections_ = 0;
-  unsigned in_flight_ = 0;
   bool draining_ = false;
   std::function<void()> on_drained_;
   void maybe_drained();

@@ -288,7 +288,7 @@ TEST(AuditE2E, HealthIsDegradedWhileTheAuditDiskIsShortOfSpace) {
   DaemonOptions o;
   o.extra_audit = "  min_free_bytes: 1125899906842624\n";  // 1 PiB: no test machine has it free
   Daemon d(o);
-  auto health = d.service().call("GET", "/v1/health");
+  auto health = d.admin().call("GET", "/v1/health");
   ASSERT_TRUE(health);
   EXPECT_EQ(health->status, 200);  // degraded still serves
   auto v = json::parse(health->body);
