@@ -84,7 +84,7 @@ void AdminRequests::expire_locked(StoredRequest& r) {
 }
 
 Outcome<StoredRequest> AdminRequests::propose(const std::string& operation, const boost::json::object& params,
-                                              std::uint32_t proposer_uid) {
+                                              const AdminCaller& caller) {
   if (auto ok = validate_(operation, params); !ok) return unexpected(ok.error());
   std::lock_guard lock(mutex_);
   std::uint8_t id_bytes[16], nonce[32];
@@ -98,7 +98,7 @@ Outcome<StoredRequest> AdminRequests::propose(const std::string& operation, cons
   r.created_at = unix_seconds(clock_.now());
   r.expires_at = r.created_at + ttl_.count();
   r.required = quorum_.required_for(operation);
-  r.proposer_uid = proposer_uid;
+  r.proposer_uid = caller.peer.uid;
   boost::json::object challenge;
   challenge["format"] = "custody.admin-request.v1";
   challenge["id"] = r.id;
@@ -109,7 +109,20 @@ Outcome<StoredRequest> AdminRequests::propose(const std::string& operation, cons
   challenge["nonce"] = base64_encode(nonce);
   challenge["instance_id"] = instance_id_;
   r.challenge = boost::json::serialize(challenge);
-  if (auto ok = store_.insert_request(r); !ok) return unexpected(ok.error());
+  // The proposal is audited before it is stored, so no stored request is ever without its
+  // admin.propose record. A crash in between leaves a record naming an id that was never stored:
+  // a GET of that id answers 404, nothing can approve it (an approval signs the stored challenge)
+  // and it cannot come back later (the id is 128 random bits). The proposer got no 201 and
+  // proposes again. A store failure without a crash is audited by the caller as a refusal whose
+  // message names the id.
+  AuditEvent e = event_for(r, "admin.propose", caller);
+  e.extra["state"] = r.state;
+  if (!record_({e})) return fail(Code::unavailable, "the audit log cannot be written; the proposal was not stored");
+  fault_point("admin.after-propose-record");
+  if (auto ok = store_.insert_request(r); !ok)
+    return fail(ok.error().code, "admin request " + r.id + " was recorded but could not be stored, so it does not exist: " +
+                                     ok.error().message);
+  fault_point("admin.after-propose-commit");
   requests_.push_back(r);
   return r;
 }
@@ -184,13 +197,24 @@ Outcome<StoredRequest> AdminRequests::approve(const std::string& id, const std::
   return *r;
 }
 
-Outcome<StoredRequest> AdminRequests::cancel(const std::string& id) {
+Outcome<StoredRequest> AdminRequests::cancel(const std::string& id, const AdminCaller& caller) {
   std::lock_guard lock(mutex_);
   StoredRequest* r = find_locked(id);
   if (!r) return fail(Code::not_found, "no admin request " + id);
   expire_locked(*r);
   if (!open_state(r->state)) return fail(Code::failed_precondition, "request " + id + " is " + r->state + "; it cannot be cancelled");
-  if (auto ok = store_.finish_request(id, "cancelled", std::nullopt); !ok) return unexpected(ok.error());
+  // Audited before it is stored, like an approval: no cancelled request is without its
+  // admin.cancel record. A crash in between leaves a record of a cancel that did not take: the
+  // request is still pending after the restart (any admin.approve records that follow show it),
+  // and the canceller, who got no answer, cancels again.
+  AuditEvent e = event_for(*r, "admin.cancel", caller);
+  e.extra["state"] = "cancelled";
+  if (!record_({e})) return fail(Code::unavailable, "the audit log cannot be written; the request was not cancelled");
+  fault_point("admin.after-cancel-record");
+  if (auto ok = store_.finish_request(id, "cancelled", std::nullopt); !ok)
+    return fail(ok.error().code, "the cancel of request " + id + " was recorded but could not be stored; it is still " +
+                                     r->state + ": " + ok.error().message);
+  fault_point("admin.after-cancel-commit");
   r->state = "cancelled";
   return *r;
 }

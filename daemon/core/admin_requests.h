@@ -5,10 +5,13 @@
 // with the approval that completes the quorum, the operation marks the request applied in the
 // same transaction as its change, and recovery after a crash either records the result of an
 // applied request or runs an unapplied one.
-// Every approval and execution is audited (CONTRACT §9) however a crash falls: an approval's
-// admin.approve record is written before the approval is stored, an execution's admin.execute
-// record before the request is marked finished, and recovery writes both kinds again (marked
-// "recovered") for a request a crash left executing.
+// Every proposal, approval, cancel and execution is audited (CONTRACT §9) however a crash falls:
+// the admin.propose, admin.approve and admin.cancel records are written before what they describe
+// is stored, an execution's admin.execute record before the request is marked finished, and
+// recovery writes approvals and executions again (marked "recovered") for a request a crash left
+// executing. A crash between a record and its commit leaves a record of a change that did not
+// take (a proposal whose id answers 404, an approval that does not count, a cancel of a request
+// still pending), never a change without its record.
 #include <chrono>
 #include <functional>
 #include <map>
@@ -49,12 +52,13 @@ class AdminRequests {
                 Recorder record);
 
   Outcome<void> load();
-  Outcome<StoredRequest> propose(const std::string& operation, const boost::json::object& params, std::uint32_t proposer_uid);
-  // A good approval is audited here (admin.approve, and admin.execute when it completes the
-  // quorum); a refused one is left to the caller to audit.
+  // Good proposals, approvals and cancels are audited here (admin.propose, admin.approve, and
+  // admin.execute when an approval completes the quorum, admin.cancel); refused ones are left to
+  // the caller to audit. The caller's uid is the proposer's.
+  Outcome<StoredRequest> propose(const std::string& operation, const boost::json::object& params, const AdminCaller& caller);
   Outcome<StoredRequest> approve(const std::string& id, const std::string& operator_name, std::string_view signature_b64,
                                  const AdminCaller& caller);
-  Outcome<StoredRequest> cancel(const std::string& id);
+  Outcome<StoredRequest> cancel(const std::string& id, const AdminCaller& caller);
   Outcome<StoredRequest> get(const std::string& id);
   std::vector<StoredRequest> list();
   // Finishes requests a crash left executing and audits them as the daemon (caller); returns

@@ -1,6 +1,7 @@
 // The dual-control admin API (CONTRACT §7): propose, list, show, approve, cancel. Every call is
-// audited, refusals included; a good approval and the operation it may run (once the quorum is
-// reached) are audited inside AdminRequests::approve as admin.approve and admin.execute.
+// audited, refusals included. A good proposal, approval (and the operation it may run once the
+// quorum is reached) or cancel is audited inside AdminRequests, before it is stored, as
+// admin.propose, admin.approve (admin.execute) or admin.cancel; the handlers audit refusals.
 #include "common/base64.h"
 #include "daemon/core/admin_requests.h"
 #include "daemon/service/context.h"
@@ -25,24 +26,44 @@ Response refuse(Call& call, core::AuditEvent& e, const core::Error& err) {
   return error_response(err, call.request.request_id);
 }
 
+// A record of this call that is written only if the call is refused (refuse_with): a call that
+// succeeds was audited by AdminRequests before its change was stored, and must not be twice.
+struct RefusalRecord {
+  Call& call;
+  core::AuditEvent event;
+
+  RefusalRecord(Call& c, std::string type) : call(c) {
+    event.type = std::move(type);
+    event.request_id = c.request.request_id;
+    event.client = c.request.peer;
+  }
+  Response refuse_with(const core::Error& err) {
+    call.audit.push_back(event);
+    return refuse(call, call.audit.back(), err);
+  }
+};
+
+core::AdminCaller caller_of(const Call& call) { return core::AdminCaller{call.request.request_id, call.request.peer}; }
+
 }  // namespace
 
 Handler make_propose_handler(ServiceContext& c) {
   return [&c](Call& call) -> Response {
-    auto& e = call.record("admin.propose");
+    RefusalRecord refusal(call, "admin.propose");
+    auto& e = refusal.event;
     auto body = parse_body(call.request.body, c.max_json_depth);
-    if (!body) return refuse(call, e, body.error());
+    if (!body) return refusal.refuse_with(body.error());
     Fields f(*body);
-    if (auto ok = f.only({"operation", "params"}); !ok) return refuse(call, e, ok.error());
+    if (auto ok = f.only({"operation", "params"}); !ok) return refusal.refuse_with(ok.error());
     auto operation = f.string("operation");
-    if (!operation) return refuse(call, e, operation.error());
+    if (!operation) return refusal.refuse_with(operation.error());
     e.operation = *operation;
     const auto* params = f.get("params");
-    if (!params || !params->is_object()) return refuse(call, e, {core::Code::invalid_argument, "'params' must be an object"});
+    if (!params || !params->is_object())
+      return refusal.refuse_with({core::Code::invalid_argument, "'params' must be an object"});
     name_key(e, params->as_object());
-    auto r = c.requests->propose(*operation, params->as_object(), call.request.peer.uid);
-    if (!r) return refuse(call, e, r.error());
-    e.extra["admin_request"] = r->id;
+    auto r = c.requests->propose(*operation, params->as_object(), caller_of(call));
+    if (!r) return refusal.refuse_with(r.error());
     return json_response(201, with_challenge(*r));
   };
 }
@@ -68,44 +89,40 @@ Handler make_show_request_handler(ServiceContext& c) {
 
 Handler make_approve_handler(ServiceContext& c) {
   return [&c](Call& call) -> Response {
-    // A good approval (and the execution it may complete) is audited by AdminRequests itself,
-    // before it is stored; this record is for refusals only.
-    core::AuditEvent e;
-    e.type = "admin.approve";
-    e.request_id = call.request.request_id;
-    e.client = call.request.peer;
+    RefusalRecord refusal(call, "admin.approve");
+    auto& e = refusal.event;
     const std::string id = call.params.at(0);
     e.extra["admin_request"] = id;
-    auto refuse_approval = [&call, &e](const core::Error& err) {
-      call.audit.push_back(e);
-      return refuse(call, call.audit.back(), err);
-    };
     auto body = parse_body(call.request.body, c.max_json_depth);
-    if (!body) return refuse_approval(body.error());
+    if (!body) return refusal.refuse_with(body.error());
     Fields f(*body);
-    if (auto ok = f.only({"operator", "signature"}); !ok) return refuse_approval(ok.error());
+    if (auto ok = f.only({"operator", "signature"}); !ok) return refusal.refuse_with(ok.error());
     auto op = f.string("operator");
-    if (!op) return refuse_approval(op.error());
+    if (!op) return refusal.refuse_with(op.error());
     e.operator_name = *op;
     auto signature = f.string("signature");
-    if (!signature) return refuse_approval(signature.error());
+    if (!signature) return refusal.refuse_with(signature.error());
     if (auto before = c.requests->get(id)) {
       e.operation = before->operation;
       name_key(e, boost::json::parse(before->params).as_object());
     }
-    auto r = c.requests->approve(id, *op, *signature, core::AdminCaller{call.request.request_id, call.request.peer});
-    if (!r) return refuse_approval(r.error());
+    auto r = c.requests->approve(id, *op, *signature, caller_of(call));
+    if (!r) return refusal.refuse_with(r.error());
     return json_response(200, boost::json::object{{"request", core::request_to_json(*r)}});
   };
 }
 
 Handler make_cancel_handler(ServiceContext& c) {
   return [&c](Call& call) -> Response {
-    auto& e = call.record("admin.cancel");
-    e.extra["admin_request"] = call.params.at(0);
-    auto r = c.requests->cancel(call.params.at(0));
-    if (!r) return refuse(call, e, r.error());
-    e.operation = r->operation;
+    RefusalRecord refusal(call, "admin.cancel");
+    const std::string id = call.params.at(0);
+    refusal.event.extra["admin_request"] = id;
+    if (auto before = c.requests->get(id)) {
+      refusal.event.operation = before->operation;
+      name_key(refusal.event, boost::json::parse(before->params).as_object());
+    }
+    auto r = c.requests->cancel(id, caller_of(call));
+    if (!r) return refusal.refuse_with(r.error());
     return json_response(200, boost::json::object{{"request", core::request_to_json(*r)}});
   };
 }

@@ -1,7 +1,7 @@
 // Dual control through a real daemon: approvals signed by custodyctl on an operator's own
 // SoftHSMv2 token, by pkcs11-tool, and by openssl dgst all verify; refusals are audited;
-// proposals that cannot run are refused when proposed; a crash at any step of an approval
-// leaves every approval and the execution audited.
+// proposals that cannot run are refused when proposed; a crash at any step of a proposal, an
+// approval or a cancel leaves every stored request, approval, execution and cancel audited.
 #include <gtest/gtest.h>
 
 #include <set>
@@ -282,6 +282,118 @@ TEST_P(ApprovalCrashE2E, EveryApprovalAndTheExecutionAreAuditedAfterACrash) {
 INSTANTIATE_TEST_SUITE_P(EveryStep, ApprovalCrashE2E,
                          ::testing::Values("admin.after-approve-record", "admin.after-quorum", "admin.after-execute",
                                            "admin.after-execute-record"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           for (auto& ch : n)
+                             if (ch == '.' || ch == '-') ch = '_';
+                           return n;
+                         });
+
+namespace {
+
+// How many records of type name admin request id with result "ok".
+int ok_records(const std::vector<json::object>& audit, const std::string& type, const std::string& id) {
+  int n = 0;
+  for (const auto& r : audit) {
+    const auto* admin_request = r.if_contains("admin_request");
+    n += admin_request && *admin_request == json::value(id) && r.at("type") == json::value(type) && r.at("result") == "ok";
+  }
+  return n;
+}
+
+}  // namespace
+
+// kill -9 (an immediate _exit) at each step of a proposal and of a cancel. After a restart every
+// stored request has its admin.propose record and every cancelled one its admin.cancel record
+// (CONTRACT §9), each naming the admin request and the operation; a proposal recorded but never
+// stored answers 404 and cannot be approved; and the chain verifies.
+class ProposalAndCancelCrashE2E : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(ProposalAndCancelCrashE2E, EveryStoredRequestAndEveryCancelAreAuditedAfterACrash) {
+  const std::string point = GetParam();
+  const bool in_cancel = point.find("cancel") != std::string::npos;
+  DaemonOptions o;
+  o.env["CUSTODY_FAULT_POINT"] = point;
+  Daemon d(o);
+  const json::object params{{"name", "k"}, {"algorithm", "aes-256-gcm"}, {"policy", json::parse(allow_me_everything())}};
+  std::string cancelled_id;
+  if (in_cancel) {
+    auto [s, proposed] = propose_only(d, "create-key", params);
+    ASSERT_EQ(s, 201) << json::serialize(proposed);
+    cancelled_id = std::string(proposed.at("request").at("id").as_string());
+    auto r = d.admin().call("POST", "/v1/admin/requests/" + cancelled_id + "/cancel");
+    EXPECT_FALSE(r && r->status == 200) << "the daemon should have died";
+  } else {
+    auto r = d.admin().call("POST", "/v1/admin/requests",
+                            json::serialize(json::value{{"operation", "create-key"}, {"params", params}}));
+    EXPECT_FALSE(r && r->status == 201) << "the daemon should have died";
+  }
+  ASSERT_EQ(d.wait_exit(), 86) << "the fault point was not reached:\n" << d.log();
+
+  d.options().env.clear();
+  d.start();
+  const auto audit = d.audit_records();
+  // The one proposal was recorded, stored or not, naming its request and operation.
+  std::vector<std::string> recorded;
+  for (const auto& r : audit)
+    if (r.at("type") == "admin.propose" && r.at("result") == "ok") {
+      recorded.emplace_back(r.at("admin_request").as_string());
+      EXPECT_EQ(r.at("operation"), "create-key") << json::serialize(r);
+      EXPECT_EQ(r.at("key"), "k") << json::serialize(r);
+    }
+  ASSERT_EQ(recorded.size(), 1u) << "the proposal has no admin.propose record, or more than one";
+  const std::string id = recorded[0];
+  if (in_cancel) {
+    EXPECT_EQ(id, cancelled_id);
+  }
+
+  auto listed = json::parse(d.admin().call("GET", "/v1/admin/requests")->body).at("requests").as_array();
+  for (const auto& entry : listed) {
+    const auto& request = entry.at("request");
+    const std::string stored_id(request.at("id").as_string());
+    EXPECT_EQ(ok_records(audit, "admin.propose", stored_id), 1) << "stored request " << stored_id << " has no admin.propose record";
+    if (request.at("state") == "cancelled") {
+      EXPECT_GE(ok_records(audit, "admin.cancel", stored_id), 1) << "cancelled request " << stored_id << " has no admin.cancel record";
+    }
+  }
+
+  auto state_of = [&d](const std::string& request_id) -> std::string {
+    auto shown = d.admin().call("GET", "/v1/admin/requests/" + request_id);
+    if (shown->status != 200) return std::to_string(shown->status);
+    return std::string(json::parse(shown->body).at("request").at("state").as_string());
+  };
+  if (point == "admin.after-propose-record") {
+    // A record of a request that does not exist: it is not listed, answers 404, and nothing can
+    // approve it.
+    EXPECT_TRUE(listed.empty());
+    EXPECT_EQ(state_of(id), "404");
+    auto approval = d.admin().call("POST", "/v1/admin/requests/" + id + "/approvals",
+                                   json::serialize(json::value{{"operator", "alice"}, {"signature", "AAAA"}}));
+    EXPECT_EQ(approval->status, 404);
+  } else if (point == "admin.after-propose-commit") {
+    EXPECT_EQ(listed.size(), 1u);
+    EXPECT_EQ(state_of(id), "pending");
+  } else if (point == "admin.after-cancel-record") {
+    // A record of a cancel that did not take: the request is still open, and is cancelled again.
+    EXPECT_EQ(state_of(id), "pending");
+    EXPECT_EQ(ok_records(audit, "admin.cancel", id), 1);
+    ASSERT_EQ(d.admin().call("POST", "/v1/admin/requests/" + id + "/cancel")->status, 200);
+    EXPECT_EQ(ok_records(d.audit_records(), "admin.cancel", id), 2);
+  } else {
+    EXPECT_EQ(state_of(id), "cancelled");
+    EXPECT_EQ(ok_records(audit, "admin.cancel", id), 1);
+  }
+  if (in_cancel) {
+    EXPECT_EQ(state_of(id), "cancelled");
+    EXPECT_EQ(d.approve(id, "alice").first, 409);
+  }
+  EXPECT_EQ(d.admin().call("GET", "/v1/keys/k")->status, 404) << "nothing ran";
+  EXPECT_EQ(run(std::string(CUSTODYCTL_PATH) + " audit verify " + d.audit_path() + " >/dev/null"), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryStep, ProposalAndCancelCrashE2E,
+                         ::testing::Values("admin.after-propose-record", "admin.after-propose-commit",
+                                           "admin.after-cancel-record", "admin.after-cancel-commit"),
                          [](const auto& info) {
                            std::string n = info.param;
                            for (auto& ch : n)

@@ -1,10 +1,12 @@
 // Dual control in the core, with a real SQLite store, a fake clock, an executor that counts
 // its calls and an audit recorder that keeps what it is given: quorum by distinct operators,
-// every refusal, expiry, exactly-once execution, approvals and executions audited before they
-// are stored.
+// every refusal, expiry, exactly-once execution, proposals, approvals, cancels and executions
+// audited before they are stored.
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+
+#include <sqlite3.h>
 
 #include <boost/json.hpp>
 
@@ -86,6 +88,25 @@ class DualControl : public ::testing::Test {
     ADD_FAILURE() << "request " << id << " is not stored";
     return {};
   }
+  // The stored state of request id, "none" if it is not stored.
+  std::string stored_state(const std::string& id) {
+    auto all = store_->load_requests();
+    EXPECT_TRUE(all);
+    if (all)
+      for (auto& r : *all)
+        if (r.id == id) return r.state;
+    return "none";
+  }
+  // Runs SQL on the state database through a second connection: a trigger made this way makes
+  // the store's own statements fail as a real SQLite error would.
+  void sql(const std::string& statement) {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((dir_.path() + "/state.db").c_str(), &db), SQLITE_OK);
+    char* error = nullptr;
+    EXPECT_EQ(sqlite3_exec(db, statement.c_str(), nullptr, nullptr, &error), SQLITE_OK) << (error ? error : "");
+    sqlite3_free(error);
+    sqlite3_close(db);
+  }
   std::vector<AuditEvent> records_of(const std::string& type) {
     std::vector<AuditEvent> out;
     for (const auto& e : records_)
@@ -111,7 +132,7 @@ const boost::json::object kParams{{"name", "k"}};
 }  // namespace
 
 TEST_F(DualControl, TheChallengeIsTheContractsDocument) {
-  auto r = requests_->propose("create-key", kParams, 1000);
+  auto r = requests_->propose("create-key", kParams, caller_);
   ASSERT_TRUE(r);
   auto c = boost::json::parse(r->challenge).as_object();
   std::vector<std::string> keys;
@@ -124,11 +145,14 @@ TEST_F(DualControl, TheChallengeIsTheContractsDocument) {
   EXPECT_EQ(c.at("instance_id").as_string(), "instance-1");
   EXPECT_EQ(base64_decode(std::string(c.at("nonce").as_string()))->size(), 32u);
   EXPECT_EQ(r->required, 2u);
-  EXPECT_FALSE(requests_->propose("bogus", kParams, 1000));
+  EXPECT_EQ(stored(r->id).proposer_uid, 1000u);
+  records_.clear();
+  EXPECT_FALSE(requests_->propose("bogus", kParams, caller_));
+  EXPECT_TRUE(records_.empty()) << "refusals are the caller's to audit";
 }
 
 TEST_F(DualControl, RunsOnceWhenDistinctOperatorsReachTheQuorum) {
-  auto r = *requests_->propose("create-key", kParams, 1000);
+  auto r = *requests_->propose("create-key", kParams, caller_);
   auto first = approve(r, "alice");
   ASSERT_TRUE(first);
   EXPECT_EQ(first->state, "pending");
@@ -148,17 +172,18 @@ TEST_F(DualControl, RunsOnceWhenDistinctOperatorsReachTheQuorum) {
 }
 
 TEST_F(DualControl, QuorumIsPerOperation) {
-  auto one = *requests_->propose("enable-key", kParams, 1000);
+  auto one = *requests_->propose("enable-key", kParams, caller_);
   EXPECT_EQ(approve(one, "bob")->state, "executed");
-  auto three = *requests_->propose("rotate-key", kParams, 1000);
+  auto three = *requests_->propose("rotate-key", kParams, caller_);
   EXPECT_EQ(approve(three, "alice")->state, "pending");
   EXPECT_EQ(approve(three, "bob")->state, "pending");
   EXPECT_EQ(approve(three, "carol")->state, "executed");
 }
 
 TEST_F(DualControl, RefusesBadApprovalsAndChangesNothing) {
-  auto r = *requests_->propose("create-key", kParams, 1000);
-  auto other = *requests_->propose("create-key", boost::json::object{{"name", "other"}}, 1000);
+  auto r = *requests_->propose("create-key", kParams, caller_);
+  auto other = *requests_->propose("create-key", boost::json::object{{"name", "other"}}, caller_);
+  records_.clear();
   auto code = [&](const std::string& op, const std::string& sig) {
     auto a = requests_->approve(r.id, op, sig, caller_);
     return a ? Code::internal : a.error().code;
@@ -178,7 +203,7 @@ TEST_F(DualControl, RefusesBadApprovalsAndChangesNothing) {
 }
 
 TEST_F(DualControl, ExpiredAndCancelledRequestsAcceptNothing) {
-  auto r = *requests_->propose("create-key", kParams, 1000);
+  auto r = *requests_->propose("create-key", kParams, caller_);
   ASSERT_TRUE(approve(r, "alice"));
   clock_.advance(15min);
   EXPECT_EQ(requests_->get(r.id)->state, "expired");
@@ -187,14 +212,14 @@ TEST_F(DualControl, ExpiredAndCancelledRequestsAcceptNothing) {
   EXPECT_EQ(late.error().code, Code::failed_precondition);
   EXPECT_EQ(executed_[r.id], 0);
 
-  auto c = *requests_->propose("create-key", kParams, 1000);
-  ASSERT_TRUE(requests_->cancel(c.id));
+  auto c = *requests_->propose("create-key", kParams, caller_);
+  ASSERT_TRUE(requests_->cancel(c.id, caller_));
   EXPECT_EQ(approve(c, "alice").error().code, Code::failed_precondition);
-  EXPECT_EQ(requests_->cancel(c.id).error().code, Code::failed_precondition);
+  EXPECT_EQ(requests_->cancel(c.id, caller_).error().code, Code::failed_precondition);
 }
 
 TEST_F(DualControl, AFailedOperationIsReportedNotRetried) {
-  auto r = *requests_->propose("disable-key", kParams, 1000);
+  auto r = *requests_->propose("disable-key", kParams, caller_);
   ASSERT_TRUE(approve(r, "alice"));
   auto done = approve(r, "bob");
   ASSERT_TRUE(done);
@@ -204,11 +229,11 @@ TEST_F(DualControl, AFailedOperationIsReportedNotRetried) {
 }
 
 TEST_F(DualControl, RequestsSurviveARestartAndRecoveryIsExactlyOnce) {
-  auto pending = *requests_->propose("create-key", kParams, 1000);
+  auto pending = *requests_->propose("create-key", kParams, caller_);
   ASSERT_TRUE(approve(pending, "alice"));
   // Two requests a crash left "executing": one whose change committed (applied), one not.
-  auto applied = *requests_->propose("create-key", boost::json::object{{"name", "a"}}, 1000);
-  auto unapplied = *requests_->propose("create-key", boost::json::object{{"name", "u"}}, 1000);
+  auto applied = *requests_->propose("create-key", boost::json::object{{"name", "a"}}, caller_);
+  auto unapplied = *requests_->propose("create-key", boost::json::object{{"name", "u"}}, caller_);
   for (const auto* r : {&applied, &unapplied})
     ASSERT_TRUE(store_->add_approval(r->id, StoredApproval{"alice", "x", 0}, "executing"));
   Key k;
@@ -255,7 +280,7 @@ TEST_F(DualControl, RequestsSurviveARestartAndRecoveryIsExactlyOnce) {
 }
 
 TEST_F(DualControl, ApprovalsAndTheExecutionAreRecordedBeforeTheyAreStored) {
-  auto r = *requests_->propose("create-key", kParams, 1000);
+  auto r = *requests_->propose("create-key", kParams, caller_);
   // Each record, at the moment it is written, describes something the store does not hold yet:
   // a crash right after the store's commit can no longer lose it.
   std::vector<std::string> seen;
@@ -282,7 +307,7 @@ TEST_F(DualControl, ApprovalsAndTheExecutionAreRecordedBeforeTheyAreStored) {
   EXPECT_EQ(exec[0].extra.at("approved_by"), boost::json::value(boost::json::array{"alice", "bob"}));
 
   // A failed operation is recorded with its error.
-  auto d = *requests_->propose("disable-key", kParams, 1000);
+  auto d = *requests_->propose("disable-key", kParams, caller_);
   on_record_ = nullptr;
   ASSERT_TRUE(approve(d, "alice"));
   ASSERT_EQ(approve(d, "bob")->state, "failed");
@@ -290,7 +315,7 @@ TEST_F(DualControl, ApprovalsAndTheExecutionAreRecordedBeforeTheyAreStored) {
 }
 
 TEST_F(DualControl, AnApprovalThatCannotBeAuditedIsNotStored) {
-  auto r = *requests_->propose("create-key", kParams, 1000);
+  auto r = *requests_->propose("create-key", kParams, caller_);
   ASSERT_TRUE(approve(r, "alice"));
   audit_writable_ = false;
   auto refused = approve(r, "bob");
@@ -305,7 +330,7 @@ TEST_F(DualControl, AnApprovalThatCannotBeAuditedIsNotStored) {
 }
 
 TEST_F(DualControl, AnExecutionThatCannotBeAuditedStaysExecutingAndIsRecordedAtTheNextStart) {
-  auto r = *requests_->propose("create-key", kParams, 1000);
+  auto r = *requests_->propose("create-key", kParams, caller_);
   ASSERT_TRUE(approve(r, "alice"));
   // The final approval is recorded; then the log fails, before the execution's record.
   on_record_ = [&](const AuditEvent&) { audit_writable_ = false; };
@@ -329,6 +354,92 @@ TEST_F(DualControl, AnExecutionThatCannotBeAuditedStaysExecutingAndIsRecordedAtT
   ASSERT_EQ(exec.size(), 1u);
   EXPECT_TRUE(exec[0].extra.at("recovered").as_bool());
   EXPECT_EQ(stored(r.id).state, "executed");
+}
+
+TEST_F(DualControl, ProposalsAndCancelsAreRecordedBeforeTheyAreStored) {
+  // Each record, at the moment it is written, describes something the store does not hold yet.
+  std::vector<std::string> seen;
+  on_record_ = [&](const AuditEvent& e) {
+    seen.push_back(e.type + " stored:" + stored_state(std::string(e.extra.at("admin_request").as_string())));
+  };
+  auto r = requests_->propose("create-key", kParams, caller_);
+  ASSERT_TRUE(r);
+  auto cancelled = requests_->cancel(r->id, caller_);
+  ASSERT_TRUE(cancelled);
+  EXPECT_EQ(cancelled->state, "cancelled");
+  EXPECT_EQ(seen, (std::vector<std::string>{"admin.propose stored:none", "admin.cancel stored:pending"}));
+  EXPECT_EQ(stored_state(r->id), "cancelled");
+  ASSERT_EQ(records_.size(), 2u);
+  for (const auto& e : records_) {
+    EXPECT_EQ(e.request_id, "req-1");
+    EXPECT_EQ(e.client.uid, 1000u);
+    EXPECT_EQ(e.result, "ok");
+    EXPECT_EQ(e.operation, "create-key");
+    EXPECT_EQ(e.key, "k");
+    EXPECT_EQ(e.extra.at("admin_request").as_string(), r->id);
+  }
+  EXPECT_EQ(records_[0].extra.at("state").as_string(), "pending");
+  EXPECT_EQ(records_[1].extra.at("state").as_string(), "cancelled");
+
+  // Refusals write nothing here: they are the caller's to audit.
+  records_.clear();
+  EXPECT_EQ(requests_->cancel(r->id, caller_).error().code, Code::failed_precondition);
+  EXPECT_EQ(requests_->cancel("no-such-id", caller_).error().code, Code::not_found);
+  EXPECT_TRUE(records_.empty());
+}
+
+TEST_F(DualControl, AProposalThatCannotBeAuditedIsNotStored) {
+  audit_writable_ = false;
+  auto refused = requests_->propose("create-key", kParams, caller_);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, Code::unavailable);  // 503
+  EXPECT_EQ(http_status(refused.error().code), 503);
+  EXPECT_TRUE(store_->load_requests()->empty());
+  EXPECT_TRUE(requests_->list().empty());
+  audit_writable_ = true;
+  ASSERT_TRUE(requests_->propose("create-key", kParams, caller_));
+  EXPECT_EQ(store_->load_requests()->size(), 1u);
+}
+
+TEST_F(DualControl, ACancelThatCannotBeAuditedIsNotStored) {
+  auto r = *requests_->propose("create-key", kParams, caller_);
+  audit_writable_ = false;
+  auto refused = requests_->cancel(r.id, caller_);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, Code::unavailable);
+  EXPECT_EQ(http_status(refused.error().code), 503);
+  EXPECT_EQ(stored_state(r.id), "pending");
+  EXPECT_EQ(requests_->get(r.id)->state, "pending");
+  audit_writable_ = true;
+  EXPECT_EQ(approve(r, "alice")->state, "pending");  // still open
+  EXPECT_EQ(requests_->cancel(r.id, caller_)->state, "cancelled");
+}
+
+// A record written and then a commit that fails: the failure names the request, which does not
+// exist (a proposal) or is unchanged (a cancel), so the record describes nothing that took.
+TEST_F(DualControl, ARecordedProposalOrCancelTheStoreRefusesIsNotAcknowledged) {
+  sql("CREATE TRIGGER no_insert BEFORE INSERT ON admin_requests BEGIN SELECT RAISE(ABORT, 'injected'); END;");
+  auto refused = requests_->propose("create-key", kParams, caller_);
+  ASSERT_FALSE(refused);
+  ASSERT_EQ(records_.size(), 1u);
+  const std::string id(records_[0].extra.at("admin_request").as_string());
+  EXPECT_NE(refused.error().message.find(id), std::string::npos) << refused.error().message;
+  EXPECT_EQ(requests_->get(id).error().code, Code::not_found);
+  EXPECT_EQ(stored_state(id), "none");
+  sql("DROP TRIGGER no_insert;");
+
+  auto r = *requests_->propose("create-key", kParams, caller_);
+  sql("CREATE TRIGGER no_cancel BEFORE UPDATE ON admin_requests WHEN NEW.state = 'cancelled'"
+      " BEGIN SELECT RAISE(ABORT, 'injected'); END;");
+  records_.clear();
+  auto not_cancelled = requests_->cancel(r.id, caller_);
+  ASSERT_FALSE(not_cancelled);
+  EXPECT_NE(not_cancelled.error().message.find(r.id), std::string::npos);
+  EXPECT_EQ(records_of("admin.cancel").size(), 1u);
+  EXPECT_EQ(stored_state(r.id), "pending");
+  EXPECT_EQ(requests_->get(r.id)->state, "pending");
+  sql("DROP TRIGGER no_cancel;");
+  EXPECT_EQ(requests_->cancel(r.id, caller_)->state, "cancelled");
 }
 
 TEST(Operators, RefuseWeakOrForeignKeys) {
