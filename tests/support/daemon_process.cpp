@@ -1,10 +1,12 @@
 #include "tests/support/daemon_process.h"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <sstream>
 #include <stdexcept>
@@ -25,16 +27,21 @@ Daemon::Daemon(DaemonOptions options) : options_(std::move(options)) {
             key + " -pubout -out " + dir() + "/" + name + ".pub 2>/dev/null") != 0)
       throw std::runtime_error("cannot make the test operator keys");
   }
+  // The harness's own limits, unless extra_limits sets the key (YAML would keep the first of two).
+  auto default_limit = [&](const std::string& key, const std::string& value) {
+    return options_.extra_limits.find("  " + key + ":") == std::string::npos ? "  " + key + ": " + value + "\n" : "";
+  };
   std::ostringstream yaml;
   yaml << "token:\n" << (options_.init_args.empty() ? "" : "  init_args: \"" + options_.init_args + "\"\n")
        << "  module: " << options_.module << "\n  label: " << token_.label << "\n  pin: {file: "
        << token_.pin_file << "}\n  sessions: 2\n  workers: 1\n"
        << "state:\n  path: " << dir() << "/state.db\n"
-       << "audit:\n  path: " << audit_path() << "\n  durability: " << options_.durability << "\n"
+       << "audit:\n  path: " << audit_path() << "\n  durability: " << options_.durability << "\n" << options_.extra_audit
        << "sockets:\n  service: {path: " << service_socket() << ", mode: \"" << options_.service_mode << "\""
        << (options_.service_group.empty() ? "" : ", group: " + options_.service_group) << "}\n"
        << "  admin: {path: " << admin_socket() << ", mode: \"0600\"}\n"
-       << "limits:\n  max_body_bytes: 65536\n  idle_timeout: 30s\n  request_timeout: 10s\n" << options_.extra_limits
+       << "limits:\n" << options_.extra_limits << default_limit("max_body_bytes", "65536")
+       << default_limit("idle_timeout", "30s") << default_limit("request_timeout", "10s")
        << "dual_control:\n  operators:\n"
        << "    - {name: alice, public_key: " << dir() << "/alice.pub}\n"
        << "    - {name: bob, public_key: " << dir() << "/bob.pub}\n"
@@ -50,6 +57,19 @@ Daemon::~Daemon() {
     ::kill(pid_, SIGKILL);
     ::waitpid(pid_, nullptr, 0);
   }
+  fail_on_sanitizer_report();
+}
+
+void Daemon::fail_on_sanitizer_report() {
+  const std::string text = log();
+  if (log_checked_ >= text.size()) return;
+  std::size_t first = std::string::npos;
+  for (const char* marker : {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "WARNING: ThreadSanitizer",
+                             "SUMMARY: UndefinedBehaviorSanitizer"})
+    first = std::min(first, text.find(marker, log_checked_));
+  log_checked_ = text.size();
+  if (first != std::string::npos)
+    ADD_FAILURE() << "custodyd reported a sanitizer finding (log " << dir() << "/custodyd.log):\n" << text.substr(first, 8000);
 }
 
 void Daemon::start() {
@@ -80,6 +100,11 @@ void Daemon::start() {
   throw std::runtime_error("custodyd did not become healthy:\n" + log());
 }
 
+void Daemon::drop_client_connections() {
+  service_ = std::make_unique<client::UnixHttpClient>(service_socket());
+  admin_ = std::make_unique<client::UnixHttpClient>(admin_socket());
+}
+
 bool Daemon::running() {
   if (pid_ <= 0) return false;
   int status = 0;
@@ -103,12 +128,20 @@ int Daemon::wait_exit(std::chrono::seconds timeout) {
   return -1;
 }
 
+void Daemon::kill_hard() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGKILL);
+  ::waitpid(pid_, nullptr, 0);
+  pid_ = -1;
+}
+
 int Daemon::terminate() {
   if (pid_ <= 0) return -1;
   ::kill(pid_, SIGTERM);
   int status = 0;
   ::waitpid(pid_, &status, 0);
   pid_ = -1;
+  fail_on_sanitizer_report();
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 

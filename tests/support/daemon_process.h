@@ -23,6 +23,7 @@ struct DaemonOptions {
   std::string durability = "group";
   std::string extra_limits;  // YAML lines under "limits:", each indented by two spaces
   std::string extra_yaml;    // further top-level sections
+  std::string extra_audit;   // YAML lines under "audit:", each indented by two spaces
   std::map<std::string, std::string> env;  // e.g. CUSTODY_FAULT_POINT
   std::vector<std::pair<std::string, std::string>> extra_operators;  // name, public key PEM path
   std::string module = CUSTODY_SOFTHSM_MODULE;  // e.g. CUSTODY_FAULT_SHIM
@@ -37,6 +38,8 @@ class Daemon {
   void start();
   // SIGTERM, then waits; returns the exit status (-1 if killed by a signal).
   int terminate();
+  // SIGKILL (a crash: no shutdown path runs), then reaps the process.
+  void kill_hard();
   bool running();
   // Waits for the process to end by itself; its exit status, or -1 on timeout or signal.
   int wait_exit(std::chrono::seconds timeout = std::chrono::seconds(20));
@@ -53,6 +56,9 @@ class Daemon {
 
   client::UnixHttpClient& service() { return *service_; }
   client::UnixHttpClient& admin() { return *admin_; }
+  // Closes the kept-alive connections of service() and admin() (they reconnect on their next
+  // call), so that a test counting connection slots holds every open one itself.
+  void drop_client_connections();
 
   // POST to the service socket; the parsed body and the status.
   std::pair<int, boost::json::value> post(const std::string& target, const boost::json::value& body);
@@ -73,6 +79,10 @@ class Daemon {
   TokenFiles token_;
   pid_t pid_ = -1;
   std::unique_ptr<client::UnixHttpClient> service_, admin_;
+  // Sanitizer builds: a report in the daemon's log fails the test (terminate and the destructor
+  // look at what was logged since the last look).
+  void fail_on_sanitizer_report();
+  std::size_t log_checked_ = 0;
 };
 
 // A policy allowing the test process every data-plane operation.
