@@ -105,6 +105,10 @@ void HttpRequestParser::on_request_impl(http::verb, string_view method_str, stri
                                         error_code& ec) {
   if (version != 10 && version != 11) return refuse(400, "only HTTP/1.0 and HTTP/1.1 are served", ec);
   if (target.empty() || target.front() != '/') return refuse(400, "the request target must be a path", ec);
+  // The target reaches answers and audit records as a JSON string: printable ASCII only (a URL
+  // escapes everything else).
+  for (char c : target)
+    if (c <= 0x20 || c >= 0x7f) return refuse(400, "the request target must be printable ASCII", ec);
   method_.assign(method_str.data(), method_str.size());
   target_.assign(target.data(), target.size());
   version_ = static_cast<unsigned>(version);

@@ -28,6 +28,8 @@ bool UidRateLimiter::allow(uid_t uid, Clock::time_point now, double cost) {
     b.tokens = std::min(burst_, b.tokens + std::max(0.0, elapsed) * per_second_);
     b.updated = now;
   }
+  // A batch larger than the whole bucket passes when the bucket is full, and empties it.
+  cost = std::min(cost, burst_);
   if (b.tokens < cost) return false;
   b.tokens -= cost;
   return true;

@@ -146,6 +146,8 @@ TEST(HttpRequestParser, MalformedLinesAreRefused) {
       "GET http://custody/v1/health HTTP/1.1\r\nHost: c\r\n\r\n",
       "GET /v1/health HTTP/3.0\r\nHost: c\r\n\r\n",
       "GET /v1/health HTTP/1.1\r\nBad Name: x\r\n\r\n",
+      "GET /v1/k\xff\xff" "eys/demo/wrap HTTP/1.1\r\nHost: c\r\n\r\n",
+      "GET /v1/\x01health HTTP/1.1\r\nHost: c\r\n\r\n",
   };
   for (const auto& req : cases) {
     auto o = parse(req);

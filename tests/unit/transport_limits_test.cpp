@@ -71,6 +71,16 @@ TEST(UidRateLimiter, ABucketPerUidRefillsAtTheRate) {
   EXPECT_FALSE(limiter.allow(1, later));
 }
 
+TEST(UidRateLimiter, ABatchCostsItsItemsAndAHugeOneNeedsAFullBucket) {
+  UidRateLimiter limiter(10, 10);
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_TRUE(limiter.allow(1, t0, 8));
+  EXPECT_FALSE(limiter.allow(1, t0, 8));  // two left
+  EXPECT_FALSE(limiter.allow(1, t0 + std::chrono::milliseconds(500), 256));  // seven: not full
+  EXPECT_TRUE(limiter.allow(1, t0 + std::chrono::seconds(2), 256));  // full: passes, and empties it
+  EXPECT_FALSE(limiter.allow(1, t0 + std::chrono::seconds(2), 1));
+}
+
 TEST(UidRateLimiter, ZeroMeansOff) {
   UidRateLimiter off(0, 0);
   EXPECT_FALSE(off.enabled());
