@@ -18,9 +18,10 @@ using Progress = transport::HttpRequestParser::Progress;
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size < 1) return 0;
-  // Small limits, so the fuzzer reaches them with short inputs.
-  const transport::HttpLimits limits{512, 1024, 16};
-  const std::size_t piece = 1 + data[0] % 64;  // how much one read returns
+  // The first byte's top bit picks the daemon's default limits or small ones the fuzzer reaches
+  // with short inputs; its other bits, how much one read returns.
+  const transport::HttpLimits limits = (data[0] & 0x80) ? transport::HttpLimits{} : transport::HttpLimits{512, 1024, 16};
+  const std::size_t piece = 1 + (data[0] & 0x7f) % 64;
   const char* input = reinterpret_cast<const char*>(data + 1);
   std::size_t left = size - 1;
 
