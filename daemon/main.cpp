@@ -217,6 +217,20 @@ int main(int argc, char** argv) {
   core::TokenImporter importer(pool);
   core::ImportJobs jobs(**store, importer, registry, key_admin, clock);
   if (auto ok = jobs.load(); !ok) fatal("state: " + ok.error().message);
+  // Import-job key pairs no active job owns (a crash cut their job short) are destroyed now: the
+  // contract promises a job's pair lives only as long as the job.
+  auto import_objects = vault.find_labelled(std::string(core::kImportLabelPrefix));
+  if (!import_objects) fatal("cannot list the import-job keys in the token: " + import_objects.error().message);
+  for (const auto& orphan : jobs.orphaned_wrapping_keys(*import_objects)) {
+    auto destroyed = importer.destroy_wrapping_pair(orphan);
+    const std::string what = "import-job key pair " + orphan.label + " belongs to no active job: " +
+                             (destroyed ? "destroyed" : "NOT destroyed: " + destroyed.error().message);
+    if (destroyed) spdlog::warn("recovery: {}", what);
+    else spdlog::error("recovery: {}", what);
+    auto e = lifecycle_event("daemon.recovery");
+    e.extra["action"] = what;
+    (*audit)->write({e});
+  }
   context.jobs = &jobs;
   if (auto ok = requests.load(); !ok) fatal("state: " + ok.error().message);
   const auto self = lifecycle_event("daemon.recovery");

@@ -114,7 +114,7 @@ Outcome<StoredJob> ImportJobs::create(const boost::json::object& params, const s
   if (p->method->rsa) {
     job.wrapping.id.resize(16);
     RAND_bytes(job.wrapping.id.data(), 16);
-    job.wrapping.label = "custody-import:" + job.id;
+    job.wrapping.label = std::string(kImportLabelPrefix) + job.id;
     auto pem = importer_.make_wrapping_pair(*p->method, job.wrapping);
     if (!pem) return unexpected(pem.error());
     job.public_key = *pem;
@@ -186,6 +186,19 @@ std::vector<std::string> ImportJobs::expire_due() {
     expired.push_back(j.id);
   }
   return expired;
+}
+
+std::vector<ObjectRef> ImportJobs::orphaned_wrapping_keys(const std::vector<ObjectRef>& labelled) {
+  std::lock_guard lock(mutex_);
+  std::vector<ObjectRef> orphans;
+  for (const auto& obj : labelled) {
+    bool owned = false;
+    for (const auto& j : jobs_) owned = owned || (j.state == "active" && j.wrapping.id == obj.id);
+    bool listed = false;
+    for (const auto& o : orphans) listed = listed || o.id == obj.id;  // a pair is two objects
+    if (!owned && !listed) orphans.push_back(obj);
+  }
+  return orphans;
 }
 
 std::vector<StoredJob> ImportJobs::list() {

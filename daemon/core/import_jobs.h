@@ -11,6 +11,8 @@
 
 namespace custody::core {
 
+inline constexpr std::string_view kImportLabelPrefix = "custody-import:";
+
 struct ImportResult {
   std::shared_ptr<const Key> key;
   std::uint32_t version = 0;
@@ -30,6 +32,10 @@ class ImportJobs {
                                const std::optional<std::string>& kcv);
   // Marks due jobs expired and destroys their key pairs; returns their ids.
   std::vector<std::string> expire_due();
+  // Of the token objects labelled kImportLabelPrefix, those no active job owns, once each: left by
+  // a crash between making a job's key pair and storing the job (the job never existed for
+  // anyone), or between using a job and destroying its pair. Start-up destroys them.
+  std::vector<ObjectRef> orphaned_wrapping_keys(const std::vector<ObjectRef>& labelled);
   std::vector<StoredJob> list();
   Outcome<StoredJob> get(const std::string& id);
   std::vector<std::string> offered_methods() { return importer_.offered_methods(); }
