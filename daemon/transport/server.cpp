@@ -46,6 +46,7 @@ struct Server::Listener {
   // socket never turns operators away from the admin socket.
   unsigned in_flight = 0;
   unsigned max_in_flight;
+  bool rate_limited;
 };
 
 struct Server::Connection {
@@ -114,7 +115,7 @@ Expected<void, std::string> Server::listen(const SocketSpec& spec, ListenerKind 
                                 ? ConnectionBudget(limits_.admin_connections, limits_.admin_connections)
                                 : ConnectionBudget(limits_.max_connections, limits_.max_connections_per_uid);
   const unsigned max_in_flight = kind == ListenerKind::admin ? limits_.admin_connections : limits_.max_in_flight;
-  auto listener = std::make_unique<Listener>(Listener{local::acceptor(io_), service, spec.path, budget, 0, max_in_flight});
+  auto listener = std::make_unique<Listener>(Listener{local::acceptor(io_), service, spec.path, budget, 0, max_in_flight, kind == ListenerKind::service});
   if (auto ok = open_listener(listener->acceptor, spec); !ok) return ok;
   auto& ref = *listener;
   listeners_.push_back(std::move(listener));
@@ -324,7 +325,8 @@ asio::awaitable<void> Server::serve(std::shared_ptr<Connection> connection, List
     } else {
       keep_alive = parser.keep_alive();
       request.body = std::move(parser.body());
-      if (rate_.enabled() && !rate_.allow(peer->uid, SteadyClock::now(), rate_cost(std::string_view(request.body.data(), request.body.size())))) {
+      // The rate is for services; operators on the admin socket have their own budget.
+      if (listener.rate_limited && rate_.enabled() && !rate_.allow(peer->uid, SteadyClock::now(), rate_cost(std::string_view(request.body.data(), request.body.size())))) {
         metrics_.count_refusal(service::Refusal::uid_rate);
         refusal = core::Error{core::Code::resource_exhausted,
                               "uid " + std::to_string(peer->uid) + " is over its request rate; slow down"};
