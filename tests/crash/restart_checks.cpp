@@ -203,7 +203,9 @@ Problems check_import_job_objects(test::Daemon& d) {
   for (std::string line; std::getline(in, line);) {
     const auto at = line.find("label:");
     if (at == std::string::npos) continue;
-    std::string label = line.substr(line.find_first_not_of(' ', at + 6));
+    const auto start = line.find_first_not_of(' ', at + 6);
+    if (start == std::string::npos) continue;  // an object without a label
+    std::string label = line.substr(start);
     if (label.rfind(prefix, 0) != 0 || active.count(label.substr(prefix.size())) || !reported.insert(label).second) continue;
     problems.push_back("token object " + label + " belongs to no active import job after the restart");
   }
