@@ -219,7 +219,7 @@ int main(int argc, char** argv) {
   if (auto ok = jobs.load(); !ok) fatal("state: " + ok.error().message);
   // Import-job key pairs no active job owns (a crash cut their job short) are destroyed now: the
   // contract promises a job's pair lives only as long as the job.
-  auto import_objects = vault.find_labelled(std::string(core::kImportLabelPrefix));
+  auto import_objects = importer.find_labelled_pairs(core::kImportLabelPrefix);
   if (!import_objects) fatal("cannot list the import-job keys in the token: " + import_objects.error().message);
   for (const auto& orphan : jobs.orphaned_wrapping_keys(*import_objects)) {
     auto destroyed = importer.destroy_wrapping_pair(orphan);

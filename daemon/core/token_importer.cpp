@@ -188,6 +188,18 @@ Outcome<void> TokenImporter::destroy_wrapping_pair(const ObjectRef& ref) {
   return {};
 }
 
+Outcome<std::vector<ObjectRef>> TokenImporter::find_labelled_pairs(std::string_view prefix) {
+  return with_session<std::vector<ObjectRef>>([&](p11::Session& s) -> p11::Result<std::vector<ObjectRef>> {
+    std::vector<ObjectRef> all;
+    for (CK_OBJECT_CLASS c : {CKO_PRIVATE_KEY, CKO_PUBLIC_KEY}) {
+      auto found = find_labelled_objects(s, c, prefix);
+      if (!found) return unexpected(found.error());
+      all.insert(all.end(), found->begin(), found->end());
+    }
+    return all;
+  });
+}
+
 Outcome<AttributeReport> TokenImporter::wrapping_key_attributes(const ObjectRef& ref) {
   return with_session<AttributeReport>([&](p11::Session& s) -> p11::Result<AttributeReport> {
     auto h = find(s, CKO_PRIVATE_KEY, ref);

@@ -33,6 +33,8 @@ class TokenImporter {
   // public key as PEM.
   Outcome<std::string> make_wrapping_pair(const ImportMethod& method, const ObjectRef& ref);
   Outcome<void> destroy_wrapping_pair(const ObjectRef& ref);
+  // Every key-pair half (public or private) whose label starts with prefix.
+  Outcome<std::vector<ObjectRef>> find_labelled_pairs(std::string_view prefix);
   Outcome<AttributeReport> wrapping_key_attributes(const ObjectRef& ref);
 
   // Unwraps the payload into target with the custody template of algorithm. Leaves nothing

@@ -198,24 +198,28 @@ Outcome<bool> TokenKeyVault::exists(const ObjectRef& key) {
   return unexpected(token_error(r.error(), "object lookup"));
 }
 
+p11::Result<std::vector<ObjectRef>> find_labelled_objects(p11::Session& s, CK_OBJECT_CLASS object_class,
+                                                          std::string_view prefix) {
+  p11::AttributeTemplate t;
+  t.add_ulong(CKA_CLASS, object_class);
+  auto found = s.find_objects(t, 100000);
+  if (!found) return unexpected(found.error());
+  std::vector<ObjectRef> out;
+  for (CK_OBJECT_HANDLE h : *found) {
+    auto label = s.get_bytes(h, CKA_LABEL);
+    if (!label) return unexpected(label.error());
+    if (!*label || (*label)->size() < prefix.size() || !std::equal(prefix.begin(), prefix.end(), (*label)->begin()))
+      continue;
+    auto id = s.get_bytes(h, CKA_ID);
+    if (!id) return unexpected(id.error());
+    out.push_back(ObjectRef{id->value_or(Bytes{}), std::string((*label)->begin(), (*label)->end())});
+  }
+  return out;
+}
+
 Outcome<std::vector<ObjectRef>> TokenKeyVault::find_labelled(const std::string& prefix) {
-  auto r = with_session<std::vector<ObjectRef>>([&](p11::Session& s) -> p11::Result<std::vector<ObjectRef>> {
-    p11::AttributeTemplate t;
-    t.add_ulong(CKA_CLASS, CKO_SECRET_KEY);
-    auto found = s.find_objects(t, 100000);
-    if (!found) return unexpected(found.error());
-    std::vector<ObjectRef> out;
-    for (CK_OBJECT_HANDLE h : *found) {
-      auto label = s.get_bytes(h, CKA_LABEL);
-      if (!label) return unexpected(label.error());
-      if (!*label || (*label)->size() < prefix.size() || !std::equal(prefix.begin(), prefix.end(), (*label)->begin()))
-        continue;
-      auto id = s.get_bytes(h, CKA_ID);
-      if (!id) return unexpected(id.error());
-      out.push_back(ObjectRef{id->value_or(Bytes{}), std::string((*label)->begin(), (*label)->end())});
-    }
-    return out;
-  });
+  auto r = with_session<std::vector<ObjectRef>>(
+      [&](p11::Session& s) { return find_labelled_objects(s, CKO_SECRET_KEY, prefix); });
   if (!r) return unexpected(token_error(r.error(), "object listing"));
   return std::move(*r);
 }

@@ -11,6 +11,10 @@
 
 namespace custody::core {
 
+// The objects of one class whose CKA_LABEL starts with prefix.
+p11::Result<std::vector<ObjectRef>> find_labelled_objects(p11::Session& s, CK_OBJECT_CLASS object_class,
+                                                          std::string_view prefix);
+
 class TokenKeyVault final : public KeyVault {
  public:
   explicit TokenKeyVault(p11::SessionPool& pool);

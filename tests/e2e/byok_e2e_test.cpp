@@ -240,3 +240,25 @@ TEST(ByokE2E, CustodyctlImportBuildsTheSameBytes) {
       << read_file(d.dir() + "/out.txt");
   EXPECT_NE(read_file(d.dir() + "/out.txt").find(openssl_aes_kcv(d.dir())), std::string::npos);
 }
+
+// A crash between making a job's key pair and storing the job (or between using the job and
+// destroying its pair) leaves a pair no job owns: the next start destroys it and says so.
+TEST(ByokE2E, AKeyPairNoActiveJobOwnsIsDestroyedAtStart) {
+  Daemon d;
+  auto job = make_job(d, {{"key_name", "kept"}, {"algorithm", "aes-256-gcm"}, {"method", "rsa-oaep-3072-sha1-aes-256"}});
+  const int with_job = secret_objects(d);
+  ASSERT_EQ(d.terminate(), 0);
+  ASSERT_EQ(run("SOFTHSM2_CONF='" + d.token().conf + "' pkcs11-tool --module " + CUSTODY_SOFTHSM_MODULE +
+                " --token-label " + d.token().label + " --login --pin " + d.token().pin +
+                " --keypairgen --key-type rsa:2048 --label custody-import:0123456789abcdef --id 0a0b0c >/dev/null 2>&1"),
+            0);
+  ASSERT_EQ(secret_objects(d), with_job + 1);
+  d.start();
+  EXPECT_EQ(secret_objects(d), with_job);  // the orphan is gone, the active job's pair is not
+  EXPECT_EQ(field(json::parse(d.admin().call("GET", "/v1/admin/import-jobs/" + field(job, "id"))->body), "state"), "active");
+  bool audited = false;
+  for (const auto& rec : d.audit_records())
+    audited = audited || (rec.at("type") == "daemon.recovery" &&
+                          std::string(rec.at("action").as_string()).find("custody-import:0123456789abcdef") != std::string::npos);
+  EXPECT_TRUE(audited);
+}
