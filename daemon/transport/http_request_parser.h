@@ -73,6 +73,7 @@ class HttpRequestParser final : public boost::beast::http::basic_parser<true> {
   std::size_t header_scanned_ = 0;  // bytes of the unfinished header already checked for obs-fold
   unsigned content_lengths_ = 0, transfer_encodings_ = 0;
   bool chunked_ = false, expect_continue_ = false, in_trailer_ = false;
+  bool asked_for_more_ = false;  // the last put() answered need_more
 };
 
 }  // namespace custody::transport
