@@ -271,10 +271,18 @@ int main(int argc, char** argv) {
   boost::asio::thread_pool workers(cfg.token.workers);
   const auto& lim = cfg.limits;
   transport::Server server(io, workers,
-                           transport::Limits{lim.max_body_bytes, lim.max_header_bytes, lim.max_connections,
-                                             lim.max_connections_per_uid, lim.admin_connections, lim.max_in_flight,
-                                             lim.uid_requests_per_second, lim.uid_burst, cfg.token.workers,
-                                             lim.first_byte_timeout, lim.idle_timeout, lim.request_timeout},
+                           transport::Limits{.max_body_bytes = lim.max_body_bytes,
+                                             .max_header_bytes = lim.max_header_bytes,
+                                             .max_connections = lim.max_connections,
+                                             .max_connections_per_uid = lim.max_connections_per_uid,
+                                             .admin_connections = lim.admin_connections,
+                                             .max_in_flight = lim.max_in_flight,
+                                             .uid_requests_per_second = lim.uid_requests_per_second,
+                                             .uid_burst = lim.uid_burst,
+                                             .workers = cfg.token.workers,
+                                             .first_byte_timeout = lim.first_byte_timeout,
+                                             .idle_timeout = lim.idle_timeout,
+                                             .request_timeout = lim.request_timeout},
                            metrics);
   if (auto ok = server.listen({cfg.service_socket.path, cfg.service_socket.mode, cfg.service_socket.group},
                               transport::ListenerKind::service, service_socket);

@@ -34,27 +34,12 @@ void audit_item(Call& call, core::Operation op, const core::AuditFacts& facts, c
 }
 
 // Whether a failed item was refused before any token operation ran with the key. Only these are
-// summarised; daemon and token failures (internal, unavailable, ...) keep their own record.
+// summarised; daemon and token failures (internal, unavailable, resource_exhausted) keep their
+// own record even then.
 bool refused_before_the_token(const core::AuditFacts& facts, const core::Error& error) {
   if (facts.touched_key) return false;
-  switch (error.code) {
-    case core::Code::invalid_argument:
-    case core::Code::permission_denied:
-    case core::Code::not_found:
-    case core::Code::failed_precondition:
-    case core::Code::payload_too_large:
-    case core::Code::method_not_allowed:
-      return true;
-    case core::Code::invalid_ciphertext:
-      // A blob that does not parse or names another key is refused before the version is
-      // known; one that fails to authenticate was given to the token with its version.
-      return !facts.version;
-    case core::Code::resource_exhausted:
-    case core::Code::internal:
-    case core::Code::unavailable:
-      return false;
-  }
-  return false;
+  return error.code != core::Code::resource_exhausted && error.code != core::Code::internal &&
+         error.code != core::Code::unavailable;
 }
 
 // The refused items of one batch, for its one summary record: how many, and per error code the

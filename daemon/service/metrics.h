@@ -29,15 +29,16 @@ class Metrics {
   std::uint64_t refusals(Refusal why) const { return refusals_[static_cast<std::size_t>(why)].load(); }
   void count_response(int status);
   void in_flight(int delta) { in_flight_.fetch_add(delta, std::memory_order_relaxed); }
-  void count_rejected_connection() { rejected_connections_.fetch_add(1, std::memory_order_relaxed); }
   std::uint64_t responses(int status_class) const { return responses_[static_cast<std::size_t>(status_class)].load(); }
   std::int64_t in_flight() const { return in_flight_.load(); }
-  std::uint64_t rejected_connections() const { return rejected_connections_.load(); }
+  // Connections turned away at a connection budget, whichever one.
+  std::uint64_t rejected_connections() const {
+    return refusals(Refusal::listener_full) + refusals(Refusal::uid_connections);
+  }
 
  private:
   std::array<std::atomic<std::uint64_t>, 6> responses_{};  // by status class 1xx..5xx
   std::atomic<std::int64_t> in_flight_{0};
-  std::atomic<std::uint64_t> rejected_connections_{0};
   std::array<std::atomic<std::uint64_t>, std::size(kRefusalNames)> refusals_{};
 };
 

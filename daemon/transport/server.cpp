@@ -168,7 +168,6 @@ asio::awaitable<void> Server::accept_loop(Listener& listener) {
 }
 
 void Server::refuse_connection(local::socket& socket, service::Refusal reason, const std::string& why) {
-  metrics_.count_rejected_connection();
   metrics_.count_refusal(reason);
   const int fd = socket.native_handle();
   const std::string request_id = service::choose_request_id("");

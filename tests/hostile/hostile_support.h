@@ -4,6 +4,8 @@
 // runs, and the checks every attack ends with (alive, serving, bounded memory, audit chain).
 #include <sys/types.h>
 
+#include <gtest/gtest.h>
+
 #include <boost/json.hpp>
 #include <chrono>
 #include <functional>
@@ -162,5 +164,26 @@ void expect_audit_chain_verifies(test::Daemon& d);
 
 // A key policy: each uid with its operations.
 std::string policy(const std::vector<std::pair<uid_t, std::vector<std::string>>>& rules);
+
+// One daemon for all the tests of a suite, with "demo" (aes-256-gcm) that the test process may
+// use; after every test it must still be alive and serving, and its audit chain must verify.
+// Suite supplies `static test::DaemonOptions daemon_options()`.
+template <class Suite>
+class SharedDaemonTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    daemon_ = new test::Daemon(Suite::daemon_options());
+    ASSERT_EQ(daemon_->create_key("demo", "aes-256-gcm", test::allow_me_everything()), 201);
+  }
+  static void TearDownTestSuite() {
+    delete daemon_;
+    daemon_ = nullptr;
+  }
+  void TearDown() override {
+    expect_alive_and_serving(*daemon_);
+    expect_audit_chain_verifies(*daemon_);
+  }
+  static inline test::Daemon* daemon_ = nullptr;
+};
 
 }  // namespace custody::hostile

@@ -15,22 +15,15 @@ namespace {
 
 constexpr uid_t kStranger = 65534;  // named by no policy
 
-class HostileJson : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
+class HostileJson : public SharedDaemonTest<HostileJson> {
+ public:
+  static DaemonOptions daemon_options() {
     DaemonOptions o;
     o.service_group = "nogroup";
-    daemon_ = new Daemon(o);
-    ASSERT_EQ(daemon_->create_key("demo", "aes-256-gcm", allow_me_everything()), 201);
+    return o;
   }
-  static void TearDownTestSuite() {
-    delete daemon_;
-    daemon_ = nullptr;
-  }
-  void TearDown() override {
-    expect_alive_and_serving(*daemon_);
-    expect_audit_chain_verifies(*daemon_);
-  }
+
+ protected:
   static RawResponse post(const std::string& target, const std::string& body) {
     return send_request(daemon_->service_socket(), http_request("POST", target, body));
   }
@@ -39,9 +32,7 @@ class HostileJson : public ::testing::Test {
     for (int i = 0; i < n; ++i) items += std::string(i ? "," : "") + item;
     return R"({"batch":[)" + items + "]}";
   }
-  static Daemon* daemon_;
 };
-Daemon* HostileJson::daemon_ = nullptr;
 
 }  // namespace
 

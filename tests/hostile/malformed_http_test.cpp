@@ -56,23 +56,10 @@ std::vector<Case> malformed_requests() {
   };
 }
 
-class MalformedHttp : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    daemon_ = new Daemon();
-    ASSERT_EQ(daemon_->create_key("demo", "aes-256-gcm", allow_me_everything()), 201);
-  }
-  static void TearDownTestSuite() {
-    delete daemon_;
-    daemon_ = nullptr;
-  }
-  void TearDown() override {
-    expect_alive_and_serving(*daemon_);
-    expect_audit_chain_verifies(*daemon_);
-  }
-  static Daemon* daemon_;
+class MalformedHttp : public SharedDaemonTest<MalformedHttp> {
+ public:
+  static DaemonOptions daemon_options() { return {}; }
 };
-Daemon* MalformedHttp::daemon_ = nullptr;
 
 }  // namespace
 

@@ -19,23 +19,16 @@ constexpr std::chrono::milliseconds kFirstByte = 300ms, kRequest = 800ms, kIdle 
 // Slack for scheduling on a loaded CI machine (and for slower sanitizer builds).
 const std::chrono::milliseconds kSlack = 1200ms * sanitizer_slowdown();
 
-class SlowPeers : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
+class SlowPeers : public SharedDaemonTest<SlowPeers> {
+ public:
+  static DaemonOptions daemon_options() {
     DaemonOptions o;
     o.service_group = "nogroup";
     o.extra_limits = "  first_byte_timeout: 300ms\n  request_timeout: 800ms\n  idle_timeout: 3s\n";
-    daemon_ = new Daemon(o);
-    ASSERT_EQ(daemon_->create_key("demo", "aes-256-gcm", allow_me_everything()), 201);
+    return o;
   }
-  static void TearDownTestSuite() {
-    delete daemon_;
-    daemon_ = nullptr;
-  }
-  void TearDown() override {
-    expect_alive_and_serving(*daemon_);
-    expect_audit_chain_verifies(*daemon_);
-  }
+
+ protected:
   // Sends `bytes` one at a time, `gap` apart, until the daemon closes; the time from the first
   // byte to the close, and whatever the daemon answered.
   static std::pair<std::chrono::milliseconds, std::string> trickle(const std::string& bytes, std::chrono::milliseconds gap) {
@@ -49,9 +42,7 @@ class SlowPeers : public ::testing::Test {
     c.closed_within(5s, &answer);
     return {std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start), answer};
   }
-  static Daemon* daemon_;
 };
-Daemon* SlowPeers::daemon_ = nullptr;
 
 }  // namespace
 
