@@ -101,11 +101,13 @@ std::string directory_of(const std::string& path) {
   return slash == std::string::npos ? "." : path.substr(0, slash ? slash : 1);
 }
 
-// A rename or unlink must survive a crash: sync the directory.
-void sync_directory(const std::string& dir) {
+// A rename or unlink must survive a crash: sync the directory. False when that cannot be done.
+bool sync_directory(const std::string& dir) {
   int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0 || ::fsync(dfd) != 0) spdlog::warn("cannot sync directory {}: {}", dir, std::strerror(errno));
+  const bool synced = dfd >= 0 && ::fsync(dfd) == 0;
+  if (!synced) spdlog::warn("cannot sync directory {}: {}", dir, std::strerror(errno));
   if (dfd >= 0) ::close(dfd);
+  return synced;
 }
 
 Expected<std::uint64_t, std::string> statvfs_free_bytes(const std::string& dir) {
@@ -445,7 +447,15 @@ bool AuditLog::rotate() {
       spdlog::error("cannot rename {} back to {}: {}", rotated, path_, std::strerror(errno));
     return false;
   }
-  sync_directory(directory_of(path_));
+  // Records written to the new file before its name is durable could vanish with it in a crash:
+  // without the directory sync, undo the rotation and fail the write (it is retried later).
+  if (!sync_directory(directory_of(path_))) {
+    ::close(fd);
+    ::unlink(path_.c_str());
+    if (::rename(rotated.c_str(), path_.c_str()) != 0)
+      spdlog::error("cannot rename {} back to {}: {}", rotated, path_, std::strerror(errno));
+    return false;
+  }
   ::close(fd_);
   fd_ = fd;
   {
@@ -518,7 +528,8 @@ void AuditLog::enforce_retention() {
     std::lock_guard lock(mutex_);
     std::erase_if(rotated_, [&](const RotatedFile& r) { return r.path == f.path; });
   }
-  sync_directory(directory_of(path_));
+  // A removal the crash undoes is only done again at the next retention pass.
+  (void)sync_directory(directory_of(path_));
 }
 
 bool AuditLog::checkpoint() {
