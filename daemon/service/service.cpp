@@ -3,6 +3,14 @@
 #include <spdlog/spdlog.h>
 
 namespace custody::service {
+namespace {
+
+// The path as an audit record names it: a request line can be as long as the header limit, and a
+// refusal must not cost the log more than a short record.
+constexpr std::size_t kAuditedPathBytes = 256;
+std::string audited_path(const std::string& target) { return target.substr(0, kAuditedPathBytes); }
+
+}  // namespace
 
 void Service::handle(const Request& request, std::function<void(Response)> done) {
   auto m = router_.match(request.method, request.target);
@@ -18,7 +26,7 @@ void Service::handle(const Request& request, std::function<void(Response)> done)
     core::Error e{m.error, wrong_method ? "method " + request.method + " is not allowed on " + request.target
                                         : "no such path: " + request.target};
     call.record("request").result = core::code_name(e.code);
-    call.audit.back().extra["path"] = request.target;
+    call.audit.back().extra["path"] = audited_path(request.target);
     response = error_response(e, request.request_id);
   } else {
     // Handlers report errors as values; an exception here is a bug (or memory exhaustion). It
@@ -30,7 +38,7 @@ void Service::handle(const Request& request, std::function<void(Response)> done)
       // Records made before the exception stay: what they describe did happen.
       auto& rec = call.record("request");
       rec.result = core::code_name(core::Code::internal);
-      rec.extra["path"] = request.target;
+      rec.extra["path"] = audited_path(request.target);
       response = error_response({core::Code::internal, "internal error"}, request.request_id);
     }
   }
@@ -45,7 +53,7 @@ void Service::refuse(const Request& request, const core::Error& error, std::func
   Call call{request, {}, {}};
   auto& e = call.record("request");
   e.result = core::code_name(error.code);
-  e.extra["path"] = request.target;
+  e.extra["path"] = audited_path(request.target);
   finish(call, error_response(error, request.request_id), std::move(done));
 }
 

@@ -317,3 +317,16 @@ TEST(Limits, ConnectionsBeyondTheLimitAreToldToRetryAndCounted) {
   ASSERT_TRUE(metrics);
   EXPECT_NE(metrics->body.find("custody_connections_rejected_total 1"), std::string::npos) << metrics->body;
 }
+
+TEST_F(BadInputE2E, ALongPathCostsTheAuditLogAShortRecord) {
+  const std::string target = "/v1/" + std::string(12 * 1024, 'a');
+  auto r = daemon_->service().call("GET", target);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 404);
+  const auto records = daemon_->audit_records();
+  ASSERT_FALSE(records.empty());
+  const auto& last = records.back();
+  ASSERT_TRUE(last.contains("path"));
+  EXPECT_EQ(last.at("path").as_string().size(), 256u);
+  EXPECT_EQ(std::string(last.at("path").as_string()), target.substr(0, 256));
+}
