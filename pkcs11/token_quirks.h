@@ -26,13 +26,6 @@ inline bool refuses_optional_restriction(CK_RV rv) {
          rv == CKR_ATTRIBUTE_VALUE_INVALID;
 }
 
-// SoftHSMv2 refuses CKA_TOKEN in a C_CopyObject template (CKR_ATTRIBUTE_READ_ONLY), so it cannot
-// make a session copy of a token key; custody then runs the one-block KCV computation on the key
-// itself, which its encrypt permission already allows.
-inline bool refuses_session_copy(CK_RV rv) {
-  return rv == CKR_ATTRIBUTE_READ_ONLY || rv == CKR_TEMPLATE_INCONSISTENT || rv == CKR_ACTION_PROHIBITED;
-}
-
 // Tokens without CKA_UNWRAP_TEMPLATE support refuse it in a key template; custody then makes the
 // job key without it (the unwrap template is defence in depth, the E template is fixed anyway).
 inline bool refuses_unwrap_template(CK_RV rv) {

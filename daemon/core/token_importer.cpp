@@ -268,14 +268,10 @@ Outcome<std::optional<std::string>> TokenImporter::kcv(Algorithm algorithm, cons
       if (!m) return unexpected(m.error());
       return std::optional<std::string>{hex_upper(std::span(m->data(), 3))};
     }
-    // A short-lived session copy computes AES-ECB(K, 0^16): the token object itself stays GCM-only in use.
-    p11::AttributeTemplate copy;
-    copy.add_bool(CKA_TOKEN, false);
-    auto c = s.copy_object(*k, copy);
-    if (!c && !p11::quirks::refuses_session_copy(c.error().rv)) return unexpected(c.error());
+    // One block of AES-ECB(K, 0^16) on the key itself: custody keys are not copyable, so there is
+    // no session copy to compute it on (and its encrypt permission already allows it).
     CK_MECHANISM ecb{CKM_AES_ECB, nullptr, 0};
-    auto block = s.encrypt(ecb, c ? *c : *k, zeros, 16);
-    if (c) (void)s.destroy_object(*c);
+    auto block = s.encrypt(ecb, *k, zeros, 16);
     if (!block) return unexpected(block.error());
     return std::optional<std::string>{hex_upper(std::span(block->data(), 3))};
   });
