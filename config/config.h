@@ -21,7 +21,10 @@ struct Token {
   std::optional<std::string> serial;
   p11::PinSource pin;
   unsigned sessions = 4;  // session pool size
-  unsigned workers = 1;   // threads making PKCS#11 calls (SoftHSMv2: 1 is fastest)
+  // Threads making the data plane's PKCS#11 calls. 0: the I/O thread makes them itself (fastest
+  // for a token in the process, e.g. SoftHSMv2); N: a pool of N threads, to overlap the round
+  // trips of a network HSM. nullopt ("auto"): chosen at start from how fast the token answers.
+  std::optional<unsigned> workers;
 };
 
 enum class Durability { always, group, none };

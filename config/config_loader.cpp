@@ -99,8 +99,15 @@ void read_token(Reader& r, const YAML::Node& node, Token& t) {
   t.serial = r.string(node, path, "serial", false);
   if (!t.label && !t.serial) r.error(node, path, "needs a label or a serial to choose the token");
   r.number<unsigned>(node, path, "sessions", t.sessions, 1, 1024);
-  r.number<unsigned>(node, path, "workers", t.workers, 1, 256);
-  if (t.workers > t.sessions) r.error(node["workers"], "token.workers", "must not exceed token.sessions");
+  if (auto w = node["workers"]; w.IsDefined() && !w.IsNull() && !(w.IsScalar() && w.Scalar() == "auto")) {
+    std::uint64_t workers = 0;
+    if (!w.IsScalar() || !YAML::convert<std::uint64_t>::decode(w, workers) || workers > 256)
+      r.error(w, "token.workers", "must be auto or a whole number from 0 to 256");
+    else if (workers > t.sessions)
+      r.error(w, "token.workers", "must not exceed token.sessions");
+    else
+      t.workers = static_cast<unsigned>(workers);
+  }
 
   auto pin = node["pin"];
   if (!pin.IsDefined()) {

@@ -6,6 +6,7 @@
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
@@ -32,6 +33,7 @@
 #include "daemon/service/routes.h"
 #include "daemon/service/service.h"
 #include "daemon/transport/server.h"
+#include "pkcs11/call_latency.h"
 #include "pkcs11/capabilities.h"
 #include "pkcs11/pin_source.h"
 
@@ -70,6 +72,28 @@ core::AuditEvent lifecycle_event(const char* type) {
   e.request_id = "-";
   e.client = core::Peer{::getuid(), ::getgid(), ::getpid()};
   return e;
+}
+
+// Below this median, the token lives in this process (or next to it) and a PKCS#11 call costs
+// less than handing the request to another thread: calls are made on the I/O thread.
+constexpr std::chrono::microseconds kInlineCallLimit{50};
+
+// token.workers, with "auto" settled by timing the token.
+unsigned choose_workers(const config::Token& token, p11::SessionPool& pool) {
+  if (token.workers) return *token.workers;
+  auto latency = p11::median_call_latency(pool);
+  if (!latency) {
+    spdlog::warn("token.workers auto: cannot time the token ({}); using a pool of {} workers",
+                 latency.error().describe(), token.sessions);
+    return token.sessions;
+  }
+  if (*latency < kInlineCallLimit) {
+    spdlog::info("token.workers auto: the token answers in {} µs; PKCS#11 calls run on the I/O thread", latency->count());
+    return 0;
+  }
+  spdlog::info("token.workers auto: the token answers in {} µs; a pool of {} workers overlaps its calls",
+               latency->count(), token.sessions);
+  return token.sessions;
 }
 
 }  // namespace
@@ -267,8 +291,18 @@ int main(int argc, char** argv) {
   service::Service service_socket(service::service_routes(context), context);
   service::Service admin_socket(service::admin_routes(context), context);
 
+  const unsigned worker_count = choose_workers(cfg.token, pool);
   boost::asio::io_context io(1);
-  boost::asio::thread_pool workers(cfg.token.workers);
+  // The admin socket's requests always run on the pool (key generation may be slow), so it has
+  // at least one thread.
+  boost::asio::thread_pool workers(std::max(worker_count, 1u));
+  // Requests wait for their audit records on the I/O thread: each written group is handed back in
+  // one post, not one per request.
+  (*audit)->set_delivery([&io](core::AuditLog::Completions completions, bool written) {
+    boost::asio::post(io, [completions = std::move(completions), written] {
+      for (const auto& done : completions) done(written);
+    });
+  });
   const auto& lim = cfg.limits;
   transport::Server server(io, workers,
                            transport::Limits{.max_body_bytes = lim.max_body_bytes,
@@ -279,7 +313,7 @@ int main(int argc, char** argv) {
                                              .max_in_flight = lim.max_in_flight,
                                              .uid_requests_per_second = lim.uid_requests_per_second,
                                              .uid_burst = lim.uid_burst,
-                                             .workers = cfg.token.workers,
+                                             .workers = worker_count,
                                              .first_byte_timeout = lim.first_byte_timeout,
                                              .idle_timeout = lim.idle_timeout,
                                              .request_timeout = lim.request_timeout},

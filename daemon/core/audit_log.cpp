@@ -275,23 +275,30 @@ void AuditLog::stop() {
   if (writer_.joinable()) writer_.join();
 }
 
-void AuditLog::submit(std::vector<AuditEvent> events, Done done) {
+void AuditLog::submit(std::vector<AuditEvent> events, Done done) { enqueue({std::move(events), std::move(done)}); }
+
+void AuditLog::enqueue(Pending pending) {
   {
     std::lock_guard lock(mutex_);
     if (!stopping_) {
-      queue_.push_back({std::move(events), std::move(done)});
+      queue_.push_back(std::move(pending));
       wake_.notify_one();
       return;
     }
   }
-  done(false);
+  pending.done(false);
 }
 
 bool AuditLog::write(std::vector<AuditEvent> events) {
   std::promise<bool> written;
   auto result = written.get_future();
-  submit(std::move(events), [&written](bool ok) { written.set_value(ok); });
+  enqueue({std::move(events), [&written](bool ok) { written.set_value(ok); }, true});
   return result.get();
+}
+
+void AuditLog::set_delivery(Deliver deliver) {
+  std::lock_guard lock(mutex_);
+  deliver_ = std::move(deliver);
 }
 
 bool AuditLog::accepting() const {
@@ -349,10 +356,19 @@ void AuditLog::run() {
       }
     }
     const bool ok = write_group(group, checkpoint_first);
-    for (auto& p : group)
-      if (p.done) p.done(ok);
+    complete(group, ok);
     if (ok) enforce_retention();
   }
+}
+
+void AuditLog::complete(std::vector<Pending>& group, bool written) {
+  Completions handed_over;
+  for (auto& p : group) {
+    if (!p.done) continue;
+    if (deliver_ && !p.direct) handed_over.push_back(std::move(p.done));
+    else p.done(written);
+  }
+  if (!handed_over.empty()) deliver_(std::move(handed_over), written);
 }
 
 std::string AuditLog::render(const AuditEvent& e, std::uint64_t seq, const std::string& prev) const {

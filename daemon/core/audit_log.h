@@ -51,10 +51,17 @@ class AuditLog {
                                                                const Clock& clock);
   ~AuditLog();
 
-  // Queues the events; done(true) once they are written (and synced as configured).
+  // Queues the events; done(true) once they are written (and synced as configured). done runs
+  // on the writer thread, or through the delivery hook when one is set.
   void submit(std::vector<AuditEvent> events, Done done);
-  // The same, waiting for the outcome.
+  // The same, waiting for the outcome (never through the delivery hook: the caller may be the
+  // thread the hook hands to).
   bool write(std::vector<AuditEvent> events);
+  // Hands every written group's submit() completions over in one call (e.g. one post to the
+  // I/O thread per fdatasync instead of one per request). Set before the first submit.
+  using Completions = std::vector<Done>;
+  using Deliver = std::function<void(Completions completions, bool written)>;
+  void set_delivery(Deliver deliver);
   // False while writes fail (fail closed). Becomes true again when a retry is due, so the log
   // recovers by itself when the disk does.
   bool accepting() const;
@@ -95,6 +102,7 @@ class AuditLog {
   struct Pending {
     std::vector<AuditEvent> events;
     Done done;
+    bool direct = false;  // done runs on the writer thread even with a delivery hook
   };
   // A rotated file still on disk, oldest first in rotated_.
   struct RotatedFile {
@@ -116,6 +124,9 @@ class AuditLog {
   };
   AuditLog(std::string path, int fd, AuditDurability durability, const Clock& clock, Found found);
   void run();
+  void enqueue(Pending pending);
+  // Tells the group's submitters the outcome: through deliver_ in one call, or one by one.
+  void complete(std::vector<Pending>& group, bool written);
   // When the writer must write a checkpoint unasked (the mutex held); nullopt: not due.
   std::optional<SteadyTime> checkpoint_due() const;
   bool write_group(std::vector<Pending>& group, bool checkpoint_first);
@@ -127,6 +138,7 @@ class AuditLog {
   // Removes the oldest rotated files the budget no longer has room for (writer thread only).
   void enforce_retention();
   Signer signer_;
+  Deliver deliver_;
   std::uint64_t checkpoint_every_ = 0;
   std::chrono::milliseconds checkpoint_interval_{0};
   Peer self_;

@@ -9,8 +9,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
-#include <boost/beast/core/basic_stream.hpp>
-#include <boost/beast/core/error.hpp>
 #include <openssl/crypto.h>
 
 #include <array>
@@ -32,9 +30,7 @@
 namespace custody::transport {
 
 namespace asio = boost::asio;
-namespace beast = boost::beast;
 using local = asio::local::stream_protocol;
-using Stream = beast::basic_stream<local, asio::any_io_executor, beast::unlimited_rate_policy>;
 using SteadyClock = std::chrono::steady_clock;
 
 struct Server::Listener {
@@ -47,11 +43,16 @@ struct Server::Listener {
   unsigned in_flight = 0;
   unsigned max_in_flight;
   bool rate_limited;
+  bool inline_calls;  // requests run on the I/O thread
 };
 
 struct Server::Connection {
-  explicit Connection(local::socket s) : stream(std::move(s)) {}
-  Stream stream;
+  explicit Connection(local::socket s) : socket(std::move(s)) {}
+  local::socket socket;
+  // When the current read or write must have finished; the sweep cancels it after that. One
+  // time point per connection instead of a timer per operation: no timer syscalls per request.
+  SteadyClock::time_point deadline = SteadyClock::time_point::max();
+  bool timed_out = false;  // set by the sweep when it cancelled the connection's operation
   bool busy = false;  // from a request's first byte until its response is sent
 };
 
@@ -60,6 +61,7 @@ struct Server::Connection {
 struct Server::Pending {
   explicit Pending(asio::any_io_executor ex) : wake(ex) {}
   service::Service* service = nullptr;
+  bool inline_call = false;
   service::Request request;
   service::Response response;
   SteadyClock::time_point queued_at;
@@ -75,14 +77,21 @@ namespace {
 
 constexpr std::size_t kLingerBytes = 1024 * 1024;
 constexpr auto kAcceptBackoff = std::chrono::milliseconds(100);
+// How often deadlines are checked: a timeout fires up to this much late.
+constexpr auto kSweepInterval = std::chrono::milliseconds(100);
 
 void wipe(std::string& s) { OPENSSL_cleanse(s.data(), s.size()); }
 
 // What a request costs against its uid's rate: one, or its number of items for a batch (one
 // request of 256 items is 256 requests' work). Only parsed when a rate is set, in wiped memory:
 // bodies carry plaintext.
+// Whether a body may be a batch (CONTRACT §3): a "batch" key. Base64 fields cannot hold quotes,
+// so only a key or a context value matches; a single request taken for a batch merely runs on
+// the pool.
+bool may_be_batch(std::string_view body) { return body.find("\"batch\"") != std::string_view::npos; }
+
 double rate_cost(std::string_view body) {
-  if (body.find("\"batch\"") == std::string_view::npos) return 1;
+  if (!may_be_batch(body)) return 1;
   boost::system::error_code ec;
   boost::json::parse_options options;
   options.max_depth = 8;
@@ -104,8 +113,10 @@ Server::Server(asio::io_context& io, asio::thread_pool& workers, Limits limits, 
       limits_(limits),
       http_limits_{limits.max_header_bytes, limits.max_body_bytes},
       metrics_(metrics),
-      rate_(limits.uid_requests_per_second, limits.uid_burst) {
-  if (limits_.workers == 0) limits_.workers = 1;
+      rate_(limits.uid_requests_per_second, limits.uid_burst),
+      pool_size_(limits.workers ? limits.workers : 1),
+      sweep_(io) {
+  asio::co_spawn(io_, sweep_loop(), asio::detached);
 }
 
 Server::~Server() = default;
@@ -115,7 +126,9 @@ Expected<void, std::string> Server::listen(const SocketSpec& spec, ListenerKind 
                                 ? ConnectionBudget(limits_.admin_connections, limits_.admin_connections)
                                 : ConnectionBudget(limits_.max_connections, limits_.max_connections_per_uid);
   const unsigned max_in_flight = kind == ListenerKind::admin ? limits_.admin_connections : limits_.max_in_flight;
-  auto listener = std::make_unique<Listener>(Listener{local::acceptor(io_), service, spec.path, budget, 0, max_in_flight, kind == ListenerKind::service});
+  const bool service_socket = kind == ListenerKind::service;
+  auto listener = std::make_unique<Listener>(Listener{local::acceptor(io_), service, spec.path, budget, 0, max_in_flight,
+                                                      service_socket, service_socket && limits_.workers == 0});
   if (auto ok = open_listener(listener->acceptor, spec); !ok) return ok;
   auto& ref = *listener;
   listeners_.push_back(std::move(listener));
@@ -137,7 +150,6 @@ asio::awaitable<void> Server::accept_loop(Listener& listener) {
         pause = true;
       } else {
         auto connection = std::make_shared<Connection>(std::move(socket));
-        connections_.remove_if([](const auto& weak) { return weak.expired(); });
         connections_.push_back(connection);
         ++open_connections_;
         asio::co_spawn(io_, serve(connection, listener), [this](std::exception_ptr e) {
@@ -186,45 +198,57 @@ void Server::refuse_connection(local::socket& socket, service::Refusal reason, c
 
 void Server::submit(Pending& pending) {
   pending.queued_at = SteadyClock::now();
-  queue_.push(pending.request.peer.uid, &pending);
-  dispatch();
+  if (pending.inline_call) {
+    inline_queue_.push(pending.request.peer.uid, &pending);
+    schedule_inline_turn();
+  } else {
+    queue_.push(pending.request.peer.uid, &pending);
+    dispatch();
+  }
+}
+
+void Server::schedule_inline_turn() {
+  if (std::exchange(inline_turn_scheduled_, true)) return;
+  // Posted, not run here: every request read in this round of the loop gets queued first, so
+  // turns are taken across uids rather than in the order the bytes arrived.
+  asio::post(io_, [this] {
+    inline_turn_scheduled_ = false;
+    run_inline_turn();
+  });
+}
+
+void Server::run_inline_turn() {
+  Pending* next = inline_queue_.pop();
+  if (!next) return;
+  if (!inline_queue_.empty()) schedule_inline_turn();
+  if (refuse_if_stale(*next)) return;
+  next->worker_done = true;
+  run_handler(*next);
+}
+
+bool Server::refuse_if_stale(Pending& pending) {
+  if (SteadyClock::now() - pending.queued_at <= limits_.request_timeout) return false;
+  // It waited its whole request time: the client has likely given up. Answer without running.
+  metrics_.count_refusal(service::Refusal::queue_timeout);
+  pending.worker_done = true;
+  pending.service->refuse(pending.request,
+                          {core::Code::unavailable, "the request waited too long for its turn; try again"},
+                          [this, &pending](service::Response r) { answer(pending, std::move(r)); });
+  return true;
 }
 
 void Server::dispatch() {
-  while (running_ < limits_.workers) {
+  while (running_ < pool_size_) {
     Pending* next = queue_.pop();
     if (!next) return;
-    if (SteadyClock::now() - next->queued_at > limits_.request_timeout) {
-      // It waited its whole request time: the client has likely given up. Answer without running.
-      metrics_.count_refusal(service::Refusal::queue_timeout);
-      next->worker_done = true;
-      next->service->refuse(next->request,
-                            {core::Code::unavailable, "the request waited too long for its turn; try again"},
-                            [this, next](service::Response r) {
-                              asio::post(io_, [this, next, r = std::move(r)]() mutable { finish(*next, std::move(r)); });
-                            });
-      continue;
-    }
-    run_on_worker(*next);
+    if (!refuse_if_stale(*next)) run_on_worker(*next);
   }
 }
 
 void Server::run_on_worker(Pending& pending) {
   ++running_;
   asio::post(workers_, [this, &pending] {
-    auto answer = [this, &pending](service::Response r) {
-      if (pending.answered.exchange(true)) return;
-      asio::post(io_, [this, &pending, r = std::move(r)]() mutable { finish(pending, std::move(r)); });
-    };
-    try {
-      pending.service->handle(pending.request, answer);
-    } catch (const std::exception& e) {
-      // Service::handle already turns a handler's exception into a 500; this is the last guard.
-      spdlog::error("{} {} failed outside its handler: {}", pending.request.method, pending.request.target, e.what());
-      answer(service::error_response({core::Code::internal, "internal error"}, pending.request.request_id));
-    } catch (...) {
-      answer(service::error_response({core::Code::internal, "internal error"}, pending.request.request_id));
-    }
+    run_handler(pending);
     asio::post(io_, [this, &pending] {
       --running_;
       pending.worker_done = true;
@@ -234,6 +258,30 @@ void Server::run_on_worker(Pending& pending) {
   });
 }
 
+void Server::run_handler(Pending& pending) {
+  auto done = [this, &pending](service::Response r) { answer(pending, std::move(r)); };
+  try {
+    pending.service->handle(pending.request, done);
+  } catch (const std::exception& e) {
+    // Service::handle already turns a handler's exception into a 500; this is the last guard.
+    spdlog::error("{} {} failed outside its handler: {}", pending.request.method, pending.request.target, e.what());
+    done(service::error_response({core::Code::internal, "internal error"}, pending.request.request_id));
+  } catch (...) {
+    done(service::error_response({core::Code::internal, "internal error"}, pending.request.request_id));
+  }
+}
+
+// The answer may come from the I/O thread (inline calls, audit completions handed over), a
+// worker, or the audit writer: whichever comes first counts.
+void Server::answer(Pending& pending, service::Response response) {
+  if (pending.answered.exchange(true)) return;
+  if (io_.get_executor().running_in_this_thread()) {
+    finish(pending, std::move(response));
+    return;
+  }
+  asio::post(io_, [this, &pending, r = std::move(response)]() mutable { finish(pending, std::move(r)); });
+}
+
 void Server::finish(Pending& pending, service::Response response) {
   pending.response = std::move(response);
   pending.response_ready = true;
@@ -241,17 +289,17 @@ void Server::finish(Pending& pending, service::Response response) {
 }
 
 asio::awaitable<void> Server::serve(std::shared_ptr<Connection> connection, Listener& listener) {
-  auto& stream = connection->stream;
-  auto peer = peer_credentials(stream.socket().native_handle());
+  auto& socket = connection->socket;
+  auto peer = peer_credentials(socket.native_handle());
   if (!peer) co_return;
   switch (listener.budget.admit(peer->uid)) {
     case ConnectionBudget::Verdict::admitted:
       break;
     case ConnectionBudget::Verdict::listener_full:
-      refuse_connection(stream.socket(), service::Refusal::listener_full, "too many connections on this socket; try again");
+      refuse_connection(socket, service::Refusal::listener_full, "too many connections on this socket; try again");
       co_return;
     case ConnectionBudget::Verdict::uid_full:
-      refuse_connection(stream.socket(), service::Refusal::uid_connections,
+      refuse_connection(socket, service::Refusal::uid_connections,
                         "uid " + std::to_string(peer->uid) + " has too many connections open");
       co_return;
   }
@@ -271,11 +319,11 @@ asio::awaitable<void> Server::serve(std::shared_ptr<Connection> connection, List
     connection->busy = false;
     if (reader.buffered() == 0) {
       // A new connection must start its request soon; a kept-alive one may rest for idle_timeout.
-      stream.expires_after(first_request ? limits_.first_byte_timeout : limits_.idle_timeout);
+      connection->deadline = SteadyClock::now() + (first_request ? limits_.first_byte_timeout : limits_.idle_timeout);
       auto space = asio::buffer(reader.space().data(), reader.space().size());
-      std::size_t n = co_await stream.async_read_some(space, asio::redirect_error(asio::use_awaitable, ec));
+      std::size_t n = co_await socket.async_read_some(space, asio::redirect_error(asio::use_awaitable, ec));
       if (ec) {
-        if (ec == beast::error::timeout && first_request) metrics_.count_refusal(service::Refusal::too_slow);
+        if (connection->timed_out && first_request) metrics_.count_refusal(service::Refusal::too_slow);
         break;
       }
       reader.commit(n);
@@ -288,25 +336,27 @@ asio::awaitable<void> Server::serve(std::shared_ptr<Connection> connection, List
     bool continue_sent = false;
     HttpRequestParser::Progress progress;
     while ((progress = reader.step()) == HttpRequestParser::Progress::need_more) {
-      stream.expires_at(deadline);
+      connection->deadline = deadline;
       if (parser.expects_continue() && parser.is_header_done() && !continue_sent) {
         continue_sent = true;
         auto interim = asio::buffer(kContinueResponse.data(), kContinueResponse.size());
-        co_await asio::async_write(stream, interim, asio::redirect_error(asio::use_awaitable, ec));
+        co_await asio::async_write(socket, interim, asio::redirect_error(asio::use_awaitable, ec));
         if (ec) break;
       }
       auto space = asio::buffer(reader.space().data(), reader.space().size());
-      std::size_t n = co_await stream.async_read_some(space, asio::redirect_error(asio::use_awaitable, ec));
+      std::size_t n = co_await socket.async_read_some(space, asio::redirect_error(asio::use_awaitable, ec));
       if (ec) {  // closed, or too slow (slowloris): nothing complete to answer
-        if (ec == beast::error::timeout) metrics_.count_refusal(service::Refusal::too_slow);
+        if (connection->timed_out) metrics_.count_refusal(service::Refusal::too_slow);
         break;
       }
       reader.commit(n);
     }
     if (ec) break;
+    connection->deadline = SteadyClock::time_point::max();  // the service has it now
 
     Pending pending(io_.get_executor());
     pending.service = &listener.service;
+
     auto& request = pending.request;
     request.peer = *peer;
     request.request_id = service::choose_request_id(parser.request_id());
@@ -324,6 +374,9 @@ asio::awaitable<void> Server::serve(std::shared_ptr<Connection> connection, List
     } else {
       keep_alive = parser.keep_alive();
       request.body = std::move(parser.body());
+      // A batch can keep the token busy for a while: it goes to the pool, so single requests
+      // running on the I/O thread never wait behind it.
+      pending.inline_call = listener.inline_calls && !may_be_batch(std::string_view(request.body.data(), request.body.size()));
       // The rate is for services; operators on the admin socket have their own budget.
       if (listener.rate_limited && rate_.enabled() && !rate_.allow(peer->uid, SteadyClock::now(), rate_cost(std::string_view(request.body.data(), request.body.size())))) {
         metrics_.count_refusal(service::Refusal::uid_rate);
@@ -339,10 +392,7 @@ asio::awaitable<void> Server::serve(std::shared_ptr<Connection> connection, List
     metrics_.in_flight(1);
     if (refusal) {
       pending.worker_done = true;
-      Pending* p = &pending;
-      listener.service.refuse(request, *refusal, [this, p](service::Response r) {
-        asio::post(io_, [this, p, r = std::move(r)]() mutable { finish(*p, std::move(r)); });
-      });
+      listener.service.refuse(request, *refusal, [this, &pending](service::Response r) { answer(pending, std::move(r)); });
     } else {
       submit(pending);
     }
@@ -360,9 +410,9 @@ asio::awaitable<void> Server::serve(std::shared_ptr<Connection> connection, List
     // Bodies carry plaintext and keys: wipe each copy before its memory goes back.
     wipe(request.body);
     wipe(pending.response.body);
-    stream.expires_after(limits_.request_timeout);
+    connection->deadline = SteadyClock::now() + limits_.request_timeout;
     auto bytes = asio::buffer(out.data(), out.size());
-    co_await asio::async_write(stream, bytes, asio::redirect_error(asio::use_awaitable, ec));
+    co_await asio::async_write(socket, bytes, asio::redirect_error(asio::use_awaitable, ec));
     wipe(out);
     out.clear();
     if (ec || !keep_alive) break;
@@ -374,23 +424,26 @@ asio::awaitable<void> Server::serve(std::shared_ptr<Connection> connection, List
     // Lingering close: the client may still be sending the body we refused. Closing with unread
     // data would reset the connection and the client would never see our answer, so stop
     // sending, then read and drop what comes for a short while.
-    stream.socket().shutdown(local::socket::shutdown_send, ignored);
+    socket.shutdown(local::socket::shutdown_send, ignored);
     std::array<char, 16 * 1024> sink;
     std::size_t drained = 0;
-    stream.expires_after(std::chrono::seconds(1));
+    connection->deadline = SteadyClock::now() + std::chrono::seconds(1);
     while (drained < kLingerBytes) {
       auto space = asio::buffer(sink);
-      std::size_t n = co_await stream.async_read_some(space, asio::redirect_error(asio::use_awaitable, ignored));
+      std::size_t n = co_await socket.async_read_some(space, asio::redirect_error(asio::use_awaitable, ignored));
       if (ignored) break;
       drained += n;
     }
   }
-  stream.socket().shutdown(local::socket::shutdown_both, ignored);
-  stream.close();
+  connection->deadline = SteadyClock::time_point::max();
+  socket.shutdown(local::socket::shutdown_both, ignored);
+  socket.close(ignored);
 }
 
 void Server::maybe_drained() {
-  if (draining_ && open_connections_ == 0 && on_drained_) std::exchange(on_drained_, nullptr)();
+  if (!draining_ || open_connections_ != 0) return;
+  sweep_.cancel();  // its loop ends: nothing is left to time out
+  if (on_drained_) std::exchange(on_drained_, nullptr)();
 }
 
 void Server::drain(std::function<void()> on_drained) {
@@ -405,9 +458,28 @@ void Server::drain(std::function<void()> on_drained) {
   // Idle connections wait in a read that would never end: close them now. Busy ones finish
   // their request and close after the response.
   for (auto& weak : connections_)
-    if (auto c = weak.lock(); c && !c->busy) c->stream.socket().cancel();
-  connections_.clear();
+    if (auto c = weak.lock(); c && !c->busy) {
+      boost::system::error_code ignored;
+      c->socket.cancel(ignored);
+    }
   maybe_drained();
+}
+
+asio::awaitable<void> Server::sweep_loop() {
+  boost::system::error_code ignored;
+  while (!(draining_ && open_connections_ == 0)) {
+    sweep_.expires_after(kSweepInterval);
+    co_await sweep_.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+    const auto now = SteadyClock::now();
+    connections_.remove_if([](const auto& weak) { return weak.expired(); });
+    for (auto& weak : connections_) {
+      auto c = weak.lock();
+      if (!c || now < c->deadline) continue;
+      c->timed_out = true;
+      c->deadline = SteadyClock::time_point::max();
+      c->socket.cancel(ignored);
+    }
+  }
 }
 
 }  // namespace custody::transport

@@ -1,7 +1,11 @@
 #pragma once
 // HTTP/1.1 over Unix sockets (Asio, C++20 coroutines), hardened against the local peers it
-// serves. One I/O thread reads and writes; requests run on the worker pool, where PKCS#11 calls
-// block, taken in turns across uids (FairQueue). Bounds: connections per listener and per uid
+// serves. One I/O thread reads and writes. Requests are taken in turns across uids (FairQueue) and
+// run either on the I/O thread itself (workers = 0: a local token answers in microseconds, and
+// every hand-over between threads would cost more than the call) or on the worker pool, where
+// PKCS#11 calls may block for a network round trip. Long work always goes to the pool, so that it
+// never stalls the loop: the admin socket's requests (key generation may take a second) and
+// batches (hundreds of token calls). Bounds: connections per listener and per uid
 // (429 at the limit), requests in flight and an optional per-uid rate (429), header and body
 // size (HttpRequestParser), a first-byte deadline for new connections, a deadline for each whole
 // request (reading, queueing: a request that waited too long gets 503 without running, writing),
@@ -11,6 +15,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <chrono>
 #include <functional>
@@ -36,7 +41,9 @@ struct Limits {
   unsigned max_in_flight = 128;  // service socket; the admin socket's is admin_connections
   double uid_requests_per_second = 0;  // 0: off
   unsigned uid_burst = 0;
-  unsigned workers = 1;  // requests running at once on the worker pool
+  // Service socket requests running at once on the worker pool; 0: single requests on the I/O
+  // thread, one at a time, and batches and admin requests on a pool of one.
+  unsigned workers = 1;
   std::chrono::milliseconds first_byte_timeout{5'000};
   std::chrono::milliseconds idle_timeout{60'000};
   std::chrono::milliseconds request_timeout{10'000};
@@ -62,12 +69,21 @@ class Server {
   struct Pending;
   boost::asio::awaitable<void> accept_loop(Listener& listener);
   boost::asio::awaitable<void> serve(std::shared_ptr<Connection> connection, Listener& listener);
+  // Cancels the read or write of every connection past its deadline, every 100 ms.
+  boost::asio::awaitable<void> sweep_loop();
   void refuse_connection(boost::asio::local::stream_protocol::socket& socket, service::Refusal reason,
                          const std::string& why);
-  // Queues a request for a worker; its connection's coroutine waits for pending.done.
+  // Queues a request; its connection's coroutine waits until it is answered.
   void submit(Pending& pending);
   void dispatch();
+  // Runs the next request in turn on the I/O thread, then yields to the reads and writes.
+  void run_inline_turn();
+  void schedule_inline_turn();
+  // Answers without running a request that waited its whole request time in the queue.
+  bool refuse_if_stale(Pending& pending);
   void run_on_worker(Pending& pending);
+  void run_handler(Pending& pending);
+  void answer(Pending& pending, service::Response response);
   void finish(Pending& pending, service::Response response);
 
   boost::asio::io_context& io_;
@@ -78,9 +94,13 @@ class Server {
   std::list<std::unique_ptr<Listener>> listeners_;
   std::list<std::weak_ptr<Connection>> connections_;
   // Everything below is touched on the I/O thread only.
-  FairQueue<Pending> queue_;
+  FairQueue<Pending> queue_;         // for the worker pool
+  FairQueue<Pending> inline_queue_;  // for the I/O thread
+  bool inline_turn_scheduled_ = false;
   UidRateLimiter rate_;
   unsigned running_ = 0;  // requests out on the worker pool
+  unsigned pool_size_;    // requests the pool runs at once
+  boost::asio::steady_timer sweep_;
   unsigned open_connections_ = 0;
   bool draining_ = false;
   std::function<void()> on_drained_;

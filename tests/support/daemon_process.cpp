@@ -34,7 +34,8 @@ Daemon::Daemon(DaemonOptions options) : options_(std::move(options)) {
   std::ostringstream yaml;
   yaml << "token:\n" << (options_.init_args.empty() ? "" : "  init_args: \"" + options_.init_args + "\"\n")
        << "  module: " << options_.module << "\n  label: " << token_.label << "\n  pin: {file: "
-       << token_.pin_file << "}\n  sessions: 2\n  workers: 1\n"
+       << token_.pin_file << "}\n  sessions: " << options_.token_sessions
+       << "\n  workers: " << options_.token_workers << "\n"
        << "state:\n  path: " << dir() << "/state.db\n"
        << "audit:\n  path: " << audit_path() << "\n  durability: " << options_.durability << "\n" << options_.extra_audit
        << "sockets:\n  service: {path: " << service_socket() << ", mode: \"" << options_.service_mode << "\""
@@ -47,6 +48,7 @@ Daemon::Daemon(DaemonOptions options) : options_(std::move(options)) {
        << "    - {name: bob, public_key: " << dir() << "/bob.pub}\n"
        << "    - {name: carol, public_key: " << dir() << "/carol.pub}\n";
   for (const auto& [name, pub] : options_.extra_operators) yaml << "    - {name: " << name << ", public_key: " << pub << "}\n";
+  yaml << options_.extra_dual_control;
   yaml << options_.extra_yaml;
   write_file(config_path(), yaml.str());
   start();
@@ -90,7 +92,7 @@ void Daemon::start() {
   }
   service_ = std::make_unique<client::UnixHttpClient>(service_socket());
   admin_ = std::make_unique<client::UnixHttpClient>(admin_socket());
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  const auto deadline = std::chrono::steady_clock::now() + options_.start_timeout;
   while (std::chrono::steady_clock::now() < deadline) {
     if (!running()) throw std::runtime_error("custodyd exited at start:\n" + log());
     client::UnixHttpClient probe(service_socket(), std::chrono::seconds(2));

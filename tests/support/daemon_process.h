@@ -28,6 +28,10 @@ struct DaemonOptions {
   std::vector<std::pair<std::string, std::string>> extra_operators;  // name, public key PEM path
   std::string module = CUSTODY_SOFTHSM_MODULE;  // e.g. CUSTODY_FAULT_SHIM
   std::string init_args;                        // token.init_args, when not empty
+  unsigned token_sessions = 2;                  // token.sessions
+  std::string token_workers = "auto";           // token.workers
+  std::string extra_dual_control;  // YAML lines under "dual_control:" (e.g. "  quorum: {rotate-key: 1}"), each indented by two spaces
+  std::chrono::seconds start_timeout{20};  // start() gives up when health has not answered by then
 };
 
 class Daemon {

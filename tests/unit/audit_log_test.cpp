@@ -5,10 +5,13 @@
 
 #include <algorithm>
 #include <boost/json.hpp>
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -20,6 +23,7 @@
 
 using namespace custody;
 using namespace custody::core;
+using namespace std::chrono_literals;
 
 namespace {
 
@@ -113,6 +117,64 @@ TEST(AuditLog, OnlyOneWriterPerFile) {
   ASSERT_TRUE(first);
   auto second = AuditLog::open(dir.path() + "/audit.jsonl", AuditDurability::group, clock);
   EXPECT_FALSE(second);
+}
+
+// The I/O thread is woken once per fdatasync, not once per request: every submit() that went out
+// in one written group is handed over in one call of the delivery hook.
+TEST(AuditLog, EachWrittenGroupIsHandedOverInOneCall) {
+  test::TempDir dir;
+  SystemClock clock;
+  auto log = AuditLog::open(dir.path() + "/audit.jsonl", AuditDurability::group, clock);
+  ASSERT_TRUE(log);
+  std::mutex m;
+  std::condition_variable cv;
+  bool release = false;
+  std::vector<std::size_t> handed_over;  // completions per hook call
+  int done = 0;
+  (*log)->set_delivery([&](AuditLog::Completions completions, bool written) {
+    std::unique_lock lock(m);
+    handed_over.push_back(completions.size());
+    cv.notify_all();
+    // The first group holds the writer here, so the next submits queue up behind it.
+    if (handed_over.size() == 1) cv.wait(lock, [&] { return release; });
+    lock.unlock();
+    for (const auto& d : completions) d(written);
+  });
+  auto count = [&](bool ok) {
+    EXPECT_TRUE(ok);
+    std::lock_guard lock(m);
+    ++done;
+    cv.notify_all();
+  };
+  (*log)->submit({event("first")}, count);
+  {
+    std::unique_lock lock(m);
+    ASSERT_TRUE(cv.wait_for(lock, 10s, [&] { return handed_over.size() == 1; }));
+  }
+  for (int i = 0; i < 10; ++i) (*log)->submit({event("queued")}, count);
+  {
+    std::lock_guard lock(m);
+    release = true;
+  }
+  cv.notify_all();
+  std::unique_lock lock(m);
+  ASSERT_TRUE(cv.wait_for(lock, 10s, [&] { return done == 11; }));
+  EXPECT_EQ(handed_over, (std::vector<std::size_t>{1, 10}));
+  EXPECT_EQ((*log)->sequence(), 11u);
+}
+
+// write() waits on its own thread for the outcome: it must not depend on the hook's thread (the
+// I/O thread may be the caller, or already stopped at shutdown).
+TEST(AuditLog, WriteCompletesWithoutTheDeliveryHook) {
+  test::TempDir dir;
+  SystemClock clock;
+  auto log = AuditLog::open(dir.path() + "/audit.jsonl", AuditDurability::group, clock);
+  ASSERT_TRUE(log);
+  std::atomic<int> hook_calls{0};
+  (*log)->set_delivery([&](AuditLog::Completions, bool) { ++hook_calls; });  // never completes anything
+  EXPECT_TRUE((*log)->write({event("lifecycle")}));
+  EXPECT_EQ(hook_calls.load(), 0);
+  EXPECT_EQ((*log)->sequence(), 1u);
 }
 
 TEST(AuditVerify, FindsEveryKindOfTamperingAndNamesTheRecord) {

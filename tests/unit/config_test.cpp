@@ -36,8 +36,29 @@ TEST(Config, AMinimalFileGetsTheDocumentedDefaults) {
   EXPECT_EQ(c->service_socket.mode, 0660u);
   EXPECT_EQ(c->limits.max_body_bytes, 65536u);
   EXPECT_EQ(c->audit.durability, Durability::group);
-  EXPECT_EQ(c->token.workers, 1u);
+  EXPECT_FALSE(c->token.workers.has_value());  // auto: chosen at start
   EXPECT_EQ(c->sha256.size(), 64u);
+}
+
+TEST(Config, TokenWorkersAreAutoZeroForInlineOrAPoolNoLargerThanTheSessions) {
+  auto with_workers = [](const std::string& value) {
+    std::string text = kGood;
+    return text.insert(text.find("state:"), "  sessions: 4\n  workers: " + value + "\n");
+  };
+  auto inline_calls = parse_config(with_workers("0"), "test.yaml");
+  ASSERT_TRUE(inline_calls);
+  EXPECT_EQ(inline_calls->token.workers, 0u);
+  auto pool = parse_config(with_workers("4"), "test.yaml");
+  ASSERT_TRUE(pool);
+  EXPECT_EQ(pool->token.workers, 4u);
+  auto automatic = parse_config(with_workers("auto"), "test.yaml");
+  ASSERT_TRUE(automatic);
+  EXPECT_FALSE(automatic->token.workers.has_value());
+  for (const char* bad : {"5", "-1", "many", "257"}) {
+    auto errs = errors_of(with_workers(bad));
+    ASSERT_EQ(errs.size(), 1u) << bad;
+    EXPECT_EQ(errs[0].key_path, "token.workers") << errs[0].message;
+  }
 }
 
 TEST(Config, UnknownKeysAreRefusedWithPathAndPosition) {
