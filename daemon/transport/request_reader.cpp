@@ -3,6 +3,7 @@
 #include <openssl/crypto.h>
 
 #include <cstring>
+#include <utility>
 
 namespace custody::transport {
 
@@ -10,8 +11,21 @@ namespace {
 constexpr std::size_t kReadChunk = 16 * 1024;
 }  // namespace
 
-RequestReader::RequestReader(const HttpLimits& limits)
-    : limits_(limits), buffer_(limits.max_header_bytes + kReadChunk, '\0'), parser_(std::make_unique<HttpRequestParser>(limits)) {}
+RequestReader::RequestReader(const HttpLimits& limits) : limits_(limits), buffer_(buffer_bytes(limits), '\0') {
+  parser_.emplace(limits_);
+}
+
+std::size_t RequestReader::buffer_bytes(const HttpLimits& limits) { return limits.max_header_bytes + kReadChunk; }
+
+std::string RequestReader::take_idle_buffer() {
+  // Only an empty buffer leaves: every byte in it was consumed and wiped.
+  if (length_ != 0) return {};
+  return std::exchange(buffer_, std::string());
+}
+
+void RequestReader::give_buffer(std::string buffer) {
+  if (length_ == 0 && buffer.size() == buffer_bytes(limits_)) buffer_ = std::move(buffer);
+}
 
 RequestReader::~RequestReader() { OPENSSL_cleanse(buffer_.data(), buffer_.size()); }
 
@@ -30,6 +44,6 @@ HttpRequestParser::Progress RequestReader::step() {
   return progress;
 }
 
-void RequestReader::next() { parser_ = std::make_unique<HttpRequestParser>(limits_); }
+void RequestReader::next() { parser_.emplace(limits_); }
 
 }  // namespace custody::transport

@@ -77,6 +77,8 @@ namespace {
 
 constexpr std::size_t kLingerBytes = 1024 * 1024;
 constexpr auto kAcceptBackoff = std::chrono::milliseconds(100);
+// Read buffers kept for reuse: about as many as requests are read at once under load.
+constexpr std::size_t kKeptReadBuffers = 64;
 // How often deadlines are checked: a timeout fires up to this much late.
 constexpr auto kSweepInterval = std::chrono::milliseconds(100);
 
@@ -115,6 +117,7 @@ Server::Server(asio::io_context& io, asio::thread_pool& workers, Limits limits, 
       metrics_(metrics),
       rate_(limits.uid_requests_per_second, limits.uid_burst),
       pool_size_(limits.workers ? limits.workers : 1),
+      read_buffers_(RequestReader::buffer_bytes(http_limits_), kKeptReadBuffers),
       sweep_(io) {
   asio::co_spawn(io_, sweep_loop(), asio::detached);
 }
@@ -320,13 +323,18 @@ asio::awaitable<void> Server::serve(std::shared_ptr<Connection> connection, List
     if (reader.buffered() == 0) {
       // A new connection must start its request soon; a kept-alive one may rest for idle_timeout.
       connection->deadline = SteadyClock::now() + (first_request ? limits_.first_byte_timeout : limits_.idle_timeout);
-      auto space = asio::buffer(reader.space().data(), reader.space().size());
-      std::size_t n = co_await socket.async_read_some(space, asio::redirect_error(asio::use_awaitable, ec));
+      // Idle: wait for the first byte without holding a read buffer.
+      read_buffers_.give_back(reader.take_idle_buffer());
+      co_await socket.async_wait(local::socket::wait_read, asio::redirect_error(asio::use_awaitable, ec));
+      if (!ec) {
+        reader.give_buffer(read_buffers_.take());
+        auto space = asio::buffer(reader.space().data(), reader.space().size());
+        reader.commit(co_await socket.async_read_some(space, asio::redirect_error(asio::use_awaitable, ec)));
+      }
       if (ec) {
         if (connection->timed_out && first_request) metrics_.count_refusal(service::Refusal::too_slow);
         break;
       }
-      reader.commit(n);
     }
     connection->busy = true;
     first_request = false;
@@ -425,17 +433,21 @@ asio::awaitable<void> Server::serve(std::shared_ptr<Connection> connection, List
     // data would reset the connection and the client would never see our answer, so stop
     // sending, then read and drop what comes for a short while.
     socket.shutdown(local::socket::shutdown_send, ignored);
-    std::array<char, 16 * 1024> sink;
+    // A pooled buffer, not one in the coroutine frame: every connection's frame would carry it.
+    std::string sink = read_buffers_.take();
     std::size_t drained = 0;
     connection->deadline = SteadyClock::now() + std::chrono::seconds(1);
     while (drained < kLingerBytes) {
-      auto space = asio::buffer(sink);
+      auto space = asio::buffer(sink.data(), sink.size());
       std::size_t n = co_await socket.async_read_some(space, asio::redirect_error(asio::use_awaitable, ignored));
       if (ignored) break;
       drained += n;
     }
+    wipe(sink);  // what a refused body carried
+    read_buffers_.give_back(std::move(sink));
   }
   connection->deadline = SteadyClock::time_point::max();
+  read_buffers_.give_back(reader.take_idle_buffer());
   socket.shutdown(local::socket::shutdown_both, ignored);
   socket.close(ignored);
 }

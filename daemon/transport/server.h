@@ -24,6 +24,7 @@
 
 #include "daemon/service/metrics.h"
 #include "daemon/service/service.h"
+#include "daemon/transport/buffer_pool.h"
 #include "daemon/transport/connection_budget.h"
 #include "daemon/transport/fair_queue.h"
 #include "daemon/transport/http_request_parser.h"
@@ -100,6 +101,7 @@ class Server {
   UidRateLimiter rate_;
   unsigned running_ = 0;  // requests out on the worker pool
   unsigned pool_size_;    // requests the pool runs at once
+  BufferPool read_buffers_;
   boost::asio::steady_timer sweep_;
   unsigned open_connections_ = 0;
   bool draining_ = false;

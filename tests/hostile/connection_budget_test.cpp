@@ -194,3 +194,42 @@ TEST(ConnectionBudgets, SmallConfiguredBudgetsAreHonouredAndCounted) {
   expect_alive_and_serving(d);
   expect_audit_chain_verifies(d);
 }
+
+// Issue #10: a kept-alive connection waiting for its next request holds no read buffer (they are
+// pooled and lent only while a request is being read), so hundreds of idle clients cost the
+// daemon a few KiB each. Before, each held 48 KiB: its 32 KiB buffer and a 16 KiB drain buffer
+// in its coroutine frame.
+TEST(ConnectionBudgets, IdleKeptAliveConnectionsCostAFewKibEach) {
+  constexpr int kIdle = 400;
+  DaemonOptions o;
+  o.extra_limits = "  max_connections: 500\n  max_connections_per_uid: 500\n";
+  Daemon d(o);
+  ASSERT_EQ(d.create_key("demo", "aes-256-gcm", allow_me_everything()), 201);
+  d.drop_client_connections();
+  {
+    // Warm up: the allocator's arenas and the buffer pool reach their steady size.
+    std::vector<std::unique_ptr<RawConnection>> warm;
+    for (int i = 0; i < 64; ++i) {
+      warm.push_back(std::make_unique<RawConnection>(d.service_socket()));
+      ASSERT_TRUE(warm.back()->send(http_request("GET", "/v1/health")));
+      ASSERT_EQ(warm.back()->read_response().status, 200);
+    }
+  }
+  ASSERT_TRUE(eventually_served(d.service_socket()));
+  const std::size_t before = proc_status_kib(d.pid(), "VmRSS");
+  std::vector<std::unique_ptr<RawConnection>> idle;
+  for (int i = 0; i < kIdle; ++i) {
+    idle.push_back(std::make_unique<RawConnection>(d.service_socket()));
+    ASSERT_TRUE(idle.back()->send(http_request("GET", "/v1/health")));
+    ASSERT_EQ(idle.back()->read_response().status, 200) << "connection " << i;
+  }
+  const std::size_t after = proc_status_kib(d.pid(), "VmRSS");
+  const double kib_each = static_cast<double>(after > before ? after - before : 0) / kIdle;
+  EXPECT_LT(kib_each, 12.0 * sanitizer_slowdown()) << "RSS " << before << " KiB -> " << after << " KiB with " << kIdle
+                                                    << " idle connections";
+  // They are still served when they speak again.
+  ASSERT_TRUE(idle.front()->send(http_request("GET", "/v1/health")));
+  EXPECT_EQ(idle.front()->read_response().status, 200);
+  idle.clear();
+  expect_alive_and_serving(d);
+}
