@@ -336,8 +336,14 @@ void AuditLog::run() {
     bool checkpoint_first = false;
     {
       std::unique_lock lock(mutex_);
-      // Sleeps until records come, or until a quiet log owes a checkpoint.
-      while (queue_.empty() && !stopping_) {
+      // Sleeps until records come, or until a quiet log owes a checkpoint; never while another
+      // thread holds the writer's role (write_now).
+      for (;;) {
+        if (writing_) {
+          wake_.wait(lock);
+          continue;
+        }
+        if (!queue_.empty() || stopping_) break;
         auto due = checkpoint_due();
         if (!due) {
           wake_.wait(lock);
@@ -354,11 +360,35 @@ void AuditLog::run() {
         group.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
+      writing_ = true;
     }
     const bool ok = write_group(group, checkpoint_first);
     complete(group, ok);
     if (ok) enforce_retention();
+    {
+      std::lock_guard lock(mutex_);
+      writing_ = false;
+    }
   }
+}
+
+std::optional<bool> AuditLog::write_now(std::vector<AuditEvent>& events) {
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_ || writing_ || !queue_.empty() || checkpoint_now_ || failed_) return std::nullopt;
+    writing_ = true;
+  }
+  std::vector<Pending> group;
+  group.push_back({std::move(events), nullptr});
+  const bool ok = write_group(group, false);
+  if (ok) enforce_retention();
+  {
+    std::lock_guard lock(mutex_);
+    writing_ = false;
+  }
+  // Records may have been queued meanwhile, or a checkpoint fallen due: the writer takes over.
+  wake_.notify_one();
+  return ok;
 }
 
 void AuditLog::complete(std::vector<Pending>& group, bool written) {

@@ -57,6 +57,10 @@ class AuditLog {
   // The same, waiting for the outcome (never through the delivery hook: the caller may be the
   // thread the hook hands to).
   bool write(std::vector<AuditEvent> events);
+  // Writes the events on the calling thread, when the writer is idle and nothing is queued: for
+  // a lone request, two thread hand-overs fewer than submit(). nullopt when the writer was busy
+  // (the caller submits instead); else whether they were written (and synced as configured).
+  std::optional<bool> write_now(std::vector<AuditEvent>& events);
   // Hands every written group's submit() completions over in one call (e.g. one post to the
   // I/O thread per fdatasync instead of one per request). Set before the first submit.
   using Completions = std::vector<Done>;
@@ -157,6 +161,7 @@ class AuditLog {
   std::condition_variable wake_;
   std::deque<Pending> queue_;
   bool stopping_ = false;
+  bool writing_ = false;  // a thread holds the writer's role: the writer thread or write_now()
   bool failed_ = false;
   std::chrono::steady_clock::time_point failed_at_{};
   std::uint64_t seq_;     // of the newest written record

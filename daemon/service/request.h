@@ -15,6 +15,9 @@ struct Request {
   WipingString body;   // the transport moves its read buffer in
   core::Peer peer;
   std::string request_id;
+  // Set by the transport when its thread has nothing else to do: the audit records are then
+  // written on that thread, if the writer is idle, rather than handed to the writer and back.
+  bool audit_on_this_thread = false;
 };
 
 struct Response {

@@ -65,6 +65,13 @@ void Service::finish(Call& call, Response response, std::function<void(Response)
   const std::string request_id = call.request.request_id;
   std::vector<core::AuditEvent> records(std::make_move_iterator(call.audit.begin()),
                                         std::make_move_iterator(call.audit.end()));
+  if (call.request.audit_on_this_thread) {
+    if (auto written = context_.audit.write_now(records)) {
+      if (*written) done(std::move(response));
+      else done(error_response({core::Code::unavailable, "the audit log cannot be written"}, request_id));
+      return;
+    }
+  }
   context_.audit.submit(std::move(records), [done = std::move(done), response = std::move(response),
                                                 request_id](bool written) mutable {
     if (written) done(std::move(response));

@@ -226,6 +226,9 @@ void Server::run_inline_turn() {
   if (!inline_queue_.empty()) schedule_inline_turn();
   if (refuse_if_stale(*next)) return;
   next->worker_done = true;
+  // A lone request (1 connection, or a quiet moment) has its audit records written right here
+  // instead of crossing to the writer thread and back: the loop has nothing else to do meanwhile.
+  next->request.audit_on_this_thread = in_flight_ == 1;
   run_handler(*next);
 }
 
@@ -397,6 +400,7 @@ asio::awaitable<void> Server::serve(std::shared_ptr<Connection> connection, List
     }
 
     ++listener.in_flight;
+    ++in_flight_;
     metrics_.in_flight(1);
     if (refusal) {
       pending.worker_done = true;
@@ -410,6 +414,7 @@ asio::awaitable<void> Server::serve(std::shared_ptr<Connection> connection, List
       co_await pending.wake.async_wait(asio::redirect_error(asio::use_awaitable, woken));
     }
     --listener.in_flight;
+    --in_flight_;
     metrics_.in_flight(-1);
     metrics_.count_response(pending.response.status);
 

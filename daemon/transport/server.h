@@ -100,6 +100,7 @@ class Server {
   bool inline_turn_scheduled_ = false;
   UidRateLimiter rate_;
   unsigned running_ = 0;  // requests out on the worker pool
+  unsigned in_flight_ = 0;  // requests read and not yet answered, on every socket
   unsigned pool_size_;    // requests the pool runs at once
   BufferPool read_buffers_;
   boost::asio::steady_timer sweep_;

@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <sstream>
@@ -161,6 +162,56 @@ TEST(AuditLog, EachWrittenGroupIsHandedOverInOneCall) {
   ASSERT_TRUE(cv.wait_for(lock, 10s, [&] { return done == 11; }));
   EXPECT_EQ(handed_over, (std::vector<std::size_t>{1, 10}));
   EXPECT_EQ((*log)->sequence(), 11u);
+}
+
+// write_now(): the caller writes when the writer is idle (one request alone skips two thread
+// hand-overs), and declines while the writer holds the log, so records never interleave.
+TEST(AuditLog, WriteNowWritesOnTheCallersThreadOnlyWhenTheWriterIsIdle) {
+  test::TempDir dir;
+  const std::string path = dir.path() + "/audit.jsonl";
+  SystemClock clock;
+  auto log = AuditLog::open(path, AuditDurability::group, clock);
+  ASSERT_TRUE(log);
+  std::vector<AuditEvent> alone{event("alone")};
+  EXPECT_EQ((*log)->write_now(alone), std::optional<bool>(true));
+  EXPECT_EQ((*log)->sequence(), 1u);
+
+  std::mutex m;
+  std::condition_variable cv;
+  bool in_hook = false, release = false;
+  (*log)->set_delivery([&](AuditLog::Completions completions, bool written) {
+    std::unique_lock lock(m);
+    in_hook = true;
+    cv.notify_all();
+    cv.wait(lock, [&] { return release; });  // the writer thread holds the log until released
+    lock.unlock();
+    for (const auto& d : completions) d(written);
+  });
+  std::promise<bool> queued_done;
+  (*log)->submit({event("queued")}, [&](bool ok) { queued_done.set_value(ok); });
+  {
+    std::unique_lock lock(m);
+    ASSERT_TRUE(cv.wait_for(lock, 10s, [&] { return in_hook; }));
+  }
+  std::vector<AuditEvent> busy{event("while-busy")};
+  EXPECT_EQ((*log)->write_now(busy), std::nullopt);
+  EXPECT_EQ(busy.size(), 1u) << "declined records stay with the caller, to be submitted";
+  {
+    std::lock_guard lock(m);
+    release = true;
+  }
+  cv.notify_all();
+  EXPECT_TRUE(queued_done.get_future().get());
+  std::optional<bool> later;
+  for (int i = 0; i < 1000 && !(later = (*log)->write_now(busy)); ++i) std::this_thread::sleep_for(1ms);
+  EXPECT_EQ(later, std::optional<bool>(true));
+  (*log)->stop();
+  auto v = verify_text(test::read_file(path));
+  EXPECT_TRUE(v.ok) << v.problem;
+  EXPECT_EQ(v.records, 3u);
+  const auto lines = lines_of(path);
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_NE(lines[2].find("while-busy"), std::string::npos);
 }
 
 // write() waits on its own thread for the outcome: it must not depend on the hook's thread (the
