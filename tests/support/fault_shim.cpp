@@ -2,12 +2,16 @@
 // by default, CUSTODY_SHIM_TARGET to choose) and, while the file named by CUSTODY_SHIM_FAULT_FILE
 // exists, answers the calls below with CKR_DEVICE_REMOVED, as a token that was unplugged would.
 // Calls the shim does not wrap go to the real module, which is finalized during the fault.
+// With CUSTODY_SHIM_LATENCY_US set, C_Encrypt, C_Decrypt, C_Sign and C_GenerateRandom first sleep
+// that many microseconds: the round trip of a network HSM, for the benchmark's simulated one.
 #include <dlfcn.h>
 #include <sys/stat.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <thread>
 
 #include "pkcs11/pkcs11.h"
 
@@ -59,11 +63,36 @@ CK_RV DecryptInit(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k) {
 CK_RV SignInit(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k) {
   return faulty() ? CKR_DEVICE_REMOVED : real->C_SignInit(s, m, k);
 }
+// Read once: the latency is fixed for the life of the process.
+std::chrono::microseconds network_latency() {
+  static const std::chrono::microseconds latency = [] {
+    const char* text = std::getenv("CUSTODY_SHIM_LATENCY_US");
+    return std::chrono::microseconds(text ? std::strtoll(text, nullptr, 10) : 0);
+  }();
+  return latency;
+}
+void network_round_trip() {
+  if (const auto latency = network_latency(); latency.count() > 0) std::this_thread::sleep_for(latency);
+}
+CK_RV Encrypt(CK_SESSION_HANDLE s, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
+  network_round_trip();
+  return real->C_Encrypt(s, in, in_len, out, out_len);
+}
+CK_RV Decrypt(CK_SESSION_HANDLE s, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
+  network_round_trip();
+  return real->C_Decrypt(s, in, in_len, out, out_len);
+}
+CK_RV Sign(CK_SESSION_HANDLE s, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
+  network_round_trip();
+  return real->C_Sign(s, in, in_len, out, out_len);
+}
 CK_RV FindObjectsInit(CK_SESSION_HANDLE s, CK_ATTRIBUTE_PTR t, CK_ULONG n) {
   return faulty() ? CKR_DEVICE_REMOVED : real->C_FindObjectsInit(s, t, n);
 }
 CK_RV GenerateRandom(CK_SESSION_HANDLE s, CK_BYTE_PTR out, CK_ULONG n) {
-  return faulty() ? CKR_DEVICE_REMOVED : real->C_GenerateRandom(s, out, n);
+  if (faulty()) return CKR_DEVICE_REMOVED;
+  network_round_trip();  // a network HSM's generator is across the network too
+  return real->C_GenerateRandom(s, out, n);
 }
 
 }  // namespace
@@ -82,6 +111,9 @@ extern "C" __attribute__((visibility("default"))) CK_RV C_GetFunctionList(CK_FUN
     shim.C_EncryptInit = EncryptInit;
     shim.C_DecryptInit = DecryptInit;
     shim.C_SignInit = SignInit;
+    shim.C_Encrypt = Encrypt;
+    shim.C_Decrypt = Decrypt;
+    shim.C_Sign = Sign;
     shim.C_FindObjectsInit = FindObjectsInit;
     shim.C_GenerateRandom = GenerateRandom;
   }
