@@ -1,6 +1,6 @@
 // custody-bench: in ONE run on one fresh SoftHSMv2 token, the token's own speed in this process,
 // custodyd over its service socket, the fdatasync floor, p11-kit's PKCS#11 remoting, a simulated
-// network HSM and the scale figures; then issue #10's targets as ratios. Table on stdout,
+// network HSM and the scale figures; then the performance targets as ratios. Table on stdout,
 // progress on stderr. Not a test: figures depend on the machine.
 #include <signal.h>
 #include <sys/resource.h>
@@ -14,6 +14,7 @@
 #include "bench/direct.h"
 #include "bench/durability_none.h"
 #include "bench/fsync_floor.h"
+#include "bench/ipc_floor.h"
 #include "bench/machine.h"
 #include "bench/network_hsm.h"
 #include "bench/options.h"
@@ -45,7 +46,10 @@ void run_first_daemon_phases(const BenchOptions& o, unsigned fsync_samples, Repo
     report.add_missing("daemon", keys.error());
     return;
   }
-  if (o.runs("fsync")) guarded(report, "fsync", [&] { run_fsync_floor(daemon.dir(), fsync_samples, report); });
+  if (o.runs("fsync")) {
+    guarded(report, "fsync", [&] { run_fsync_floor(daemon.dir(), fsync_samples, report); });
+    guarded(report, "ipc", [&] { run_ipc_floor(20'000, report); });
+  }
   if (o.runs("direct")) {
     std::fprintf(stderr, "direct: in-process PKCS#11 on the daemon's token (daemon idle)\n");
     guarded(report, "direct", [&] { run_direct(daemon.token(), o.row_seconds, report); });
@@ -69,7 +73,7 @@ void run_first_daemon_phases(const BenchOptions& o, unsigned fsync_samples, Repo
 int main(int argc, char** argv) {
   BenchOptions o;
   unsigned fsync_samples = 500;
-  CLI::App app{"custody-bench: custodyd against the token's own speed, in one run (issue #10)"};
+  CLI::App app{"custody-bench: custodyd against the token's own speed, in one run"};
   app.add_option("--seconds", o.row_seconds, "measuring time of each row")->capture_default_str()->check(CLI::Range(0.1, 3600.0));
   app.add_flag("--quick", o.quick, "1 s rows, no scale phase");
   std::string sections;
