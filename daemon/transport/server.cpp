@@ -244,10 +244,7 @@ bool Server::refuse_if_stale(Pending& pending) {
 }
 
 void Server::dispatch() {
-  // Each worker has one more request waiting in the pool's own queue: a worker that finishes takes
-  // it at once instead of idling until the I/O thread has dispatched (with a network HSM that gap
-  // cost about a tenth of the throughput). Fair turns still decide the order, one request ahead.
-  while (running_ < 2 * pool_size_) {
+  while (running_ < pool_size_) {
     Pending* next = queue_.pop();
     if (!next) return;
     if (!refuse_if_stale(*next)) run_on_worker(*next);
