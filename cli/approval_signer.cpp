@@ -1,16 +1,14 @@
 #include "cli/approval_signer.h"
 
-#include <openssl/bn.h>
-#include <openssl/ecdsa.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 
-#include <cstdio>
 #include <cstring>
 
 #include "common/ecdsa_der.h"
 #include "common/hex.h"
+#include "common/openssl_ptr.h"
 #include "pkcs11/module.h"
 #include "pkcs11/session.h"
 #include "pkcs11/token.h"
@@ -18,26 +16,27 @@
 namespace custody::client {
 
 Expected<Bytes, std::string> sign_with_key_file(const std::string& pem_path, const std::string& challenge) {
-  FILE* f = std::fopen(pem_path.c_str(), "r");
-  if (!f) return unexpected("cannot read key file " + pem_path);
-  EVP_PKEY* key = PEM_read_PrivateKey(f, nullptr, nullptr, nullptr);
-  std::fclose(f);
+  ossl::Bio file(BIO_new_file(pem_path.c_str(), "r"));
+  if (!file) return unexpected("cannot read key file " + pem_path);
+  // Owned from here on: freed (and its memory cleansed by OpenSSL) on every return.
+  ossl::PKey key(PEM_read_bio_PrivateKey(file.get(), nullptr, nullptr, nullptr));
   if (!key) return unexpected(pem_path + " is not a PEM private key");
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  EVP_PKEY_CTX* pctx = nullptr;
-  int ok = EVP_DigestSignInit(ctx, &pctx, EVP_sha256(), nullptr, key);
-  if (ok == 1 && EVP_PKEY_is_a(key, "RSA")) {
-    ok = EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) == 1 && EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, EVP_sha256()) == 1 &&
-         EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, 32) == 1;
-  }
+  ossl::MdCtx ctx(EVP_MD_CTX_new());
+  if (!ctx) return unexpected(std::string("OpenSSL cannot allocate a digest context"));
+  EVP_PKEY_CTX* pctx = nullptr;  // owned by ctx
+  if (EVP_DigestSignInit(ctx.get(), &pctx, EVP_sha256(), nullptr, key.get()) != 1)
+    return unexpected("signing with " + pem_path + " failed");
+  if (EVP_PKEY_is_a(key.get(), "RSA") &&
+      (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) != 1 || EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, EVP_sha256()) != 1 ||
+       EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, 32) != 1))
+    return unexpected("cannot set up RSA-PSS with " + pem_path);
   std::size_t len = 0;
   const auto* msg = reinterpret_cast<const unsigned char*>(challenge.data());
-  if (ok == 1) ok = EVP_DigestSign(ctx, nullptr, &len, msg, challenge.size());
+  if (EVP_DigestSign(ctx.get(), nullptr, &len, msg, challenge.size()) != 1 || len == 0)
+    return unexpected("signing with " + pem_path + " failed");
   Bytes sig(len);
-  if (ok == 1) ok = EVP_DigestSign(ctx, sig.data(), &len, msg, challenge.size());
-  EVP_MD_CTX_free(ctx);
-  EVP_PKEY_free(key);
-  if (ok != 1) return unexpected("signing with " + pem_path + " failed");
+  if (EVP_DigestSign(ctx.get(), sig.data(), &len, msg, challenge.size()) != 1 || len == 0 || len > sig.size())
+    return unexpected("signing with " + pem_path + " failed");
   sig.resize(len);
   return sig;
 }
@@ -69,7 +68,7 @@ Expected<Bytes, std::string> sign_with_token(const TokenKey& key, const std::str
     CK_MECHANISM mech{CKM_ECDSA, nullptr, 0};
     auto raw = session->sign(mech, (*found)[0], digest, 64);
     if (!raw) return unexpected(raw.error().describe());
-    return ecdsa_raw_to_der(*raw);
+    return ecdsa_signature_der(*raw);
   }
   if (key_type == CKK_RSA) {
     CK_RSA_PKCS_PSS_PARAMS params{CKM_SHA256, CKG_MGF1_SHA256, 32};

@@ -1,10 +1,5 @@
 #include "cli/commands.h"
 
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/hmac.h>
-#include <openssl/rand.h>
-#include <openssl/rsa.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -19,8 +14,10 @@
 #include "cli/approval_signer.h"
 #include "cli/unix_http_client.h"
 #include "common/base64.h"
+#include "common/byok_payload.h"
 #include "common/hex.h"
 #include "common/pem.h"
+#include "common/random.h"
 #include "daemon/core/audit_verify.h"
 
 namespace custody::cli {
@@ -342,11 +339,18 @@ std::optional<SecureString> read_pin(const std::optional<std::string>& file) {
   if (!tty) return std::nullopt;
   std::fputs("Token PIN: ", tty);
   std::fflush(tty);
+  // A PIN is never read with echo on: refuse when echo cannot be turned off.
   termios old{};
-  ::tcgetattr(::fileno(tty), &old);
+  if (::tcgetattr(::fileno(tty), &old) != 0) {
+    std::fclose(tty);
+    return std::nullopt;
+  }
   termios quiet = old;
   quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
-  ::tcsetattr(::fileno(tty), TCSANOW, &quiet);
+  if (::tcsetattr(::fileno(tty), TCSANOW, &quiet) != 0) {
+    std::fclose(tty);
+    return std::nullopt;
+  }
   for (int c; (c = std::fgetc(tty)) != EOF && c != '\n';) pin.push_back(static_cast<char>(c));
   ::tcsetattr(::fileno(tty), TCSANOW, &old);
   std::fputs("\n", tty);
@@ -496,7 +500,11 @@ int cmd_attest(const Globals& g, const AttestOptions& o) {
   std::string nonce = o.nonce_b64.value_or("");
   if (!o.nonce_b64) {
     std::uint8_t raw[32];
-    RAND_bytes(raw, sizeof raw);
+    // A nonce that is not random proves no freshness: refuse rather than send zeros.
+    if (auto random = fill_random(raw); !random) {
+      std::cerr << "custodyctl: cannot make a nonce: " << random.error() << '\n';
+      return kUnavailable;
+    }
     nonce = base64_encode(raw);
   }
   json::object body{{"nonce", nonce}};
@@ -567,57 +575,6 @@ std::optional<SecureBytes> read_key_file(const std::string& path) {
   return k;
 }
 
-// AES-KWP (RFC 5649) with OpenSSL, the same bytes as `openssl enc -id-aes256-wrap-pad`.
-std::optional<Bytes> kwp_wrap(const SecureBytes& kek, const SecureBytes& key) {
-  EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
-  EVP_CIPHER_CTX_set_flags(ctx, EVP_CIPHER_CTX_FLAG_WRAP_ALLOW);
-  Bytes out(key.size() + 16);
-  int len = 0, fin = 0;
-  bool ok = EVP_EncryptInit_ex(ctx, EVP_aes_256_wrap_pad(), nullptr, kek.data(), nullptr) == 1 &&
-            EVP_EncryptUpdate(ctx, out.data(), &len, key.data(), static_cast<int>(key.size())) == 1 &&
-            EVP_EncryptFinal_ex(ctx, out.data() + len, &fin) == 1;
-  EVP_CIPHER_CTX_free(ctx);
-  if (!ok) return std::nullopt;
-  out.resize(static_cast<std::size_t>(len + fin));
-  return out;
-}
-
-std::optional<Bytes> rsa_oaep(const std::string& pem, const std::string& hash, const SecureBytes& data) {
-  auto key = read_public_key_pem(pem);
-  if (!key) return std::nullopt;
-  EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new(key.get(), nullptr);
-  const EVP_MD* md = hash == "sha1" ? EVP_sha1() : EVP_sha256();
-  std::size_t len = 0;
-  bool ok = EVP_PKEY_encrypt_init(ctx) == 1 && EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_OAEP_PADDING) == 1 &&
-            EVP_PKEY_CTX_set_rsa_oaep_md(ctx, md) == 1 && EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, md) == 1 &&
-            EVP_PKEY_encrypt(ctx, nullptr, &len, data.data(), data.size()) == 1;
-  Bytes out(len);
-  ok = ok && EVP_PKEY_encrypt(ctx, out.data(), &len, data.data(), data.size()) == 1;
-  EVP_PKEY_CTX_free(ctx);
-  if (!ok) return std::nullopt;
-  out.resize(len);
-  return out;
-}
-
-std::string local_kcv(const std::string& algorithm, const SecureBytes& key) {
-  const std::uint8_t zeros[16] = {};
-  std::uint8_t out[32];
-  if (algorithm == "hmac-sha256") {
-    unsigned int len = 0;
-    HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), zeros, sizeof zeros, out, &len);
-  } else {
-    EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
-    int len = 0;
-    EVP_EncryptInit_ex(ctx, EVP_aes_256_ecb(), nullptr, key.data(), nullptr);
-    EVP_CIPHER_CTX_set_padding(ctx, 0);
-    EVP_EncryptUpdate(ctx, out, &len, zeros, sizeof zeros);
-    EVP_CIPHER_CTX_free(ctx);
-  }
-  std::string kcv = hex_upper(std::span(out, 3));
-  OPENSSL_cleanse(out, sizeof out);
-  return kcv;
-}
-
 }  // namespace
 
 int cmd_import_jobs(const Globals& g) {
@@ -671,32 +628,40 @@ int cmd_import(const Globals& g, const ImportOptions& o) {
   }
   Bytes payload;
   if (rsa) {
-    SecureBytes e(32);
-    RAND_bytes(e.data(), 32);
-    auto wrapped_e = rsa_oaep(str(job, "public_key"), hash, e);
-    auto wrapped_k = kwp_wrap(e, *k);
-    if (!wrapped_e || !wrapped_k) {
-      std::cerr << "custodyctl: cannot build the payload with OpenSSL\n";
-      return kUsage;
+    // E comes from a checked generator inside: a failure here sends nothing (never K under zeros).
+    auto built = byok::rsa_aes_kwp_payload(str(job, "public_key"), hash, *k);
+    if (!built) {
+      std::cerr << "custodyctl: cannot build the payload: " << built.error() << '\n';
+      return kUnavailable;
     }
-    payload = *wrapped_e;
-    payload.insert(payload.end(), wrapped_k->begin(), wrapped_k->end());
+    payload = std::move(*built);
   } else {
     if (!o.transport_key_file) {
       std::cerr << "custodyctl: method aes-kwp needs --transport-key-file\n";
       return kUsage;
     }
     auto t = read_key_file(*o.transport_key_file);
-    auto wrapped = t && t->size() == 32 ? kwp_wrap(*t, *k) : std::nullopt;
-    if (!wrapped) {
-      std::cerr << "custodyctl: cannot wrap under the transport key\n";
+    if (!t || t->size() != 32) {
+      std::cerr << "custodyctl: " << *o.transport_key_file << " must hold exactly 32 bytes (the transport key)\n";
       return kUsage;
     }
-    payload = *wrapped;
+    auto wrapped = byok::kwp_wrap(*t, *k);
+    if (!wrapped) {
+      std::cerr << "custodyctl: cannot wrap under the transport key: " << wrapped.error() << '\n';
+      return kUnavailable;
+    }
+    payload = std::move(*wrapped);
   }
   json::object body{{"wrapped_key", base64_encode(payload)}};
   const std::string algorithm = str(job, "algorithm");
-  if (o.send_kcv && algorithm != "aes-256-kwp-transport") body["kcv"] = local_kcv(algorithm, *k);
+  if (o.send_kcv && algorithm != "aes-256-kwp-transport") {
+    auto kcv = byok::key_check_value(algorithm, *k);
+    if (!kcv) {
+      std::cerr << "custodyctl: cannot compute the key check value: " << kcv.error() << '\n';
+      return kUnavailable;
+    }
+    body["kcv"] = *kcv;
+  }
   json::value v = body;
   auto r = send(g, g.admin_socket, "POST", "/v1/admin/import-jobs/" + o.job + "/import", &v);
   if (r.exit != kOk || g.json) return r.exit;

@@ -3,19 +3,29 @@
 #include <openssl/bn.h>
 #include <openssl/ecdsa.h>
 
+#include "common/openssl_ptr.h"
+
 namespace custody {
 
-Bytes ecdsa_raw_to_der(std::span<const std::uint8_t> raw) {
+Expected<Bytes, std::string> ecdsa_signature_der(std::span<const std::uint8_t> raw) {
   const std::size_t half = raw.size() / 2;
-  ECDSA_SIG* sig = ECDSA_SIG_new();
-  ECDSA_SIG_set0(sig, BN_bin2bn(raw.data(), static_cast<int>(half), nullptr),
-                 BN_bin2bn(raw.data() + half, static_cast<int>(half), nullptr));
-  unsigned char* der = nullptr;
-  int len = i2d_ECDSA_SIG(sig, &der);
-  Bytes out(der, der + len);
-  OPENSSL_free(der);
-  ECDSA_SIG_free(sig);
-  return out;
+  if (raw.empty() || raw.size() % 2 != 0 || half > 66)
+    return unexpected("an ECDSA signature r || s of " + std::to_string(raw.size()) + " bytes");
+  ossl::BigNum r(BN_bin2bn(raw.data(), static_cast<int>(half), nullptr));
+  ossl::BigNum s(BN_bin2bn(raw.data() + half, static_cast<int>(half), nullptr));
+  ossl::EcdsaSig sig(ECDSA_SIG_new());
+  if (!r || !s || !sig) return unexpected(std::string("OpenSSL cannot allocate an ECDSA signature"));
+  if (ECDSA_SIG_set0(sig.get(), r.get(), s.get()) != 1) return unexpected(std::string("OpenSSL refused the signature's r and s"));
+  (void)r.release();  // owned by sig now
+  (void)s.release();
+  const ossl::Der der = ossl::encode_der(sig.get(), i2d_ECDSA_SIG);
+  if (!der) return unexpected(std::string("OpenSSL cannot encode the ECDSA signature"));
+  return Bytes(der.bytes().begin(), der.bytes().end());
+}
+
+Bytes ecdsa_raw_to_der(std::span<const std::uint8_t> raw) {
+  auto der = ecdsa_signature_der(raw);
+  return der ? std::move(*der) : Bytes();
 }
 
 }  // namespace custody

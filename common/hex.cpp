@@ -2,6 +2,9 @@
 
 #include <openssl/evp.h>
 
+#include <cstdio>
+#include <cstdlib>
+
 namespace custody {
 namespace {
 std::string hex_with(std::span<const std::uint8_t> data, const char* digits) {
@@ -38,7 +41,12 @@ std::optional<Bytes> hex_decode(std::string_view text) {
 Bytes sha256(std::span<const std::uint8_t> data) {
   Bytes digest(32);
   unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), digest.data(), &len, EVP_sha256(), nullptr);
+  // A digest is an identity (audit chain, key ids, challenges): a zero-filled stand-in would
+  // be accepted as one. OpenSSL fails here only when out of memory, so stop instead.
+  if (EVP_Digest(data.data(), data.size(), digest.data(), &len, EVP_sha256(), nullptr) != 1 || len != digest.size()) {
+    std::fputs("custody: SHA-256 failed (out of memory?); stopping rather than use a wrong digest\n", stderr);
+    std::abort();
+  }
   return digest;
 }
 

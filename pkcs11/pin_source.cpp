@@ -7,9 +7,12 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 
 namespace custody::p11 {
 namespace {
+
+constexpr std::size_t kMaxPinFileBytes = 4096;
 
 Expected<SecureString, std::string> read_secret_file(const std::string& path, bool check_mode) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -25,15 +28,26 @@ Expected<SecureString, std::string> read_secret_file(const std::string& path, bo
   }
   SecureString pin;
   char buf[256];
+  std::string failure;
   for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
+    const ssize_t n = ::read(fd, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
+    if (n < 0) {
+      failure = "cannot read PIN file " + path + ": " + std::strerror(errno);
+      break;
+    }
+    if (n == 0) break;
+    // Refused, not cut: a PIN taken from the first kMaxPinFileBytes of a file is not the PIN
+    // whoever wrote the file meant.
+    if (pin.size() + static_cast<std::size_t>(n) > kMaxPinFileBytes) {
+      failure = "PIN file " + path + " is longer than " + std::to_string(kMaxPinFileBytes) + " bytes; is it the right file?";
+      break;
+    }
     pin.append(buf, static_cast<std::size_t>(n));
-    if (pin.size() > 4096) break;
   }
   OPENSSL_cleanse(buf, sizeof buf);
   ::close(fd);
+  if (!failure.empty()) return unexpected(std::move(failure));
   while (!pin.empty() && (pin.back() == '\n' || pin.back() == '\r')) pin.pop_back();
   if (pin.empty()) return unexpected("PIN file " + path + " is empty");
   return pin;
@@ -55,9 +69,16 @@ Expected<SecureString, std::string> read_pin(const PinSource& source) {
     case PinSource::Kind::file:
       return read_secret_file(source.value, true);
     case PinSource::Kind::env: {
-      const char* v = std::getenv(source.value.c_str());
+      char* v = std::getenv(source.value.c_str());
       if (!v || !*v) return unexpected("environment variable " + source.value + " with the token PIN is not set");
-      return SecureString(v);
+      SecureString pin(v);
+      // Read once at start (the session pool keeps it for re-login): wipe the value in place,
+      // since /proc/PID/environ shows the original block, and remove the variable so that
+      // nothing later (a child, a crash report) finds it.
+      OPENSSL_cleanse(v, std::strlen(v));
+      if (::unsetenv(source.value.c_str()) != 0)
+        return unexpected("cannot remove environment variable " + source.value + ": " + std::strerror(errno));
+      return pin;
     }
     case PinSource::Kind::credential: {
       const char* dir = std::getenv("CREDENTIALS_DIRECTORY");

@@ -14,6 +14,8 @@ struct PinSource {
   std::string describe() const;
 };
 
+// A PIN file over 4 KiB is an error naming it, never cut short; trailing newlines are dropped.
+// An environment variable is wiped and removed from the environment once read: call this once.
 Expected<SecureString, std::string> read_pin(const PinSource& source);
 
 }  // namespace custody::p11

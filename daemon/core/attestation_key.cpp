@@ -1,17 +1,14 @@
 #include "daemon/core/attestation_key.h"
 
-#include <openssl/bn.h>
 #include <openssl/core_names.h>
-#include <openssl/ecdsa.h>
 #include <openssl/evp.h>
-#include <openssl/param_build.h>
-#include <openssl/pem.h>
-#include <openssl/rand.h>
 #include <openssl/x509.h>
 
 #include "common/ecdsa_der.h"
 #include "common/hex.h"
+#include "common/openssl_ptr.h"
 #include "common/pem.h"
+#include "common/random.h"
 #include "pkcs11/token_quirks.h"
 
 namespace custody::core {
@@ -30,31 +27,28 @@ p11::Result<CK_OBJECT_HANDLE> find_by_label(p11::Session& s, CK_OBJECT_CLASS cls
 Expected<Bytes, std::string> spki_from_ec_point(const Bytes& ec_point) {
   Bytes point = ec_point;
   if (point.size() > 2 && point[0] == 0x04 && point[1] == point.size() - 2) point.erase(point.begin(), point.begin() + 2);
-  OSSL_PARAM_BLD* bld = OSSL_PARAM_BLD_new();
-  OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1", 0);
-  OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point.data(), point.size());
-  OSSL_PARAM* params = OSSL_PARAM_BLD_to_param(bld);
-  EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new_from_name(nullptr, "EC", nullptr);
-  EVP_PKEY* key = nullptr;
-  bool ok = EVP_PKEY_fromdata_init(ctx) == 1 && EVP_PKEY_fromdata(ctx, &key, EVP_PKEY_PUBLIC_KEY, params) == 1;
-  EVP_PKEY_CTX_free(ctx);
-  OSSL_PARAM_free(params);
-  OSSL_PARAM_BLD_free(bld);
-  if (!ok) return unexpected(std::string("the token's attestation public key is not a P-256 point"));
-  unsigned char* der = nullptr;
-  int len = i2d_PUBKEY(key, &der);
-  Bytes out(der, der + len);
-  OPENSSL_free(der);
-  EVP_PKEY_free(key);
-  return out;
+  ossl::ParamBuilder bld(OSSL_PARAM_BLD_new());
+  if (!bld || OSSL_PARAM_BLD_push_utf8_string(bld.get(), OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1", 0) != 1 ||
+      OSSL_PARAM_BLD_push_octet_string(bld.get(), OSSL_PKEY_PARAM_PUB_KEY, point.data(), point.size()) != 1)
+    return unexpected(std::string("OpenSSL cannot build the attestation public key's parameters"));
+  ossl::Params params(OSSL_PARAM_BLD_to_param(bld.get()));
+  ossl::PKeyCtx ctx(EVP_PKEY_CTX_new_from_name(nullptr, "EC", nullptr));
+  if (!params || !ctx) return unexpected(std::string("OpenSSL cannot allocate the attestation public key"));
+  EVP_PKEY* made = nullptr;
+  const bool ok = EVP_PKEY_fromdata_init(ctx.get()) == 1 &&
+                  EVP_PKEY_fromdata(ctx.get(), &made, EVP_PKEY_PUBLIC_KEY, params.get()) == 1;
+  ossl::PKey key(made);
+  if (!ok || !key) return unexpected(std::string("the token's attestation public key is not a P-256 point"));
+  const ossl::Der der = ossl::encode_der(key.get(), i2d_PUBKEY);
+  if (!der) return unexpected(std::string("OpenSSL cannot encode the attestation public key"));
+  return Bytes(der.bytes().begin(), der.bytes().end());
 }
 
-std::string pem_of(const Bytes& spki) {
+Expected<std::string, std::string> pem_of(const Bytes& spki) {
   const unsigned char* p = spki.data();
-  EVP_PKEY* key = d2i_PUBKEY(nullptr, &p, static_cast<long>(spki.size()));
-  std::string pem = write_public_key_pem(key);
-  EVP_PKEY_free(key);
-  return pem;
+  ossl::PKey key(d2i_PUBKEY(nullptr, &p, static_cast<long>(spki.size())));
+  if (!key) return unexpected(std::string("OpenSSL cannot read back the attestation public key"));
+  return public_key_pem(key.get());
 }
 
 }  // namespace
@@ -69,7 +63,8 @@ Expected<AttestationKey, std::string> AttestationKey::open(p11::SessionPool& poo
   if (!pub || !priv) {
     if (pub || priv) return unexpected(std::string("the token holds half of the attestation key pair; remove it or restore the other half"));
     Bytes id(16);
-    if (RAND_bytes(id.data(), 16) != 1) return unexpected(std::string("no randomness for the attestation key's CKA_ID"));
+    if (auto random = fill_random(id); !random)
+      return unexpected("no CKA_ID for the attestation key: " + random.error());
     auto generate = [&](bool not_copyable) {
       p11::AttributeTemplate pt, kt;
       pt.add_ulong(CKA_CLASS, CKO_PUBLIC_KEY).add_ulong(CKA_KEY_TYPE, CKK_EC).add_bytes(CKA_EC_PARAMS, kP256Params);
@@ -108,10 +103,12 @@ Expected<AttestationKey, std::string> AttestationKey::open(p11::SessionPool& poo
   if (!point || !*point || !id || !*id) return unexpected(std::string("cannot read the attestation public key"));
   auto spki = spki_from_ec_point(**point);
   if (!spki) return unexpected(spki.error());
+  auto pem = pem_of(*spki);
+  if (!pem) return unexpected(pem.error());
   AttestationKey k;
   k.pool_ = &pool;
   k.id_ = **id;
-  k.pem_ = pem_of(*spki);
+  k.pem_ = std::move(*pem);
   k.key_id_ = sha256_hex(*spki);
   return k;
 }
@@ -127,7 +124,11 @@ Outcome<Bytes> AttestationKey::sign(std::string_view message) const {
     CK_MECHANISM mech{CKM_ECDSA, nullptr, 0};
     return s.sign(mech, *key, digest, 64);
   });
-  if (raw) return ecdsa_raw_to_der(*raw);
+  if (raw) {
+    auto der = ecdsa_signature_der(*raw);
+    if (!der) return fail(Code::internal, "the token's attestation signature: " + der.error());
+    return std::move(*der);
+  }
   if (raw.error().rv == p11::kObjectNotFound) return fail(Code::internal, "the attestation key is missing from the token");
   if (raw.error().severity() == p11::Severity::operation) return fail(Code::internal, "the token refused to sign");
   return fail(Code::unavailable, "the token is unavailable (attestation signature)");

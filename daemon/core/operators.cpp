@@ -13,45 +13,43 @@
 #include <vector>
 
 #include "common/hex.h"
+#include "common/openssl_ptr.h"
 #include "common/pem.h"
 
 namespace custody::core {
 
 namespace {
 
-using KeyPtr = std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)>;
-using BigNum = std::unique_ptr<BIGNUM, decltype(&BN_free)>;
-
-BigNum bn_param(const EVP_PKEY* key, const char* name) {
+ossl::BigNum bn_param(const EVP_PKEY* key, const char* name) {
   BIGNUM* bn = nullptr;
-  if (EVP_PKEY_get_bn_param(key, name, &bn) != 1) return {nullptr, BN_free};
-  return {bn, BN_free};
+  const bool ok = EVP_PKEY_get_bn_param(key, name, &bn) == 1;
+  ossl::BigNum owned(bn);
+  if (!ok) return nullptr;
+  return owned;
 }
 
-KeyPtr key_from_data(const char* type, OSSL_PARAM* params) {
-  EVP_PKEY* out = nullptr;
-  EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new_from_name(nullptr, type, nullptr);
-  const bool ok = ctx && EVP_PKEY_fromdata_init(ctx) == 1 && EVP_PKEY_fromdata(ctx, &out, EVP_PKEY_PUBLIC_KEY, params) == 1;
-  EVP_PKEY_CTX_free(ctx);
-  if (!ok) {
-    EVP_PKEY_free(out);
-    out = nullptr;
-  }
-  return {out, EVP_PKEY_free};
+ossl::PKey key_from_data(const char* type, OSSL_PARAM* params) {
+  ossl::PKeyCtx ctx(EVP_PKEY_CTX_new_from_name(nullptr, type, nullptr));
+  if (!ctx || EVP_PKEY_fromdata_init(ctx.get()) != 1) return nullptr;
+  EVP_PKEY* made = nullptr;
+  const bool ok = EVP_PKEY_fromdata(ctx.get(), &made, EVP_PKEY_PUBLIC_KEY, params) == 1;
+  ossl::PKey key(made);
+  if (!ok) return nullptr;
+  return key;
 }
 
 // One key has many SubjectPublicKeyInfo encodings: an EC point compressed, uncompressed or
 // hybrid, the curve named or spelled out. The key is rebuilt from its numbers alone (the P-256
 // point uncompressed with the named curve; RSA n and e), so that one key always has one
 // encoding and one key_id, whatever the PEM it came in.
-KeyPtr canonical_key(const EVP_PKEY* key) {
+ossl::PKey canonical_key(const EVP_PKEY* key) {
   if (EVP_PKEY_is_a(key, "EC")) {
     auto x = bn_param(key, OSSL_PKEY_PARAM_EC_PUB_X);
     auto y = bn_param(key, OSSL_PKEY_PARAM_EC_PUB_Y);
     unsigned char point[65];
     point[0] = POINT_CONVERSION_UNCOMPRESSED;
     if (!x || !y || BN_bn2binpad(x.get(), point + 1, 32) != 32 || BN_bn2binpad(y.get(), point + 33, 32) != 32)
-      return {nullptr, EVP_PKEY_free};
+      return nullptr;
     char group[] = "prime256v1";
     OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, group, 0),
                            OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, point, sizeof point),
@@ -60,13 +58,13 @@ KeyPtr canonical_key(const EVP_PKEY* key) {
   }
   auto n = bn_param(key, OSSL_PKEY_PARAM_RSA_N);
   auto e = bn_param(key, OSSL_PKEY_PARAM_RSA_E);
-  if (!n || !e) return {nullptr, EVP_PKEY_free};
+  if (!n || !e) return nullptr;
   // OSSL_PARAM_construct_BN takes native-endian unsigned bytes.
   std::vector<unsigned char> n_bytes(static_cast<std::size_t>(BN_num_bytes(n.get())));
   std::vector<unsigned char> e_bytes(static_cast<std::size_t>(BN_num_bytes(e.get())));
   if (BN_bn2nativepad(n.get(), n_bytes.data(), static_cast<int>(n_bytes.size())) < 0 ||
       BN_bn2nativepad(e.get(), e_bytes.data(), static_cast<int>(e_bytes.size())) < 0)
-    return {nullptr, EVP_PKEY_free};
+    return nullptr;
   OSSL_PARAM params[] = {OSSL_PARAM_construct_BN(OSSL_PKEY_PARAM_RSA_N, n_bytes.data(), n_bytes.size()),
                          OSSL_PARAM_construct_BN(OSSL_PKEY_PARAM_RSA_E, e_bytes.data(), e_bytes.size()),
                          OSSL_PARAM_construct_end()};
@@ -93,12 +91,10 @@ Expected<OperatorSet, std::string> OperatorSet::from_pem(const std::vector<std::
     }
     auto canonical = canonical_key(raw);
     if (!canonical) return unexpected("operator '" + name + "': cannot read the numbers of the public key");
-    unsigned char* der = nullptr;
-    const int der_len = i2d_PUBKEY(canonical.get(), &der);
-    if (der_len <= 0) return unexpected("operator '" + name + "': cannot encode the public key");
-    std::string id = sha256_hex(std::span(der, static_cast<std::size_t>(der_len)));
-    OPENSSL_free(der);
-    std::shared_ptr<EVP_PKEY> key(canonical.release(), EVP_PKEY_free);
+    const ossl::Der der = ossl::encode_der(canonical.get(), i2d_PUBKEY);
+    if (!der) return unexpected("operator '" + name + "': cannot encode the public key");
+    std::string id = sha256_hex(der.bytes());
+    std::shared_ptr<EVP_PKEY> key(canonical.release(), EVP_PKEY_free);  // frees the key itself if it throws
     for (const auto& other : set.operators_) {
       if (other.name == name) return unexpected("operator '" + name + "' is listed twice");
       // Compared as keys, not as encodings: one private key must never count as two operators.
@@ -123,23 +119,22 @@ Outcome<void> OperatorSet::verify(const Operator& op, std::string_view challenge
       return fail(Code::invalid_argument, "an RSA-PSS signature must be as long as the operator's modulus");
   } else {
     const unsigned char* p = signature.data();
-    ECDSA_SIG* sig = d2i_ECDSA_SIG(nullptr, &p, static_cast<long>(signature.size()));
+    const ossl::EcdsaSig sig(d2i_ECDSA_SIG(nullptr, &p, static_cast<long>(signature.size())));
     const bool whole = sig && p == signature.data() + signature.size();
-    ECDSA_SIG_free(sig);
     if (!whole) return fail(Code::invalid_argument, "the signature is not a DER ECDSA signature");
   }
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  EVP_PKEY_CTX* pctx = nullptr;
-  int ok = EVP_DigestVerifyInit(ctx, &pctx, EVP_sha256(), nullptr, op.key.get());
+  ossl::MdCtx ctx(EVP_MD_CTX_new());
+  if (!ctx) return fail(Code::internal, "OpenSSL cannot allocate a digest context");
+  EVP_PKEY_CTX* pctx = nullptr;  // owned by ctx
+  int ok = EVP_DigestVerifyInit(ctx.get(), &pctx, EVP_sha256(), nullptr, op.key.get());
   if (ok == 1 && rsa) {
     ok = EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) == 1 &&
          EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, EVP_sha256()) == 1 &&
          EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_AUTO) == 1;
   }
   if (ok == 1)
-    ok = EVP_DigestVerify(ctx, signature.data(), signature.size(), reinterpret_cast<const unsigned char*>(challenge.data()),
+    ok = EVP_DigestVerify(ctx.get(), signature.data(), signature.size(), reinterpret_cast<const unsigned char*>(challenge.data()),
                           challenge.size());
-  EVP_MD_CTX_free(ctx);
   if (ok != 1)
     return fail(Code::permission_denied, "the signature of operator '" + op.name + "' does not verify over this request's challenge");
   return {};

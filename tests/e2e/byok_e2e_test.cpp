@@ -14,6 +14,7 @@
 #include "daemon/core/encryption_context.h"
 #include "tests/support/daemon_process.h"
 #include "tests/support/openssl_oracle.h"
+#include "tests/support/wall_clock.h"
 
 using namespace custody;
 using namespace custody::test;
@@ -175,7 +176,7 @@ TEST(ByokE2E, BadImportsAreRefusedAndLeaveNothingBehind) {
                             {"expires_in_seconds", 1}});
   write_file(d.dir() + "/job.pem", field(quick, "public_key"));
   recipe(d.dir(), "sha1");
-  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  ASSERT_TRUE(wait_until_wall_clock(field(quick, "expires_at"))) << field(quick, "expires_at");
   EXPECT_EQ(import(d, field(quick, "id"), d.dir() + "/payload.bin").first, 409);
   int audited_refusals = 0;
   for (const auto& r : d.audit_records())
@@ -190,7 +191,7 @@ TEST(ByokE2E, ExpiredJobsLoseTheirKeyPairsAcrossRestarts) {
                           {"expires_in_seconds", 1}});
   EXPECT_EQ(secret_objects(d), before + 1);  // the job's private key
   ASSERT_EQ(d.terminate(), 0);
-  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  ASSERT_TRUE(wait_until_wall_clock(field(job, "expires_at"))) << field(job, "expires_at");
   d.start();
   EXPECT_EQ(field(json::parse(d.admin().call("GET", "/v1/admin/import-jobs/" + field(job, "id"))->body), "state"), "expired");
   EXPECT_EQ(secret_objects(d), before);

@@ -6,6 +6,7 @@
 
 #include "common/base64.h"
 #include "tests/support/daemon_process.h"
+#include "tests/support/wall_clock.h"
 
 using namespace custody;
 using namespace custody::test;
@@ -90,8 +91,9 @@ TEST(LifecycleE2E, DestructionDueWhileDownRunsAtStart) {
   ASSERT_EQ(d.create_key("doomed", "aes-256-gcm", allow_me_everything()), 201);
   auto [s, blob] = d.post("/v1/keys/doomed/wrap", {{"plaintext", "aGk="}});
   ASSERT_EQ(admin(d, "schedule-destruction", {{"name", "doomed"}, {"wait_seconds", 1}}).first, 201);
+  const std::string destroy_at(show(d, "doomed").at("destroy_at").as_string());
   ASSERT_EQ(d.terminate(), 0);
-  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  ASSERT_TRUE(wait_until_wall_clock(destroy_at)) << destroy_at;
   d.start();
   EXPECT_EQ(show(d, "doomed").at("state").as_string(), "destroyed");
   EXPECT_EQ(d.post("/v1/keys/doomed/unwrap", {{"ciphertext", blob.at("ciphertext")}}).first, 409);

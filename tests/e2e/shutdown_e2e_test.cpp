@@ -29,7 +29,15 @@ TEST(ShutdownE2E, SigtermUnderLoadDrainsAndExitsZero) {
       }
     });
   }
-  while (ok < 200) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  // Load first (bounded: clients that stop early must fail the test, not hang it).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (ok < 200 && other == 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  if (ok < 200) {
+    stop = true;
+    for (auto& c : clients) c.join();
+    FAIL() << "no load before SIGTERM: " << ok.load() << " batches answered 200, " << other.load() << " otherwise\n" << d.log();
+  }
   const int exit_status = d.terminate();
   stop = true;
   for (auto& c : clients) c.join();

@@ -140,11 +140,21 @@ void Daemon::kill_hard() {
 int Daemon::terminate() {
   if (pid_ <= 0) return -1;
   ::kill(pid_, SIGTERM);
+  // A drain that never ends is a failure to report, not a test that hangs until CI kills it.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   int status = 0;
-  ::waitpid(pid_, &status, 0);
+  pid_t reaped = 0;
+  while ((reaped = ::waitpid(pid_, &status, WNOHANG)) == 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  const bool exited = reaped == pid_ && WIFEXITED(status);
+  if (reaped != pid_) {
+    ADD_FAILURE() << "custodyd did not exit within 30 s of SIGTERM; killed it:\n" << log();
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
   pid_ = -1;
   fail_on_sanitizer_report();
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return exited ? WEXITSTATUS(status) : -1;
 }
 
 std::pair<int, boost::json::value> Daemon::post(const std::string& target, const boost::json::value& body) {
