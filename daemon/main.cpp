@@ -46,6 +46,14 @@ using namespace custody;
   std::exit(1);
 }
 
+// The state cannot be trusted at start (a read error, a corrupt page, rows that do not add up):
+// starting on part of it would lose keys, requests or jobs without a word, so custodyd refuses.
+[[noreturn]] void state_fatal(const std::string& path, const std::string& what, const std::string& message) {
+  fatal("cannot start: the state database " + path + " could not be " + what + ": " + message +
+        ". Nothing was changed. Restore state.db from its latest backup (see 'Backups of state.db' in"
+        " docs/security.md), start custodyd again, and run `custodyctl keys check`.");
+}
+
 // DESIGN invariant 4: no core dumps, no ptrace attach, so key material cannot be read out of the
 // process by another process of the same user.
 void harden_process() {
@@ -141,7 +149,7 @@ int main(int argc, char** argv) {
   auto store = core::StateStore::open(cfg.state_path);
   if (!store) fatal(store.error() + " (state.path)");
   auto keys = (*store)->load_keys();
-  if (!keys) fatal("state: " + keys.error().message);
+  if (!keys) state_fatal(cfg.state_path, "read", keys.error().message);
 
   core::SystemClock clock;
   core::TokenKeyVault vault(pool);
@@ -180,7 +188,11 @@ int main(int argc, char** argv) {
                            core::LifecycleSettings{cfg.lifecycle.min_destruction_wait.count() / 1000});
   // Changes a crash cut short are finished or undone before anything else touches the keys.
   auto recovered = key_admin.recover();
-  if (!recovered) fatal("recovery of interrupted key changes failed: " + recovered.error().message);
+  if (!recovered) {
+    if (recovered.error().message.starts_with("state database"))
+      state_fatal(cfg.state_path, "read during recovery of interrupted key changes", recovered.error().message);
+    fatal("recovery of interrupted key changes failed: " + recovered.error().message);
+  }
   for (const auto& what : *recovered) {
     spdlog::warn("recovery: {}", what);
     auto e = lifecycle_event("daemon.recovery");
@@ -188,6 +200,7 @@ int main(int argc, char** argv) {
     (*audit)->write({e});
   }
   service::HealthState health;
+  health.watch_store(store->get());
   auto report = key_admin.reconcile();
   if (!report) fatal("cannot check the keys against the token: " + report.error().message);
   for (const auto& m : report->missing) spdlog::error("KEY CHECK FAILED: token object missing: {}", m);
@@ -221,7 +234,7 @@ int main(int argc, char** argv) {
   std::uint8_t random_id[16];
   if (RAND_bytes(random_id, sizeof random_id) != 1) fatal("no randomness for the instance id");
   auto instance_id = (*store)->meta("instance_id", hex_lower(random_id));
-  if (!instance_id) fatal("state: " + instance_id.error().message);
+  if (!instance_id) state_fatal(cfg.state_path, "read", instance_id.error().message);
   core::QuorumPolicy quorum{cfg.dual_control.quorum};
   const core::LifecycleSettings lifecycle{cfg.lifecycle.min_destruction_wait.count() / 1000};
   core::AdminRequests requests(
@@ -240,7 +253,7 @@ int main(int argc, char** argv) {
   context.requests = &requests;
   core::TokenImporter importer(pool);
   core::ImportJobs jobs(**store, importer, registry, key_admin, clock);
-  if (auto ok = jobs.load(); !ok) fatal("state: " + ok.error().message);
+  if (auto ok = jobs.load(); !ok) state_fatal(cfg.state_path, "read", ok.error().message);
   // Import-job key pairs no active job owns (a crash cut their job short) are destroyed now: the
   // contract promises a job's pair lives only as long as the job.
   auto import_objects = importer.find_labelled_pairs(core::kImportLabelPrefix);
@@ -256,10 +269,14 @@ int main(int argc, char** argv) {
     (*audit)->write({e});
   }
   context.jobs = &jobs;
-  if (auto ok = requests.load(); !ok) fatal("state: " + ok.error().message);
+  if (auto ok = requests.load(); !ok) state_fatal(cfg.state_path, "read", ok.error().message);
   const auto self = lifecycle_event("daemon.recovery");
   auto finished = requests.recover(core::AdminCaller{self.request_id, self.client});
-  if (!finished) fatal("recovery of admin requests failed: " + finished.error().message);
+  if (!finished) {
+    if (finished.error().message.starts_with("state database"))
+      state_fatal(cfg.state_path, "read during recovery of admin requests", finished.error().message);
+    fatal("recovery of admin requests failed: " + finished.error().message);
+  }
   for (const auto& what : *finished) {
     spdlog::warn("recovery: {}", what);
     auto e = lifecycle_event("daemon.recovery");

@@ -130,8 +130,8 @@ Result<std::vector<CK_OBJECT_HANDLE>> Session::find_objects(AttributeTemplate& t
 Result<CK_OBJECT_HANDLE> Session::find_one(AttributeTemplate& tmpl, const std::string& what) {
   auto found = find_objects(tmpl, 2);
   if (!found) return unexpected(found.error());
-  if (found->size() != 1)
-    return unexpected(P11Error{kObjectNotFound, "find " + what + (found->empty() ? " (missing)" : " (not unique)")});
+  if (found->empty()) return unexpected(P11Error{kObjectNotFound, "find " + what + " (missing)"});
+  if (found->size() > 1) return unexpected(P11Error{kObjectNotUnique, "find " + what + " (not unique)"});
   return (*found)[0];
 }
 

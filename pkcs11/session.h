@@ -13,6 +13,10 @@
 
 namespace custody::p11 {
 
+// custody's own code for "more than one object matches" where one was expected: a copy of a key,
+// never to be taken for "missing" (kObjectNotFound). Not a token failure either.
+inline constexpr CK_RV kObjectNotUnique = CKR_VENDOR_DEFINED | 0xC058;
+
 class Session {
  public:
   static Result<Session> open(CK_FUNCTION_LIST* api, CK_SLOT_ID slot);
@@ -34,7 +38,8 @@ class Session {
                                       std::span<const std::uint8_t> wrapped, AttributeTemplate& tmpl);
   Status destroy_object(CK_OBJECT_HANDLE object);
   Result<std::vector<CK_OBJECT_HANDLE>> find_objects(AttributeTemplate& tmpl, std::size_t max);
-  // The one object matching tmpl; kObjectNotFound when there is none or more than one.
+  // The one object matching tmpl; kObjectNotFound when there is none, kObjectNotUnique when there
+  // is more than one.
   Result<CK_OBJECT_HANDLE> find_one(AttributeTemplate& tmpl, const std::string& what);
 
   // Boolean attributes; nullopt where the token does not report one.

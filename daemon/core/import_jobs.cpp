@@ -1,10 +1,12 @@
 #include "daemon/core/import_jobs.h"
 
-#include <openssl/rand.h>
+#include <algorithm>
 
 #include <boost/json.hpp>
+#include <spdlog/spdlog.h>
 
 #include "common/hex.h"
+#include "common/random.h"
 
 namespace custody::core {
 namespace {
@@ -101,7 +103,7 @@ Outcome<StoredJob> ImportJobs::create(const boost::json::object& params, const s
   std::lock_guard lock(mutex_);
   StoredJob job;
   std::uint8_t raw[16];
-  RAND_bytes(raw, sizeof raw);
+  if (auto ok = fill_random(raw); !ok) return fail(Code::unavailable, "no randomness for the import job id: " + ok.error());
   job.id = hex_lower(raw);
   job.key_name = p->key_name;
   job.algorithm = algorithm_name(p->algorithm);
@@ -113,18 +115,39 @@ Outcome<StoredJob> ImportJobs::create(const boost::json::object& params, const s
   job.policy = p->policy_json;
   if (p->method->rsa) {
     job.wrapping.id.resize(16);
-    RAND_bytes(job.wrapping.id.data(), 16);
+    if (auto ok = fill_random(job.wrapping.id); !ok)
+      return fail(Code::unavailable, "no randomness for the import job key's CKA_ID: " + ok.error());
     job.wrapping.label = std::string(kImportLabelPrefix) + job.id;
     auto pem = importer_.make_wrapping_pair(*p->method, job.wrapping);
     if (!pem) return unexpected(pem.error());
     job.public_key = *pem;
   }
   if (auto ok = store_.insert_job(job, request_id); !ok) {
-    if (p->method->rsa) (void)importer_.destroy_wrapping_pair(job.wrapping);
+    if (p->method->rsa) (void)destroy_pair_locked(job.wrapping);
     return unexpected(ok.error());
   }
   jobs_.push_back(job);
   return job;
+}
+
+bool ImportJobs::destroy_pair_locked(const ObjectRef& pair) {
+  auto it = std::find_if(undestroyed_.begin(), undestroyed_.end(), [&](const auto& u) { return u.first.id == pair.id; });
+  auto destroyed = importer_.destroy_wrapping_pair(pair);
+  if (destroyed) {
+    if (it != undestroyed_.end()) undestroyed_.erase(it);
+    return true;
+  }
+  spdlog::error("ALARM: import job key pair {} is still in the token: {}", pair.label, destroyed.error().message);
+  if (it == undestroyed_.end()) undestroyed_.emplace_back(pair, destroyed.error().message);
+  else it->second = destroyed.error().message;
+  return false;
+}
+
+std::vector<std::string> ImportJobs::undestroyed_pairs() {
+  std::lock_guard lock(mutex_);
+  std::vector<std::string> out;
+  for (const auto& [pair, why] : undestroyed_) out.push_back(pair.label + ": " + why);
+  return out;
 }
 
 StoredJob* ImportJobs::find_locked(const std::string& id) {
@@ -145,16 +168,23 @@ Outcome<ImportResult> ImportJobs::import(const std::string& id, std::span<const 
   if (kcv && algorithm == Algorithm::aes_256_kwp_transport)
     return fail(Code::invalid_argument, "a transport key has no KCV custody can compute (it can only unwrap)");
   const ImportMethod* method = find_import_method(job->method);
-  Policy policy;
-  if (auto pv = parse_policy(boost::json::parse(job->policy), false)) policy = std::move(*pv);
+  if (!method) return fail(Code::internal, "import job " + id + " names an unknown method " + job->method);
+  // The policy was checked when the job was made: one that does not parse now is a damaged store,
+  // and a key must never get a default policy in its place.
+  boost::system::error_code ec;
+  auto stored_policy = boost::json::parse(job->policy, ec);
+  auto policy = ec ? Outcome<Policy>(fail(Code::internal, "not JSON")) : parse_policy(stored_policy, false);
+  if (!policy) return fail(Code::internal, "import job " + id + " has an unreadable stored policy: " + policy.error().message);
   std::optional<ObjectRef> transport;
   if (job->transport_key) {
     auto t = registry_.find(*job->transport_key);
     if (!t || t->state != KeyState::enabled)
       return fail(Code::failed_precondition, "transport key '" + *job->transport_key + "' is not enabled");
-    transport = t->find_version(t->current_version)->object;
+    const KeyVersion* current = t->find_version(t->current_version);
+    if (!current) return fail(Code::internal, "transport key '" + *job->transport_key + "' has no current version");
+    transport = current->object;
   }
-  auto key = admin_.import_version(job->key_name, algorithm, policy,
+  auto key = admin_.import_version(job->key_name, algorithm, *policy,
                                    [&](const ObjectRef& target) -> Outcome<std::optional<std::string>> {
                                      auto in = method->rsa ? importer_.import_rsa(*method, job->wrapping, wrapped_key, algorithm, target)
                                                            : importer_.import_kwp(*transport, wrapped_key, algorithm, target);
@@ -169,7 +199,8 @@ Outcome<ImportResult> ImportJobs::import(const std::string& id, std::span<const 
                                    job->id);
   if (!key) return unexpected(key.error());
   job->state = "used";  // committed together with the key version
-  if (method->rsa) (void)importer_.destroy_wrapping_pair(job->wrapping);
+  // The import is done and committed; a pair that outlives it is an alarm, retried by expire_due.
+  if (method->rsa) (void)destroy_pair_locked(job->wrapping);
   const auto& v = (*key)->versions.back();
   return ImportResult{*key, v.version, v.kcv};
 }
@@ -178,10 +209,18 @@ std::vector<std::string> ImportJobs::expire_due() {
   std::lock_guard lock(mutex_);
   std::vector<std::string> expired;
   const std::int64_t now = unix_seconds(clock_.now());
+  const auto retry = undestroyed_;
+  for (const auto& [pair, why] : retry) (void)destroy_pair_locked(pair);
   for (auto& j : jobs_) {
     if (j.state != "active" || now < j.expires_at) continue;
-    if (!j.wrapping.id.empty() && !importer_.destroy_wrapping_pair(j.wrapping)) continue;
-    if (!store_.set_job_state(j.id, "expired")) continue;
+    // Expired means its pair is gone: until the token lets it go, the job stays active (and
+    // refuses imports, being past its expiry).
+    if (!j.wrapping.id.empty() && !destroy_pair_locked(j.wrapping)) continue;
+    if (auto stored = store_.set_job_state(j.id, "expired"); !stored) {
+      spdlog::error("import job {}: its key pair is destroyed but it cannot be marked expired: {}", j.id,
+                    stored.error().message);
+      continue;
+    }
     j.state = "expired";
     expired.push_back(j.id);
   }

@@ -3,6 +3,8 @@
 // methods it holds an RSA key pair made in the token whose private half can only unwrap. It is
 // single use and expires (default 24 h); its key pair is destroyed when it is used or expires,
 // also across restarts. A wrong KCV or payload leaves nothing behind and the job stays usable.
+// A pair the token will not destroy is never taken for destroyed: an expiring job stays active,
+// and every such pair is an alarm (undestroyed_pairs) retried by expire_due until it is gone.
 #include <boost/json/object.hpp>
 #include <mutex>
 
@@ -30,8 +32,11 @@ class ImportJobs {
   Outcome<StoredJob> create(const boost::json::object& params, const std::string& request_id);
   Outcome<ImportResult> import(const std::string& id, std::span<const std::uint8_t> wrapped_key,
                                const std::optional<std::string>& kcv);
-  // Marks due jobs expired and destroys their key pairs; returns their ids.
+  // Destroys the key pairs of due jobs and marks them expired; returns their ids. Also retries
+  // the pairs in undestroyed_pairs().
   std::vector<std::string> expire_due();
+  // Key pairs custody meant to destroy that are still in the token, "label: why"; for health.
+  std::vector<std::string> undestroyed_pairs();
   // Of the token objects labelled kImportLabelPrefix, those no active job owns, once each: left by
   // a crash between making a job's key pair and storing the job (the job never existed for
   // anyone), or between using a job and destroying its pair. Start-up destroys them.
@@ -43,6 +48,8 @@ class ImportJobs {
 
  private:
   StoredJob* find_locked(const std::string& id);
+  // Destroys a job's pair; on failure logs it and keeps it in undestroyed_ until it goes.
+  bool destroy_pair_locked(const ObjectRef& pair);
 
   std::mutex mutex_;
   StateStore& store_;
@@ -51,6 +58,7 @@ class ImportJobs {
   KeyAdmin& admin_;
   const Clock& clock_;
   std::vector<StoredJob> jobs_;
+  std::vector<std::pair<ObjectRef, std::string>> undestroyed_;
 };
 
 boost::json::object job_to_json(const StoredJob& job);

@@ -4,6 +4,8 @@
 
 #include <set>
 
+#include <spdlog/spdlog.h>
+
 #include "common/hex.h"
 #include "daemon/core/fault_point.h"
 
@@ -234,13 +236,15 @@ KeyAdmin::KeyResult KeyAdmin::cancel_destruction(const std::string& name, const 
 }
 
 Outcome<void> KeyAdmin::destroy_locked(const Key& key, std::int64_t intent_id) {
-  bool first = true;
+  // Only the versions destroyed here are marked destroyed: the store refuses if it holds another.
+  std::vector<std::uint32_t> destroyed;
   for (const auto& v : key.versions) {
-    if (auto r = vault_.destroy(v.object); !r) return r;
-    if (first) fault_point("destroy-key.after-first-object");
-    first = false;
+    if (auto r = vault_.destroy(v.object); !r)
+      return fail(r.error().code, "key '" + key.name + "' is not destroyed: " + r.error().message);
+    if (destroyed.empty()) fault_point("destroy-key.after-first-object");
+    destroyed.push_back(v.version);
   }
-  if (auto r = store_.mark_destroyed(key.name, intent_id); !r) return r;
+  if (auto r = store_.mark_destroyed(key.name, destroyed, intent_id); !r) return r;
   Key next = key;
   next.state = KeyState::destroyed;
   next.destroy_at.reset();
@@ -258,7 +262,14 @@ Outcome<std::vector<std::string>> KeyAdmin::destroy_due() {
     auto intent = store_.begin_intent(Intent{0, "destroy-key", key->name, 0, {}, now});
     if (!intent) return unexpected(intent.error());
     fault_point("destroy-key.after-intent");
-    if (auto r = destroy_locked(*key, *intent); !r) return unexpected(r.error());
+    if (auto r = destroy_locked(*key, *intent); !r) {
+      // Not destroyed, and not called destroyed: the key stays pending and is tried again on the
+      // next run. The intent goes, so that a copy the token will not destroy cannot block start.
+      spdlog::error("key '{}' is due for destruction but is NOT destroyed: {}", key->name, r.error().message);
+      if (auto d = store_.drop_intent(*intent); !d) return unexpected(d.error());
+      if (r.error().code == Code::unavailable) return unexpected(r.error());
+      continue;
+    }
     destroyed.push_back(key->name);
   }
   return destroyed;
@@ -277,7 +288,14 @@ Outcome<std::vector<std::string>> KeyAdmin::recover() {
         (void)store_.drop_intent(intent.id);
         continue;
       }
-      if (auto r = destroy_locked(*key, intent.id); !r) return unexpected(r.error());
+      if (auto r = destroy_locked(*key, intent.id); !r) {
+        if (r.error().code == Code::unavailable) return unexpected(r.error());
+        // The token keeps an object it will not destroy: say so, and keep the key pending.
+        if (auto d = store_.drop_intent(intent.id); !d) return unexpected(d.error());
+        done.push_back("could NOT finish destroying key '" + intent.key_name + "'; it stays pending destruction: " +
+                       r.error().message);
+        continue;
+      }
       done.push_back("finished destroying key '" + intent.key_name + "'");
     } else {
       // A create or rotate that never committed was never acknowledged: remove its object.
@@ -297,11 +315,23 @@ Outcome<ReconcileReport> KeyAdmin::reconcile() {
   for (const auto& key : registry_.all()) {
     for (const auto& v : key->versions) {
       known.insert(v.object.id);
-      if (v.state == "destroyed") continue;
-      auto exists = vault_.exists(v.object);
-      if (!exists) return unexpected(exists.error());
-      if (!*exists) {
+      auto carriers = vault_.carriers(v.object);
+      if (!carriers) return unexpected(carriers.error());
+      if (v.state == "destroyed") {
+        // Shredded in the state: any object still named by its id or label is key material that
+        // should not exist.
+        if (*carriers > 0)
+          report.undestroyed.push_back(describe(*key, v) + ": destroyed, but " + std::to_string(*carriers) +
+                                       " token object(s) still carry its CKA_ID or label");
+        continue;
+      }
+      if (*carriers == 0) {
         report.missing.push_back(describe(*key, v));
+        continue;
+      }
+      if (*carriers > 1) {
+        report.altered.push_back(describe(*key, v) + ": " + std::to_string(*carriers) +
+                                 " token objects carry its CKA_ID or label; custody made one");
         continue;
       }
       if (auto ok = vault_.verify(key->algorithm, v.object, v.origin == "generated"); !ok) {

@@ -21,7 +21,9 @@ struct ReconcileReport {
   std::vector<std::string> missing;  // "key vN: object label" whose object is gone
   std::vector<std::string> altered;  // "key vN: what differs"
   std::vector<std::string> strays;   // custody-labelled token objects the state does not know
-  bool clean() const { return missing.empty() && altered.empty() && strays.empty(); }
+  // "key vN: ..." destroyed in the state while token objects still carry its CKA_ID or label
+  std::vector<std::string> undestroyed;
+  bool clean() const { return missing.empty() && altered.empty() && strays.empty() && undestroyed.empty(); }
 };
 
 class KeyAdmin {

@@ -34,10 +34,13 @@ class KeyVault {
   virtual Outcome<AttributeReport> attributes(const ObjectRef& key) = 0;
   // Checks the attributes against the custody template; the message lists what differs.
   virtual Outcome<void> verify(Algorithm algorithm, const ObjectRef& key, bool generated) = 0;
-  // Destroys the object (cryptographic shredding). An object that is already gone is success.
+  // Destroys the object and every copy of it: each object carrying its CKA_ID or its label
+  // (cryptographic shredding). Fails if any is still there afterwards. Nothing there is success.
   virtual Outcome<void> destroy(const ObjectRef& key) = 0;
-  // Whether an object with this CKA_ID exists.
+  // Whether the object exists; an error if more than one object carries its CKA_ID or label.
   virtual Outcome<bool> exists(const ObjectRef& key) = 0;
+  // How many token objects carry its CKA_ID or label (custody made one).
+  virtual Outcome<std::size_t> carriers(const ObjectRef& key) = 0;
   // Every secret key whose label starts with the prefix: for reconciliation.
   virtual Outcome<std::vector<ObjectRef>> find_labelled(const std::string& prefix) = 0;
   virtual bool available() const = 0;

@@ -6,8 +6,10 @@
 // create or destroy), then acts on the token, then commits its result and drops the intent in
 // one transaction. At start, an intent still present means the change was cut short; recovery
 // finishes or undoes it (KeyAdmin::recover).
+#include <atomic>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -54,6 +56,9 @@ struct StoredJob {
   std::string policy;  // JSON, for a key the job creates
 };
 
+// Every read is all or nothing: a scan that SQLite cannot finish (a read error, a corrupt page) is
+// an error naming the table and SQLite's message, never a shorter list. Errors from SQLite are
+// Code::unavailable (503); the store also remembers whether its latest call failed, for health.
 class StateStore {
  public:
   static Expected<std::unique_ptr<StateStore>, std::string> open(const std::string& path);
@@ -74,7 +79,10 @@ class StateStore {
                            const std::string& used_import_job = {});
   Outcome<void> add_version(const std::string& key_name, const KeyVersion& version, std::int64_t intent_id,
                             const std::string& request_id = {}, const std::string& used_import_job = {});
-  Outcome<void> mark_destroyed(const std::string& key_name, std::int64_t intent_id);
+  // Marks exactly the given versions destroyed (the ones whose objects were destroyed) and the key
+  // with them; fails, changing nothing, if the key has a version row not among them.
+  Outcome<void> mark_destroyed(const std::string& key_name, const std::vector<std::uint32_t>& versions,
+                               std::int64_t intent_id);
   Outcome<void> set_state(const std::string& key_name, KeyState state, std::optional<std::int64_t> destroy_at,
                           const std::string& request_id = {});
   Outcome<void> set_min_decrypt_version(const std::string& key_name, std::uint32_t version,
@@ -96,12 +104,23 @@ class StateStore {
 
   // A named value fixed at first use (e.g. the instance id): returns the stored one.
   Outcome<std::string> meta(const std::string& name, const std::string& initial);
-  // Durable encryption count of a version (a reservation: never below the real count).
+  // Durable encryption count of a version (a reservation: never below the real count). The stored
+  // count only grows: a lower count leaves it as it is.
   Outcome<void> set_encryptions(const std::string& key_name, std::uint32_t version, std::uint64_t count);
+  // not_found when the version has no row; unavailable when it cannot be read.
   Outcome<std::uint64_t> encryptions(const std::string& key_name, std::uint32_t version);
 
+  const std::string& path() const { return path_; }
+  // The error of the latest call if it failed in SQLite (cleared by the next call that succeeds).
+  std::optional<std::string> failing() const;
+  // SQLite errors since open.
+  std::uint64_t errors() const { return errors_.load(std::memory_order_relaxed); }
+
  private:
-  explicit StateStore(sqlite3* db) : db_(db) {}
+  StateStore(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+  // Notes whether a call failed in SQLite, for failing() and errors().
+  template <class T>
+  Outcome<T> track(Outcome<T> result);
   Outcome<void> exec(const char* sql);
   Outcome<void> migrate();
   // Runs fn inside BEGIN IMMEDIATE … COMMIT, rolling back on failure.
@@ -109,6 +128,10 @@ class StateStore {
   Outcome<void> transaction(Fn&& fn);
   std::mutex mutex_;
   sqlite3* db_;
+  std::string path_;
+  mutable std::mutex fault_mutex_;
+  std::optional<std::string> failing_;
+  std::atomic<std::uint64_t> errors_{0};
 };
 
 }  // namespace custody::core

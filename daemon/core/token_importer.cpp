@@ -155,6 +155,12 @@ Outcome<std::string> TokenImporter::make_wrapping_pair(const ImportMethod& metho
       }
       return s.generate_key_pair(CKM_RSA_PKCS_KEY_PAIR_GEN, pub, priv);
     };
+    // A pair left by an earlier attempt of this call (the pool retries after a session error)
+    // carries this job's fresh CKA_ID: it goes first, so the job never has two pairs.
+    auto leftover = destroy_carriers(s, ref);
+    if (!leftover) return unexpected(leftover.error());
+    if (leftover->remaining > 0)
+      return unexpected(leftover->failure.value_or(p11::P11Error{CKR_GENERAL_ERROR, "destroy an earlier job key pair"}));
     // The answer does not say which attribute a token refused: drop each in turn.
     constexpr std::pair<bool, bool> kAttempts[] = {{true, true}, {true, false}, {false, true}, {false, false}};
     auto pair = generate(true, true);
@@ -165,26 +171,32 @@ Outcome<std::string> TokenImporter::make_wrapping_pair(const ImportMethod& metho
       pair = generate(pin_unwrap_template, not_copyable);
     }
     if (!pair) return unexpected(pair.error());
+    // From here on a failure must not leave the pair behind: nobody would own it.
+    auto abandon = [&](p11::P11Error why) -> p11::Result<std::string> {
+      for (CK_OBJECT_HANDLE h : {pair->second, pair->first})
+        if (auto st = s.destroy_object(h); !st)
+          spdlog::error("import job key pair {}: cannot destroy a half after a failure: {}", ref.label, st.error().describe());
+      return unexpected(std::move(why));
+    };
     auto n = s.get_bytes(pair->first, CKA_MODULUS);
+    if (!n) return abandon(n.error());
     auto e = s.get_bytes(pair->first, CKA_PUBLIC_EXPONENT);
-    if (!n || !*n || !e || !*e) return unexpected(p11::P11Error{CKR_ATTRIBUTE_TYPE_INVALID, "read RSA public key"});
+    if (!e) return abandon(e.error());
+    if (!*n || !*e) return abandon(p11::P11Error{CKR_ATTRIBUTE_TYPE_INVALID, "read RSA public key"});
     auto pem = rsa_pem(**n, **e);
-    if (!pem) return unexpected(p11::P11Error{CKR_ATTRIBUTE_VALUE_INVALID, pem.error()});
+    if (!pem) return abandon(p11::P11Error{CKR_ATTRIBUTE_VALUE_INVALID, pem.error()});
     return *pem;
   });
 }
 
 Outcome<void> TokenImporter::destroy_wrapping_pair(const ObjectRef& ref) {
-  auto r = with_session<bool>([&](p11::Session& s) -> p11::Result<bool> {
-    for (CK_OBJECT_CLASS cls : {CKO_PRIVATE_KEY, CKO_PUBLIC_KEY}) {
-      auto h = find(s, cls, ref);
-      if (h) {
-        if (auto st = s.destroy_object(*h); !st) return unexpected(st.error());
-      }
-    }
-    return true;
-  });
+  // Both halves and any copy: every object carrying the job's CKA_ID or label.
+  auto r = with_session<Shredding>([&](p11::Session& s) { return destroy_carriers(s, ref); });
   if (!r) return unexpected(r.error());
+  if (r->remaining > 0)
+    return fail(Code::internal, "import job key pair " + ref.label + " is not destroyed: " + std::to_string(r->remaining) +
+                                    " object(s) still carry its CKA_ID or label" +
+                                    (r->failure ? " (" + r->failure->describe() + ")" : std::string()));
   return {};
 }
 

@@ -1,5 +1,7 @@
 #include "daemon/core/token_key_vault.h"
 
+#include <algorithm>
+
 #include <spdlog/spdlog.h>
 
 #include "daemon/core/key_templates.h"
@@ -17,6 +19,9 @@ bool stale_handle(CK_RV rv) { return rv == CKR_OBJECT_HANDLE_INVALID || rv == CK
 
 Error token_error(const p11::P11Error& e, const char* what) {
   spdlog::warn("token call failed during {}: {}", what, e.describe());
+  // Two objects answer for one key: a copy. Using either could be using the wrong one.
+  if (e.rv == p11::kObjectNotUnique)
+    return Error{Code::internal, std::string("more than one token object carries the key's CKA_ID (") + what + ")"};
   if (e.severity() != p11::Severity::operation)
     return Error{Code::unavailable, std::string("the token is unavailable (") + what + ")"};
   return Error{Code::internal, std::string("the token refused the operation (") + what + ")"};
@@ -179,23 +184,68 @@ Outcome<void> TokenKeyVault::verify(Algorithm algorithm, const ObjectRef& key, b
   return {};
 }
 
+p11::Result<std::vector<CK_OBJECT_HANDLE>> find_carriers(p11::Session& s, const ObjectRef& ref) {
+  std::vector<CK_OBJECT_HANDLE> all;
+  auto add = [&](CK_ATTRIBUTE_TYPE type, std::span<const std::uint8_t> value) -> p11::Status {
+    // An empty id or label would match every object that lacks one.
+    if (value.empty()) return {};
+    p11::AttributeTemplate t;
+    t.add_bytes(type, value);
+    auto found = s.find_objects(t, 1024);
+    if (!found) return unexpected(found.error());
+    for (CK_OBJECT_HANDLE h : *found)
+      if (std::find(all.begin(), all.end(), h) == all.end()) all.push_back(h);
+    return {};
+  };
+  if (auto st = add(CKA_ID, ref.id); !st) return unexpected(st.error());
+  const auto* label = reinterpret_cast<const std::uint8_t*>(ref.label.data());
+  if (auto st = add(CKA_LABEL, std::span(label, ref.label.size())); !st) return unexpected(st.error());
+  return all;
+}
+
+p11::Result<Shredding> destroy_carriers(p11::Session& s, const ObjectRef& ref) {
+  auto found = find_carriers(s, ref);
+  if (!found) return unexpected(found.error());
+  Shredding result;
+  // Every one is tried: one that refuses must not spare the others.
+  for (CK_OBJECT_HANDLE h : *found)
+    if (auto st = s.destroy_object(h); !st && !result.failure) result.failure = st.error();
+  auto left = find_carriers(s, ref);
+  if (!left) return unexpected(left.error());
+  result.remaining = left->size();
+  return result;
+}
+
 Outcome<void> TokenKeyVault::destroy(const ObjectRef& key) {
-  auto r = with_session<bool>([&](p11::Session& s) -> p11::Result<bool> {
-    auto h = resolve(s, key);
-    if (!h) return unexpected(h.error());
-    if (auto st = s.destroy_object(*h); !st) return unexpected(st.error());
-    return true;
-  });
+  auto r = with_session<Shredding>([&](p11::Session& s) { return destroy_carriers(s, key); });
   forget(key);
-  if (!r && r.error().rv != p11::kObjectNotFound) return unexpected(token_error(r.error(), "destroy"));
+  if (!r) return unexpected(token_error(r.error(), "destroy"));
+  if (r->remaining > 0) {
+    std::string why = r->failure ? r->failure->describe() : "C_DestroyObject succeeded but they are still found";
+    spdlog::error("destroying {}: {} token object(s) still carry its CKA_ID or label ({})", key.label, r->remaining, why);
+    return fail(Code::internal, "token object " + key.label + " is not destroyed: " + std::to_string(r->remaining) +
+                                    " object(s) still carry its CKA_ID or label");
+  }
   return {};
 }
 
+Outcome<std::size_t> TokenKeyVault::carriers(const ObjectRef& key) {
+  auto r = with_session<std::size_t>([&](p11::Session& s) -> p11::Result<std::size_t> {
+    auto found = find_carriers(s, key);
+    if (!found) return unexpected(found.error());
+    return found->size();
+  });
+  if (!r) return unexpected(token_error(r.error(), "object lookup"));
+  return *r;
+}
+
 Outcome<bool> TokenKeyVault::exists(const ObjectRef& key) {
-  auto r = with_session<CK_OBJECT_HANDLE>([&](p11::Session& s) { return resolve(s, key); });
-  if (r) return true;
-  if (r.error().rv == p11::kObjectNotFound) return false;
-  return unexpected(token_error(r.error(), "object lookup"));
+  auto n = carriers(key);
+  if (!n) return unexpected(n.error());
+  if (*n > 1)
+    return fail(Code::internal, "token object " + key.label + " is not unique: " + std::to_string(*n) +
+                                    " objects carry its CKA_ID or label");
+  return *n == 1;
 }
 
 p11::Result<std::vector<ObjectRef>> find_labelled_objects(p11::Session& s, CK_OBJECT_CLASS object_class,

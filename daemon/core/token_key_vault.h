@@ -15,6 +15,19 @@ namespace custody::core {
 p11::Result<std::vector<ObjectRef>> find_labelled_objects(p11::Session& s, CK_OBJECT_CLASS object_class,
                                                           std::string_view prefix);
 
+// Every token object, of any class, whose CKA_ID is ref.id or whose CKA_LABEL is ref.label: the
+// object custody made and any copy of it (C_CopyObject, or a C_CreateObject by anyone with the
+// PIN). Crypto-shredding has to reach all of them.
+p11::Result<std::vector<CK_OBJECT_HANDLE>> find_carriers(p11::Session& s, const ObjectRef& ref);
+
+// Destroys every carrier of ref and looks again: how many are still there (0: shredded), and the
+// first C_DestroyObject failure, if any, for the message.
+struct Shredding {
+  std::size_t remaining = 0;
+  std::optional<p11::P11Error> failure;
+};
+p11::Result<Shredding> destroy_carriers(p11::Session& s, const ObjectRef& ref);
+
 class TokenKeyVault final : public KeyVault {
  public:
   explicit TokenKeyVault(p11::SessionPool& pool);
@@ -32,6 +45,7 @@ class TokenKeyVault final : public KeyVault {
   Outcome<void> verify(Algorithm algorithm, const ObjectRef& key, bool generated) override;
   Outcome<void> destroy(const ObjectRef& key) override;
   Outcome<bool> exists(const ObjectRef& key) override;
+  Outcome<std::size_t> carriers(const ObjectRef& key) override;
   Outcome<std::vector<ObjectRef>> find_labelled(const std::string& prefix) override;
   bool available() const override;
   std::string unavailable_reason() const override;

@@ -4,27 +4,31 @@
 
 namespace custody::core {
 
-UsageMeter::Entry& UsageMeter::entry(const std::string& key, std::uint32_t version) {
+Outcome<UsageMeter::Entry*> UsageMeter::entry(const std::string& key, std::uint32_t version) {
   const std::string id = key + "#" + std::to_string(version);
   {
     std::shared_lock lock(mutex_);
-    if (auto it = entries_.find(id); it != entries_.end()) return *it->second;
+    if (auto it = entries_.find(id); it != entries_.end()) return it->second.get();
   }
   std::unique_lock lock(mutex_);
-  auto& slot = entries_[id];
-  if (!slot) {
-    slot = std::make_unique<Entry>();
-    // Start from the durable reservation: what a previous run may have used.
-    auto durable = store_.encryptions(key, version);
-    const std::uint64_t start = durable ? *durable : 0;
-    slot->used = start;
-    slot->reserved = start;
-  }
-  return *slot;
+  if (auto it = entries_.find(id); it != entries_.end()) return it->second.get();
+  // Start from the durable reservation: what a previous run may have used. Without it the count
+  // is unknown, and an unknown count is no count: nothing is cached, the caller fails.
+  auto durable = store_.encryptions(key, version);
+  if (!durable)
+    return fail(durable.error().code == Code::not_found ? Code::internal : durable.error().code,
+                "the usage count of version " + std::to_string(version) + " of key '" + key +
+                    "' cannot be read: " + durable.error().message);
+  auto e = std::make_unique<Entry>();
+  e->used = *durable;
+  e->reserved = *durable;
+  return (entries_[id] = std::move(e)).get();
 }
 
 Outcome<std::uint64_t> UsageMeter::count(const std::string& key, std::uint32_t version, std::uint64_t limit) {
-  Entry& e = entry(key, version);
+  auto found = entry(key, version);
+  if (!found) return unexpected(found.error());
+  Entry& e = **found;
   const std::uint64_t used = e.used.fetch_add(1, std::memory_order_relaxed) + 1;
   if (used >= kGcmInvocationBound)
     return fail(Code::failed_precondition, "version " + std::to_string(version) + " of key '" + key +
@@ -45,8 +49,15 @@ Outcome<std::uint64_t> UsageMeter::count(const std::string& key, std::uint32_t v
   return used;
 }
 
+Outcome<std::uint64_t> UsageMeter::used(const std::string& key, std::uint32_t version) {
+  auto e = entry(key, version);
+  if (!e) return unexpected(e.error());
+  return (*e)->used.load(std::memory_order_relaxed);
+}
+
 std::uint64_t UsageMeter::current(const std::string& key, std::uint32_t version) {
-  return entry(key, version).used.load(std::memory_order_relaxed);
+  auto n = used(key, version);
+  return n ? *n : 0;
 }
 
 }  // namespace custody::core

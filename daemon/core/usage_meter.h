@@ -2,6 +2,8 @@
 // Counts encryptions per aes-256-gcm key version. The durable count is a reservation written
 // before the encryptions it covers, in blocks, so a crash can only make the count too high,
 // never too low, and the request path writes to the database once per block.
+// Fail closed: a version's count starts from the durable one; if that cannot be read the
+// encryption is refused (and the read is tried again on the next one), never counted from 0.
 #include <atomic>
 #include <functional>
 #include <memory>
@@ -27,6 +29,10 @@ class UsageMeter {
   // Counts one encryption before it happens; fails (closed) if the reservation cannot be stored
   // or the version has reached the GCM bound.
   Outcome<std::uint64_t> count(const std::string& key, std::uint32_t version, std::uint64_t limit);
+  // Encryptions counted so far, or why the durable count cannot be read.
+  Outcome<std::uint64_t> used(const std::string& key, std::uint32_t version);
+  // used(), for display and the rotation check: 0 when it cannot be read (a refused encryption
+  // is what guards the limit, not this number).
   std::uint64_t current(const std::string& key, std::uint32_t version);
 
  private:
@@ -36,7 +42,7 @@ class UsageMeter {
     std::atomic<bool> signalled{false};
     std::mutex persist;
   };
-  Entry& entry(const std::string& key, std::uint32_t version);
+  Outcome<Entry*> entry(const std::string& key, std::uint32_t version);
 
   StateStore& store_;
   std::function<void(const std::string&)> on_limit_;

@@ -1,4 +1,5 @@
-// GET /v1/health: ok / degraded / unavailable with token and audit detail; 503 when unavailable.
+// GET /v1/health: ok / degraded / unavailable with token, audit and state-store detail; 503 when
+// unavailable.
 #include "daemon/service/context.h"
 #include "daemon/service/routes.h"
 
@@ -10,9 +11,14 @@ Handler make_health_handler(ServiceContext& c, bool admin) {
     const bool audit_ok = c.audit.accepting();
     const auto storage = c.audit.storage();
     const auto report = c.health.reconcile();
+    // A store that cannot be read or written fails every request that needs it: unavailable.
+    const auto store_failing = c.health.store_failing();
+    const bool store_ok = !store_failing;
+    const auto undestroyed_pairs = c.jobs ? c.jobs->undestroyed_pairs() : std::vector<std::string>{};
     // Low disk is degraded, not unavailable: service goes on, but the log fails closed once full.
-    const bool degraded = c.health.degraded() || storage.low_on_space();
-    const char* status = !(token_ok && audit_ok) ? "unavailable" : degraded ? "degraded" : "ok";
+    const bool degraded = c.health.degraded() || storage.low_on_space() || !undestroyed_pairs.empty();
+    const bool available = token_ok && audit_ok && store_ok;
+    const char* status = !available ? "unavailable" : degraded ? "degraded" : "ok";
     boost::json::object token{{"label", c.token.label},
                               {"manufacturer", c.token.manufacturer},
                               {"model", c.token.model},
@@ -30,6 +36,14 @@ Handler make_health_handler(ServiceContext& c, bool admin) {
                             : std::string("the free space of the audit filesystem cannot be read");
     }
     boost::json::object body{{"status", status}, {"token", std::move(token)}, {"audit", std::move(audit)}};
+    if (const auto* store = c.health.store()) {
+      boost::json::object state{{"readable", store_ok}, {"errors", store->errors()}};
+      // The path and SQLite's message are for the admin socket; the service socket learns only
+      // that the store is failing.
+      if (admin) state["path"] = store->path();
+      if (store_failing) state["reason"] = admin ? *store_failing : std::string("the state database cannot be read or written");
+      body["state"] = std::move(state);
+    }
     // Any local peer that can connect may ask the service socket: it learns that something is
     // wrong, never which keys exist (the same reason an unknown key answers 403 there).
     if (admin) body["keys"] = c.registry.size();
@@ -42,10 +56,14 @@ Handler make_health_handler(ServiceContext& c, bool admin) {
     if (!report.missing.empty()) body["missing_objects"] = list(report.missing);
     if (!report.altered.empty()) body["altered_objects"] = list(report.altered);
     if (!report.strays.empty()) body["stray_objects"] = list(report.strays);
+    if (!report.undestroyed.empty()) body["undestroyed_objects"] = list(report.undestroyed);
+    boost::json::object alarms;
     // Someone still depends on a key that is about to be destroyed.
-    if (auto uses = c.data_plane.pending_destruction_uses())
-      body["alarms"] = {{"pending_destruction_uses", uses}};
-    return json_response(token_ok && audit_ok ? 200 : 503, body);
+    if (auto uses = c.data_plane.pending_destruction_uses()) alarms["pending_destruction_uses"] = uses;
+    // An import job's key pair the token would not destroy (the job is used or expired).
+    if (!undestroyed_pairs.empty()) alarms["import_pairs_not_destroyed"] = list(undestroyed_pairs);
+    if (!alarms.empty()) body["alarms"] = std::move(alarms);
+    return json_response(available ? 200 : 503, body);
   };
 }
 

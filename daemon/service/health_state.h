@@ -1,6 +1,7 @@
 #pragma once
-// What health reports beyond liveness: the latest reconciliation of keys against the token.
-// Written at start and by `keys check`, read by every health and metrics request.
+// What health reports beyond liveness: the latest reconciliation of keys against the token
+// (written at start and by `keys check`, read by every health and metrics request), and whether
+// the state store's latest call failed.
 #include <mutex>
 
 #include "daemon/core/key_admin.h"
@@ -17,15 +18,22 @@ class HealthState {
     std::lock_guard lock(mutex_);
     return report_;
   }
-  // A key version whose token object is missing or altered makes the daemon degraded.
+  // A key version whose token object is missing or altered, or a destroyed one whose object is
+  // still there, makes the daemon degraded.
   bool degraded() const {
     std::lock_guard lock(mutex_);
-    return !report_.missing.empty() || !report_.altered.empty();
+    return !report_.missing.empty() || !report_.altered.empty() || !report_.undestroyed.empty();
   }
+
+  void watch_store(const core::StateStore* store) { store_ = store; }
+  const core::StateStore* store() const { return store_; }
+  // The store's error when its latest call failed: requests that need it fail meanwhile.
+  std::optional<std::string> store_failing() const { return store_ ? store_->failing() : std::nullopt; }
 
  private:
   mutable std::mutex mutex_;
   core::ReconcileReport report_;
+  const core::StateStore* store_ = nullptr;
 };
 
 }  // namespace custody::service
