@@ -127,6 +127,27 @@ Result<std::vector<CK_OBJECT_HANDLE>> Session::find_objects(AttributeTemplate& t
   return found;
 }
 
+Result<std::vector<CK_OBJECT_HANDLE>> Session::find_all(AttributeTemplate& tmpl) {
+  if (auto st = check(api_->C_FindObjectsInit(handle_, tmpl.data(), tmpl.size()), "C_FindObjectsInit"); !st)
+    return unexpected(st.error());
+  std::vector<CK_OBJECT_HANDLE> found;
+  CK_RV rv = CKR_OK;
+  for (;;) {
+    // A token may hand out fewer than asked for while more remain: only an empty answer ends it.
+    constexpr CK_ULONG kChunk = 1024;
+    const std::size_t have = found.size();
+    found.resize(have + kChunk);
+    CK_ULONG count = 0;
+    rv = api_->C_FindObjects(handle_, found.data() + have, kChunk, &count);
+    found.resize(have + (rv == CKR_OK ? count : 0));
+    if (rv != CKR_OK || count == 0) break;
+  }
+  CK_RV final_rv = api_->C_FindObjectsFinal(handle_);
+  if (auto st = check(rv, "C_FindObjects"); !st) return unexpected(st.error());
+  if (auto st = check(final_rv, "C_FindObjectsFinal"); !st) return unexpected(st.error());
+  return found;
+}
+
 Result<CK_OBJECT_HANDLE> Session::find_one(AttributeTemplate& tmpl, const std::string& what) {
   auto found = find_objects(tmpl, 2);
   if (!found) return unexpected(found.error());

@@ -38,6 +38,8 @@ class Session {
                                       std::span<const std::uint8_t> wrapped, AttributeTemplate& tmpl);
   Status destroy_object(CK_OBJECT_HANDLE object);
   Result<std::vector<CK_OBJECT_HANDLE>> find_objects(AttributeTemplate& tmpl, std::size_t max);
+  // Every matching object, however many: C_FindObjects is called until it returns none.
+  Result<std::vector<CK_OBJECT_HANDLE>> find_all(AttributeTemplate& tmpl);
   // The one object matching tmpl; kObjectNotFound when there is none, kObjectNotUnique when there
   // is more than one.
   Result<CK_OBJECT_HANDLE> find_one(AttributeTemplate& tmpl, const std::string& what);

@@ -312,25 +312,27 @@ Outcome<ReconcileReport> KeyAdmin::reconcile() {
   std::lock_guard lock(mutex_);
   ReconcileReport report;
   std::set<Bytes> known;
+  // One pass over the token, not a search per version: start-up stays linear in the keys.
+  auto inventory = vault_.inventory();
+  if (!inventory) return unexpected(inventory.error());
   for (const auto& key : registry_.all()) {
     for (const auto& v : key->versions) {
       known.insert(v.object.id);
-      auto carriers = vault_.carriers(v.object);
-      if (!carriers) return unexpected(carriers.error());
+      const std::size_t carriers = inventory->carriers(v.object);
       if (v.state == "destroyed") {
         // Shredded in the state: any object still named by its id or label is key material that
         // should not exist.
-        if (*carriers > 0)
-          report.undestroyed.push_back(describe(*key, v) + ": destroyed, but " + std::to_string(*carriers) +
+        if (carriers > 0)
+          report.undestroyed.push_back(describe(*key, v) + ": destroyed, but " + std::to_string(carriers) +
                                        " token object(s) still carry its CKA_ID or label");
         continue;
       }
-      if (*carriers == 0) {
+      if (carriers == 0) {
         report.missing.push_back(describe(*key, v));
         continue;
       }
-      if (*carriers > 1) {
-        report.altered.push_back(describe(*key, v) + ": " + std::to_string(*carriers) +
+      if (carriers > 1) {
+        report.altered.push_back(describe(*key, v) + ": " + std::to_string(carriers) +
                                  " token objects carry its CKA_ID or label; custody made one");
         continue;
       }
@@ -340,9 +342,7 @@ Outcome<ReconcileReport> KeyAdmin::reconcile() {
       }
     }
   }
-  auto labelled = vault_.find_labelled(std::string(kObjectLabelPrefix));
-  if (!labelled) return unexpected(labelled.error());
-  for (const auto& obj : *labelled)
+  for (const auto& obj : inventory->labelled(kObjectLabelPrefix))
     if (!known.count(obj.id)) report.strays.push_back(obj.label + " (CKA_ID " + hex_lower(obj.id) + ")");
   return report;
 }

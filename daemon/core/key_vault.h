@@ -11,6 +11,7 @@
 #include "common/secure_buffer.h"
 #include "daemon/core/error.h"
 #include "daemon/core/key.h"
+#include "daemon/core/token_inventory.h"
 
 namespace custody::core {
 
@@ -41,8 +42,10 @@ class KeyVault {
   virtual Outcome<bool> exists(const ObjectRef& key) = 0;
   // How many token objects carry its CKA_ID or label (custody made one).
   virtual Outcome<std::size_t> carriers(const ObjectRef& key) = 0;
-  // Every secret key whose label starts with the prefix: for reconciliation.
-  virtual Outcome<std::vector<ObjectRef>> find_labelled(const std::string& prefix) = 0;
+  // Every object in the token, read in one pass, for reconciliation; also remembers the handle of
+  // each secret key whose CKA_ID no other secret key carries, so that the checks that follow
+  // need no search of the token.
+  virtual Outcome<TokenInventory> inventory() = 0;
   virtual bool available() const = 0;
   virtual std::string unavailable_reason() const = 0;
   virtual std::uint64_t operations() const = 0;  // token calls made, for metrics

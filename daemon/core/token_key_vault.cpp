@@ -267,10 +267,47 @@ p11::Result<std::vector<ObjectRef>> find_labelled_objects(p11::Session& s, CK_OB
   return out;
 }
 
-Outcome<std::vector<ObjectRef>> TokenKeyVault::find_labelled(const std::string& prefix) {
-  auto r = with_session<std::vector<ObjectRef>>(
-      [&](p11::Session& s) { return find_labelled_objects(s, CKO_SECRET_KEY, prefix); });
-  if (!r) return unexpected(token_error(r.error(), "object listing"));
+Outcome<TokenInventory> TokenKeyVault::inventory() {
+  const auto generation = pool_.generation();
+  std::vector<std::pair<std::string, CK_OBJECT_HANDLE>> secret_keys;  // by CKA_ID
+  auto r = with_session<TokenInventory>([&](p11::Session& s) -> p11::Result<TokenInventory> {
+    secret_keys.clear();
+    p11::AttributeTemplate any, secret;
+    secret.add_ulong(CKA_CLASS, CKO_SECRET_KEY);
+    auto objects = s.find_all(any);
+    if (!objects) return unexpected(objects.error());
+    auto secrets = s.find_all(secret);
+    if (!secrets) return unexpected(secrets.error());
+    std::sort(secrets->begin(), secrets->end());
+    TokenInventory inventory;
+    for (CK_OBJECT_HANDLE h : *objects) {
+      auto id = s.get_bytes(h, CKA_ID);
+      if (!id) return unexpected(id.error());
+      auto label = s.get_bytes(h, CKA_LABEL);
+      if (!label) return unexpected(label.error());
+      ObjectRef ref{id->value_or(Bytes{}), label->has_value() ? std::string((*label)->begin(), (*label)->end()) : std::string()};
+      const bool is_secret = std::binary_search(secrets->begin(), secrets->end(), h);
+      if (is_secret && !ref.id.empty()) secret_keys.emplace_back(id_key(ref), h);
+      inventory.add(std::move(ref), is_secret);
+    }
+    return inventory;
+  });
+  if (!r) return unexpected(token_error(r.error(), "object inventory"));
+  // Remember the handles; an id two secret keys carry is forgotten, so resolve() searches again
+  // and reports it.
+  std::sort(secret_keys.begin(), secret_keys.end());
+  std::lock_guard lock(cache_mutex_);
+  if (pool_.generation() != generation) return std::move(*r);  // the token was reset meanwhile
+  if (cache_generation_ != generation) {
+    handles_.clear();
+    cache_generation_ = generation;
+  }
+  for (std::size_t i = 0; i < secret_keys.size(); ++i) {
+    const bool shared = (i > 0 && secret_keys[i - 1].first == secret_keys[i].first) ||
+                        (i + 1 < secret_keys.size() && secret_keys[i + 1].first == secret_keys[i].first);
+    if (shared) handles_.erase(secret_keys[i].first);  // a copy appeared: look it up (and refuse) again
+    else handles_[secret_keys[i].first] = secret_keys[i].second;
+  }
   return std::move(*r);
 }
 

@@ -46,7 +46,7 @@ class TokenKeyVault final : public KeyVault {
   Outcome<void> destroy(const ObjectRef& key) override;
   Outcome<bool> exists(const ObjectRef& key) override;
   Outcome<std::size_t> carriers(const ObjectRef& key) override;
-  Outcome<std::vector<ObjectRef>> find_labelled(const std::string& prefix) override;
+  Outcome<TokenInventory> inventory() override;
   bool available() const override;
   std::string unavailable_reason() const override;
   std::uint64_t operations() const override { return operations_.load(std::memory_order_relaxed); }
