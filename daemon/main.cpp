@@ -32,6 +32,7 @@
 #include "daemon/service/admin_operations.h"
 #include "daemon/service/routes.h"
 #include "daemon/service/service.h"
+#include "daemon/service_manager.h"
 #include "daemon/transport/server.h"
 #include "pkcs11/call_latency.h"
 #include "pkcs11/capabilities.h"
@@ -118,6 +119,10 @@ int main(int argc, char** argv) {
   spdlog::set_default_logger(spdlog::stderr_logger_mt("custodyd"));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%fZ %^%l%$ %v", spdlog::pattern_time_type::utc);
   harden_process();
+  // Sockets systemd passed are taken (and made close-on-exec) before anything else runs: nothing a
+  // PKCS#11 module starts may inherit them.
+  auto inherited = transport::take_inherited_sockets();
+  if (!inherited) fatal("socket activation: " + inherited.error());
 
   auto loaded = config::load_config(config_path);
   if (!loaded) {
@@ -335,20 +340,33 @@ int main(int argc, char** argv) {
                                              .idle_timeout = lim.idle_timeout,
                                              .request_timeout = lim.request_timeout},
                            metrics);
-  if (auto ok = server.listen({cfg.service_socket.path, cfg.service_socket.mode, cfg.service_socket.group},
-                              transport::ListenerKind::service, service_socket);
-      !ok)
-    fatal(ok.error());
-  if (auto ok = server.listen({cfg.admin_socket.path, cfg.admin_socket.mode, cfg.admin_socket.group},
-                              transport::ListenerKind::admin, admin_socket);
-      !ok)
-    fatal(ok.error());
+  // Socket activation: a socket systemd passed (named by FileDescriptorName=, or bound to the
+  // configured path) is served as it is; a socket not passed is bound here as without systemd.
+  ServiceManager service_manager;
+  auto socket_spec = [&](const std::string& name, const auto& socket) {
+    transport::SocketSpec spec{socket.path, socket.mode, socket.group};
+    auto claimed = transport::claim_inherited_socket(*inherited, name, socket.path);
+    if (!claimed) fatal("socket activation: " + claimed.error());
+    if (*claimed) {
+      spec.inherited_fd = (*claimed)->fd;
+      spdlog::info("sockets.{}: serving the socket systemd passed for {}", name, socket.path);
+    }
+    return spec;
+  };
+  const auto service_spec = socket_spec("service", cfg.service_socket);
+  const auto admin_spec = socket_spec("admin", cfg.admin_socket);
+  for (const auto& extra : *inherited)
+    fatal("socket activation: systemd passed a socket named '" + extra.name + "' bound to '" + extra.path +
+          "' that is neither sockets.service.path nor sockets.admin.path; fix FileDescriptorName= or ListenStream=");
+  if (auto ok = server.listen(service_spec, transport::ListenerKind::service, service_socket); !ok) fatal(ok.error());
+  if (auto ok = server.listen(admin_spec, transport::ListenerKind::admin, admin_socket); !ok) fatal(ok.error());
 
   boost::asio::signal_set signals(io, SIGTERM, SIGINT);
   boost::asio::steady_timer deadline(io);
   signals.async_wait([&](const boost::system::error_code& ec, int signal) {
     if (ec) return;
     spdlog::info("signal {}: draining requests in flight", signal);
+    (void)service_manager.notify("STOPPING=1\nSTATUS=draining requests in flight");
     // Requests still running after this long are abandoned rather than blocking shutdown.
     deadline.expires_after(cfg.limits.request_timeout + std::chrono::seconds(5));
     deadline.async_wait([&](const boost::system::error_code& ec2) {
@@ -357,13 +375,20 @@ int main(int argc, char** argv) {
         io.stop();
       }
     });
-    server.drain([&deadline] { deadline.cancel(); });
+    server.drain([&deadline, &service_manager] {
+      deadline.cancel();
+      service_manager.stop_watchdog();
+    });
   });
 
   spdlog::info("custodyd {} ready: token '{}' ({} {}), {} keys, {} mechanisms; service {} admin {}", CUSTODY_VERSION,
                info->label, info->manufacturer, info->model, registry.size(), caps->count(), cfg.service_socket.path,
                cfg.admin_socket.path);
   if (health.degraded()) spdlog::error("key check failed; health reports degraded until it is resolved");
+  // Type=notify: systemd starts the units ordered after custodyd only now that both sockets listen.
+  (void)service_manager.notify("READY=1\nSTATUS=serving " + std::to_string(registry.size()) + " keys on token '" +
+                               info->label + "'" + (health.degraded() ? "; DEGRADED: key check failed" : ""));
+  service_manager.start_watchdog(io);
 
   // Runs until the listeners are closed and the last connection is done. The one top-level
   // guard: a handler that throws (a bug, or memory exhaustion) is logged and serving goes on;

@@ -44,6 +44,7 @@ struct Server::Listener {
   unsigned max_in_flight;
   bool rate_limited;
   bool inline_calls;  // requests run on the I/O thread
+  bool remove_on_close;  // false for a socket systemd passed: its .socket unit owns the file
 };
 
 struct Server::Connection {
@@ -131,7 +132,8 @@ Expected<void, std::string> Server::listen(const SocketSpec& spec, ListenerKind 
   const unsigned max_in_flight = kind == ListenerKind::admin ? limits_.admin_connections : limits_.max_in_flight;
   const bool service_socket = kind == ListenerKind::service;
   auto listener = std::make_unique<Listener>(Listener{local::acceptor(io_), service, spec.path, budget, 0, max_in_flight,
-                                                      service_socket, service_socket && limits_.workers == 0});
+                                                      service_socket, service_socket && limits_.workers == 0,
+                                                      spec.inherited_fd < 0});
   if (auto ok = open_listener(listener->acceptor, spec); !ok) return ok;
   auto& ref = *listener;
   listeners_.push_back(std::move(listener));
@@ -470,7 +472,7 @@ void Server::drain(std::function<void()> on_drained) {
   for (auto& l : listeners_) {
     boost::system::error_code ec;
     l->acceptor.close(ec);
-    ::unlink(l->path.c_str());
+    if (l->remove_on_close) ::unlink(l->path.c_str());
   }
   // Idle connections wait in a read that would never end: close them now. Busy ones finish
   // their request and close after the response.
