@@ -13,8 +13,6 @@
 #include <openssl/rand.h>
 
 #include <csignal>
-#include <fstream>
-#include <sstream>
 #include <cstdio>
 #include <iostream>
 #include <spdlog/sinks/stdout_sinks.h>
@@ -22,6 +20,7 @@
 
 #include "common/hex.h"
 #include "config/config.h"
+#include "daemon/startup_checks.h"
 #include "daemon/core/audit_log.h"
 #include "daemon/core/data_plane.h"
 #include "daemon/core/admin_requests.h"
@@ -112,7 +111,12 @@ int main(int argc, char** argv) {
   std::string config_path = "/etc/custody/custodyd.yaml";
   bool check_only = false;
   app.add_option("-c,--config", config_path, "configuration file")->capture_default_str();
-  app.add_flag("--check-config", check_only, "validate the configuration file and exit");
+  bool syntax_only = false;
+  auto* check_flag = app.add_flag(
+      "--check-config", check_only,
+      "check the configuration and everything start-up reads before the token (keys, PIN file, paths), and exit");
+  app.add_flag("--syntax-only", syntax_only, "with --check-config: the file alone, not the files and paths it names")
+      ->needs(check_flag);
   app.set_version_flag("--version", std::string("custodyd ") + CUSTODY_VERSION);
   CLI11_PARSE(app, argc, argv);
 
@@ -132,9 +136,23 @@ int main(int argc, char** argv) {
   }
   const config::Config& cfg = *loaded;
   if (check_only) {
+    const auto problems = syntax_only ? std::vector<std::string>{} : config::check_startup(cfg);
+    for (const auto& problem : problems) std::cerr << config_path << ": " << problem << '\n';
+    if (!problems.empty()) {
+      std::cerr << "custodyd: the configuration has " << problems.size() << " problem(s)\n";
+      return 2;
+    }
     std::cout << config_path << ": configuration is valid\n";
     return 0;
   }
+  // What --check-config checks (daemon/startup_checks.h), refused before the token is touched.
+  if (auto ok = config::check_pin_file(cfg.token.pin); !ok) fatal(ok.error());
+  if (auto ok = config::prepare_directory_of(cfg.state_path, "state.path", true); !ok) fatal(ok.error());
+  if (auto ok = config::prepare_directory_of(cfg.audit.path, "audit.path", true); !ok) fatal(ok.error());
+  if (auto ok = config::check_socket_path(cfg.service_socket, "sockets.service.path"); !ok) fatal(ok.error());
+  if (auto ok = config::check_socket_path(cfg.admin_socket, "sockets.admin.path"); !ok) fatal(ok.error());
+  auto operators = config::load_operators(cfg.dual_control);
+  if (!operators) fatal(operators.error());
 
   auto pin = p11::read_pin(cfg.token.pin);
   if (!pin) fatal("token PIN: " + pin.error());
@@ -224,18 +242,7 @@ int main(int argc, char** argv) {
                                   cfg.limits.max_json_depth, nullptr, nullptr, nullptr, health, &meter,
                                   cfg.lifecycle.default_usage_limit};
 
-  // Dual control: the operators' public keys, and the requests waiting for their approvals.
-  std::vector<std::pair<std::string, std::string>> operator_keys;
-  for (const auto& op : cfg.dual_control.operators) {
-    std::ifstream in(op.public_key_path);
-    if (!in) fatal("cannot read the public key of operator '" + op.name + "' at " + op.public_key_path +
-                   " (dual_control.operators)");
-    std::stringstream pem;
-    pem << in.rdbuf();
-    operator_keys.emplace_back(op.name, pem.str());
-  }
-  auto operators = core::OperatorSet::from_pem(operator_keys);
-  if (!operators) fatal(operators.error() + " (dual_control.operators)");
+  // Dual control: the requests waiting for the approvals of the operators loaded above.
   std::uint8_t random_id[16];
   if (RAND_bytes(random_id, sizeof random_id) != 1) fatal("no randomness for the instance id");
   auto instance_id = (*store)->meta("instance_id", hex_lower(random_id));

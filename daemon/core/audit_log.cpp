@@ -36,6 +36,19 @@ bool write_all(int fd, const char* data, std::size_t len) {
   return true;
 }
 
+// n bytes at offset, all of them: a short read is an error too.
+Expected<void, std::string> pread_all(int fd, char* data, std::size_t n, std::uint64_t offset) {
+  std::size_t got = 0;
+  while (got < n) {
+    const ssize_t r = ::pread(fd, data + got, n - got, static_cast<off_t>(offset + got));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return unexpected(std::string(std::strerror(errno)));
+    if (r == 0) return unexpected(std::string("the file became shorter while it was read"));
+    got += static_cast<std::size_t>(r);
+  }
+  return {};
+}
+
 // The last complete line of the file, reading backwards from its end in chunks.
 Expected<std::string, std::string> read_last_line(int fd, std::uint64_t size) {
   std::string tail;
@@ -45,8 +58,7 @@ Expected<std::string, std::string> read_last_line(int fd, std::uint64_t size) {
     std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(kChunk, pos));
     pos -= n;
     std::string chunk(n, '\0');
-    if (::pread(fd, chunk.data(), n, static_cast<off_t>(pos)) != static_cast<ssize_t>(n))
-      return unexpected(std::string("cannot read the audit log: ") + std::strerror(errno));
+    if (auto read = pread_all(fd, chunk.data(), n, pos); !read) return unexpected(read.error());
     tail.insert(0, chunk);
     // tail ends with '\n'; the line starts after the newline before it.
     auto start = tail.rfind('\n', tail.size() - 2);
@@ -54,6 +66,22 @@ Expected<std::string, std::string> read_last_line(int fd, std::uint64_t size) {
     if (tail.size() > 16 * 1024 * 1024) return unexpected(std::string("the audit log's last line is longer than 16 MiB"));
   }
   return tail.substr(0, tail.size() - 1);
+}
+
+// Where the file's last complete line ends (the offset after its '\n'; 0: none), reading
+// backwards from the end in chunks, never more than the incomplete tail and one chunk.
+Expected<std::uint64_t, std::string> end_of_last_line(int fd, std::uint64_t size) {
+  constexpr std::size_t kChunk = 64 * 1024;
+  std::string chunk;
+  std::uint64_t pos = size;
+  while (pos > 0) {
+    const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(kChunk, pos));
+    pos -= n;
+    chunk.assign(n, '\0');
+    if (auto read = pread_all(fd, chunk.data(), n, pos); !read) return unexpected(read.error());
+    if (auto nl = chunk.rfind('\n'); nl != std::string::npos) return pos + nl + 1;
+  }
+  return std::uint64_t{0};
 }
 
 // The first line of a file, at most 16 MiB long; empty for an empty file.
@@ -165,24 +193,30 @@ Expected<std::unique_ptr<AuditLog>, std::string> AuditLog::open(const std::strin
     return unexpected("audit log " + path + " is locked by another process; is another custodyd using it?");
   }
   struct stat st {};
-  ::fstat(fd, &st);
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
+    ::close(fd);
+    return unexpected("cannot stat audit log " + path + ": " + std::strerror(err));
+  }
   std::uint64_t size = static_cast<std::uint64_t>(st.st_size);
   std::uint64_t seq = 0;
   std::string prev = kAuditGenesis;
   Found found;
   if (size > 0) {
     // A record cut short by a crash was never acknowledged (replies wait for the write): drop it.
-    char last = 0;
-    ::pread(fd, &last, 1, static_cast<off_t>(size - 1));
-    if (last != '\n') {
-      std::string all(size, '\0');
-      ::pread(fd, all.data(), size, 0);
-      auto cut = all.rfind('\n');
-      std::uint64_t keep = cut == std::string::npos ? 0 : cut + 1;
+    // Only the tail is read, backwards from the end: the file may be hundreds of MB.
+    auto cut = end_of_last_line(fd, size);
+    if (!cut) {
+      ::close(fd);
+      return unexpected("cannot read audit log " + path + ": " + cut.error());
+    }
+    if (*cut != size) {
+      const std::uint64_t keep = *cut;
       spdlog::warn("audit log {} ends in an incomplete record ({} bytes); truncating it", path, size - keep);
       if (::ftruncate(fd, static_cast<off_t>(keep)) != 0) {
+        const int err = errno;
         ::close(fd);
-        return unexpected("cannot truncate the incomplete record at the end of " + path);
+        return unexpected("cannot truncate the incomplete record at the end of " + path + ": " + std::strerror(err));
       }
       size = keep;
     }
@@ -191,7 +225,7 @@ Expected<std::unique_ptr<AuditLog>, std::string> AuditLog::open(const std::strin
     auto line = read_last_line(fd, size);
     if (!line) {
       ::close(fd);
-      return unexpected(line.error());
+      return unexpected("cannot read the last record of audit log " + path + ": " + line.error());
     }
     boost::system::error_code ec;
     auto v = boost::json::parse(*line, ec);
@@ -237,6 +271,10 @@ Expected<std::unique_ptr<AuditLog>, std::string> AuditLog::open(const std::strin
     }
     auto line = read_last_line(rfd, static_cast<std::uint64_t>(rst.st_size));
     ::close(rfd);
+    if (!line) {
+      ::close(fd);
+      return unexpected("cannot read the last record of the newest rotated audit file " + newest + ": " + line.error());
+    }
     auto head = line ? record_head(*line) : std::optional<RecordHead>{};
     if (!head) {
       ::close(fd);

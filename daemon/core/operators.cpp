@@ -74,32 +74,40 @@ ossl::PKey canonical_key(const EVP_PKEY* key) {
 }  // namespace
 
 Expected<OperatorSet, std::string> OperatorSet::from_pem(const std::vector<std::pair<std::string, std::string>>& list) {
+  std::vector<OperatorKey> keys;
+  for (const auto& [name, pem] : list) keys.push_back({name, pem, ""});
+  return from_keys(keys);
+}
+
+Expected<OperatorSet, std::string> OperatorSet::from_keys(const std::vector<OperatorKey>& list) {
   OperatorSet set;
-  for (const auto& [name, pem] : list) {
+  for (const auto& [name, pem, origin] : list) {
+    const std::string who = "operator '" + name + "'" + (origin.empty() ? "" : " (" + origin + ")");
     auto parsed = read_public_key_pem(pem);
-    if (!parsed) return unexpected("operator '" + name + "': public_key is not a PEM public key (SubjectPublicKeyInfo)");
+    if (!parsed) return unexpected(who + ": public_key is not a PEM public key (SubjectPublicKeyInfo)");
     EVP_PKEY* raw = parsed.get();
     if (EVP_PKEY_is_a(raw, "EC")) {
       char group[64] = {};
       std::size_t len = 0;
       if (EVP_PKEY_get_group_name(raw, group, sizeof group, &len) != 1 || std::string(group) != "prime256v1")
-        return unexpected("operator '" + name + "': EC keys must be P-256, not " + (group[0] ? group : "an unnamed curve"));
+        return unexpected(who + ": EC keys must be P-256, not " + (group[0] ? group : "an unnamed curve"));
     } else if (EVP_PKEY_is_a(raw, "RSA")) {
-      if (EVP_PKEY_get_bits(raw) < 2048) return unexpected("operator '" + name + "': RSA keys must have at least 2048 bits");
+      if (EVP_PKEY_get_bits(raw) < 2048) return unexpected(who + ": RSA keys must have at least 2048 bits");
     } else {
-      return unexpected("operator '" + name + "': the key must be EC P-256 or RSA");
+      return unexpected(who + ": the key must be EC P-256 or RSA");
     }
     auto canonical = canonical_key(raw);
-    if (!canonical) return unexpected("operator '" + name + "': cannot read the numbers of the public key");
+    if (!canonical) return unexpected(who + ": cannot read the numbers of the public key");
     const ossl::Der der = ossl::encode_der(canonical.get(), i2d_PUBKEY);
-    if (!der) return unexpected("operator '" + name + "': cannot encode the public key");
+    if (!der) return unexpected(who + ": cannot encode the public key");
     std::string id = sha256_hex(der.bytes());
     std::shared_ptr<EVP_PKEY> key(canonical.release(), EVP_PKEY_free);  // frees the key itself if it throws
     for (const auto& other : set.operators_) {
       if (other.name == name) return unexpected("operator '" + name + "' is listed twice");
       // Compared as keys, not as encodings: one private key must never count as two operators.
       if (other.key_id == id || EVP_PKEY_eq(other.key.get(), key.get()) == 1)
-        return unexpected("operators '" + other.name + "' and '" + name + "' share a key");
+        return unexpected("operators '" + other.name + "' and '" + name + "' share a key; each operator needs a key of their own" +
+                          (origin.empty() ? "" : " (" + origin + ")"));
     }
     set.operators_.push_back(Operator{name, std::move(key), std::move(id)});
   }

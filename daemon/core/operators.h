@@ -22,9 +22,18 @@ struct Operator {
   std::string key_id;
 };
 
+// One operator's public key as configured; origin (e.g. its file) is named in messages when set.
+struct OperatorKey {
+  std::string name;
+  std::string pem;
+  std::string origin;
+};
+
 class OperatorSet {
  public:
-  // name → PEM text of the public key; the message names the operator that is wrong.
+  // The message names the operator that is wrong (and its key's origin).
+  static Expected<OperatorSet, std::string> from_keys(const std::vector<OperatorKey>& operators);
+  // name → PEM text of the public key.
   static Expected<OperatorSet, std::string> from_pem(const std::vector<std::pair<std::string, std::string>>& operators);
 
   const Operator* find(std::string_view name) const;

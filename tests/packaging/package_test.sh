@@ -55,7 +55,7 @@ while read -r type name _; do
 done <"$root/usr/lib/sysusers.d/custody.conf"
 checked=0
 for sample in "$root"/usr/share/doc/custody/examples/*.yaml; do
-  unshare --mount sh -c 'mount --bind "$1" /etc/group && exec "$2" --check-config --config "$3"' \
+  unshare --mount sh -c 'mount --bind "$1" /etc/group && exec "$2" --check-config --syntax-only --config "$3"' \
     check "$scratch/group" "$root/usr/sbin/custodyd" "$sample" ||
     fail "the shipped custodyd rejects the shipped sample $(basename "$sample")"
   checked=$((checked + 1))

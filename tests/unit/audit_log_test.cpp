@@ -564,3 +564,119 @@ TEST(AuditRotation, ARotationNeverReplacesAnExistingFile) {
   (*log)->stop();
   EXPECT_EQ(test::read_file(path + ".000000000001"), "acknowledged records\n");
 }
+
+// Issue #15 (audit open and rotation): these need the file size limit and resource usage.
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <csignal>
+
+namespace {
+
+AuditEvent padded_event(const std::string& type, std::size_t pad) {
+  AuditEvent e = event(type);
+  e.extra["pad"] = std::string(pad, 'x');
+  return e;
+}
+
+// RLIMIT_FSIZE of this process set for a scope, with SIGXFSZ ignored as custodyd ignores it: a
+// write past the limit then fails with EFBIG, as on a full disk.
+class FileSizeLimit {
+ public:
+  explicit FileSizeLimit(rlim_t bytes) {
+    previous_handler_ = std::signal(SIGXFSZ, SIG_IGN);
+    ok_ = ::getrlimit(RLIMIT_FSIZE, &previous_) == 0;
+    rlimit limited = previous_;
+    limited.rlim_cur = bytes;
+    ok_ = ok_ && ::setrlimit(RLIMIT_FSIZE, &limited) == 0;
+  }
+  ~FileSizeLimit() {
+    ::setrlimit(RLIMIT_FSIZE, &previous_);
+    std::signal(SIGXFSZ, previous_handler_);
+  }
+  bool ok() const { return ok_; }
+
+ private:
+  rlimit previous_{};
+  void (*previous_handler_)(int) = nullptr;
+  bool ok_ = false;
+};
+
+}  // namespace
+
+// Item 10: with `always`, one group rotates twice and then a write fails. The records written
+// before the failure stay where they are (each was synced on its own) and keep their seq; the
+// next record continues after them, in whichever file, and never reuses a number.
+TEST(AuditRotation, AFailedWriteAfterARotationInsideAGroupNeverReusesASequenceNumber) {
+  test::TempDir dir;
+  const std::string path = dir.path() + "/audit.jsonl";
+  SystemClock clock;
+  {
+    auto log = AuditLog::open(path, AuditDurability::always, clock);
+    ASSERT_TRUE(log);
+    (*log)->set_rotation(1000);
+    {
+      // first (~3.2 KB) fits; second rotates and fits; third rotates again and passes the limit.
+      FileSizeLimit limit(4000);
+      ASSERT_TRUE(limit.ok());
+      EXPECT_FALSE((*log)->write({padded_event("first", 3000), event("second"), padded_event("third", 3900)}));
+    }
+    EXPECT_EQ((*log)->sequence(), 2u) << "the records synced before the failure are part of the chain";
+    ASSERT_TRUE((*log)->write({event("after-failure")}));
+    EXPECT_EQ((*log)->sequence(), 3u);
+    (*log)->stop();
+  }
+  // The chain survives a restart too.
+  {
+    auto log = AuditLog::open(path, AuditDurability::always, clock);
+    ASSERT_TRUE(log);
+    EXPECT_EQ((*log)->sequence(), 3u);
+    ASSERT_TRUE((*log)->write({event("after-restart")}));
+    (*log)->stop();
+  }
+  const auto files = log_files(path);
+  EXPECT_GE(files.size(), 3u) << "the group should have rotated the log twice";
+  auto v = verify_files(files, "");
+  EXPECT_TRUE(v.ok) << v.problem << " at line " << v.first_bad_line;
+  std::vector<std::string> types;
+  std::int64_t expected_seq = 1;
+  for (const auto& rec : records_of(files)) {
+    EXPECT_EQ(rec.at("seq").as_int64(), expected_seq++) << "a sequence number was skipped or used twice";
+    types.push_back(std::string(rec.at("type").as_string()));
+  }
+  EXPECT_EQ(types, (std::vector<std::string>{"first", "second", "after-failure", "after-restart"}));
+}
+
+// Item 12: open() finds the last record from the file's end; a file of hundreds of MB ending in
+// a torn record is not read into memory whole (the peak RSS would grow by its size).
+TEST(AuditLog, OpensALargeLogWithoutReadingItWhole) {
+  test::TempDir dir;
+  const std::string path = dir.path() + "/audit.jsonl";
+  SystemClock clock;
+  {
+    auto log = AuditLog::open(path, AuditDurability::always, clock);
+    ASSERT_TRUE(log);
+    ASSERT_TRUE((*log)->write({event("only")}));
+    (*log)->stop();
+  }
+  const auto record_bytes = std::filesystem::file_size(path);
+  // A torn tail of 512 MiB (sparse: no disk space is used) after the one whole record.
+  constexpr std::uint64_t kTail = 512ULL << 20;
+  std::filesystem::resize_file(path, record_bytes + kTail);
+  rusage before{};
+  ASSERT_EQ(::getrusage(RUSAGE_SELF, &before), 0);
+  {
+    auto log = AuditLog::open(path, AuditDurability::always, clock);
+    ASSERT_TRUE(log) << log.error();
+    EXPECT_EQ((*log)->sequence(), 1u);
+    ASSERT_TRUE((*log)->write({event("next")}));
+    (*log)->stop();
+  }
+  rusage after{};
+  ASSERT_EQ(::getrusage(RUSAGE_SELF, &after), 0);
+  const long grown_kib = after.ru_maxrss - before.ru_maxrss;  // ru_maxrss is in KiB on Linux
+  EXPECT_LT(grown_kib, 64 * 1024) << "opening the log raised the peak RSS by " << grown_kib << " KiB";
+  auto v = verify_files({path}, "");
+  EXPECT_TRUE(v.ok) << v.problem;
+  EXPECT_EQ(records_of({path}).size(), 2u);
+}

@@ -1,0 +1,159 @@
+#include "daemon/startup_checks.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+namespace custody::config {
+namespace {
+
+namespace fs = std::filesystem;
+
+// A public key PEM is a few KiB at most: anything far larger is the wrong file.
+constexpr std::size_t kMaxKeyFileBytes = 64 * 1024;
+
+std::string errno_text() { return std::strerror(errno); }
+
+Expected<std::string, std::string> read_key_file(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return unexpected("cannot open " + path + ": " + errno_text());
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return unexpected(path + " is not a regular file");
+  }
+  std::string text;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const std::string why = errno_text();
+      ::close(fd);
+      return unexpected("cannot read " + path + ": " + why);
+    }
+    if (n == 0) break;
+    text.append(buf, static_cast<std::size_t>(n));
+    if (text.size() > kMaxKeyFileBytes) {
+      ::close(fd);
+      return unexpected(path + " is larger than " + std::to_string(kMaxKeyFileBytes) + " bytes; is it the right file?");
+    }
+  }
+  ::close(fd);
+  return text;
+}
+
+fs::path directory_of(const std::string& file) {
+  fs::path dir = fs::path(file).parent_path();
+  return dir.empty() ? fs::path(".") : dir;
+}
+
+// Files can be made in dir by this user.
+Expected<void, std::string> writable_directory(const fs::path& dir, const std::string& key) {
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0) return unexpected(key + ": cannot reach directory " + dir.string() + ": " + errno_text());
+  if (!S_ISDIR(st.st_mode)) return unexpected(key + ": " + dir.string() + " is not a directory");
+  if (::access(dir.c_str(), W_OK | X_OK) != 0)
+    return unexpected(key + ": cannot create files in " + dir.string() + " (" + errno_text() +
+                      "); give the directory to the user custodyd runs as");
+  return {};
+}
+
+}  // namespace
+
+Expected<core::OperatorSet, std::string> load_operators(const DualControl& dual_control) {
+  std::vector<core::OperatorKey> keys;
+  for (const auto& op : dual_control.operators) {
+    auto pem = read_key_file(op.public_key_path);
+    if (!pem)
+      return unexpected("dual_control.operators: the public key of operator '" + op.name + "': " + pem.error());
+    keys.push_back({op.name, std::move(*pem), op.public_key_path});
+  }
+  auto set = core::OperatorSet::from_keys(keys);
+  if (!set) return unexpected("dual_control.operators: " + set.error());
+  return set;
+}
+
+Expected<void, std::string> check_pin_file(const p11::PinSource& pin) {
+  if (pin.kind != p11::PinSource::Kind::file) return {};
+  const std::string& path = pin.value;
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return unexpected("token.pin: PIN file " + path + ": " + errno_text());
+  if (!S_ISREG(st.st_mode)) return unexpected("token.pin: PIN file " + path + " is not a regular file");
+  if (st.st_uid != ::geteuid())
+    return unexpected("token.pin: PIN file " + path + " is owned by uid " + std::to_string(st.st_uid) +
+                      ", not by the user custodyd runs as (uid " + std::to_string(::geteuid()) + "); chown it");
+  if ((st.st_mode & 07777 & ~0600) != 0)
+    return unexpected("token.pin: PIN file " + path + " has mode " + [&] {
+      char mode[8];
+      std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+      return std::string(mode);
+    }() + "; chmod 0400 or 0600 it");
+  if ((st.st_mode & 0400) == 0) return unexpected("token.pin: PIN file " + path + " is not readable by its owner; chmod 0400 it");
+  return {};
+}
+
+Expected<void, std::string> prepare_directory_of(const std::string& file, const std::string& key, bool create) {
+  const fs::path dir = directory_of(file);
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) == 0 || errno != ENOENT) {
+    if (auto ok = writable_directory(dir, key); !ok) return ok;
+    // An existing file is opened for reading and writing.
+    if (::access(file.c_str(), F_OK) == 0 && ::access(file.c_str(), R_OK | W_OK) != 0)
+      return unexpected(key + ": cannot open " + file + " for reading and writing (" + errno_text() +
+                        "); give it to the user custodyd runs as");
+    return {};
+  }
+  // Missing: the nearest directory that exists must let us make the rest.
+  fs::path ancestor = dir;
+  while (ancestor.has_parent_path() && ancestor.parent_path() != ancestor) {
+    ancestor = ancestor.parent_path();
+    if (::stat(ancestor.c_str(), &st) == 0 || errno != ENOENT) break;
+  }
+  if (auto ok = writable_directory(ancestor, key); !ok)
+    return unexpected(ok.error() + " (to make the missing directory " + dir.string() + ")");
+  if (!create) return {};
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return unexpected(key + ": cannot create directory " + dir.string() + ": " + ec.message());
+  // Only the daemon reads its state and its audit trail.
+  if (::chmod(dir.c_str(), 0700) != 0)
+    return unexpected(key + ": cannot make " + dir.string() + " mode 0700: " + errno_text());
+  return {};
+}
+
+Expected<void, std::string> check_socket_path(const Socket& socket, const std::string& key) {
+  if (socket.path.size() >= sizeof(sockaddr_un{}.sun_path))
+    return unexpected(key + ": " + socket.path + " is too long for a Unix socket path (at most " +
+                      std::to_string(sizeof(sockaddr_un{}.sun_path) - 1) + " bytes)");
+  struct stat st {};
+  if (::lstat(socket.path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode))
+      return unexpected(key + ": " + socket.path + " exists and is not a socket; remove it or choose another path");
+    // systemd's socket (socket activation: its directory need not be ours) or a stale one.
+    return {};
+  }
+  return prepare_directory_of(socket.path, key, false);
+}
+
+std::vector<std::string> check_startup(const Config& config) {
+  std::vector<std::string> problems;
+  auto note = [&problems](const auto& outcome) {
+    if (!outcome) problems.push_back(outcome.error());
+  };
+  note(check_pin_file(config.token.pin));
+  note(prepare_directory_of(config.state_path, "state.path", false));
+  note(prepare_directory_of(config.audit.path, "audit.path", false));
+  note(check_socket_path(config.service_socket, "sockets.service.path"));
+  note(check_socket_path(config.admin_socket, "sockets.admin.path"));
+  note(load_operators(config.dual_control));
+  return problems;
+}
+
+}  // namespace custody::config
