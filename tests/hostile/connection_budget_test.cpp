@@ -225,8 +225,10 @@ TEST(ConnectionBudgets, IdleKeptAliveConnectionsCostAFewKibEach) {
   }
   const std::size_t after = proc_status_kib(d.pid(), "VmRSS");
   const double kib_each = static_cast<double>(after > before ? after - before : 0) / kIdle;
-  EXPECT_LT(kib_each, 12.0 * sanitizer_slowdown()) << "RSS " << before << " KiB -> " << after << " KiB with " << kIdle
-                                                    << " idle connections";
+  // Under ASan or TSan every allocation carries the sanitizer's redzones and shadow memory: the
+  // figure would measure the sanitizer. The bound is checked in the plain build.
+  if (sanitizer_slowdown() == 1)
+    EXPECT_LT(kib_each, 12.0) << "RSS " << before << " KiB -> " << after << " KiB with " << kIdle << " idle connections";
   // They are still served when they speak again.
   ASSERT_TRUE(idle.front()->send(http_request("GET", "/v1/health")));
   EXPECT_EQ(idle.front()->read_response().status, 200);
