@@ -5,6 +5,10 @@
 namespace custody::p11 {
 
 Severity P11Error::severity() const {
+  // custody's own findings say nothing about a session: nothing to evict. A pool that is resetting
+  // the module is the token being away, as callers that only look at the severity must see it.
+  if (fault == Fault::pool_resetting) return Severity::device;
+  if (fault != Fault::token) return Severity::operation;
   switch (rv) {
     case CKR_SESSION_HANDLE_INVALID:
     case CKR_SESSION_CLOSED:
@@ -29,10 +33,23 @@ Severity P11Error::severity() const {
 }
 
 std::string P11Error::describe() const {
+  switch (fault) {
+    case Fault::token: break;
+    case Fault::pool_timeout: return function + ": no token session became free in time";
+    case Fault::pool_resetting: return function + ": the token module is being reset";
+    case Fault::not_found: return function + ": no such object";
+    case Fault::not_unique: return function + ": more than one object matches";
+    case Fault::bad_reply: return function + ": the token's answer is unusable";
+  }
   char code[32];
   std::snprintf(code, sizeof code, " (0x%lx)", static_cast<unsigned long>(rv));
   return function + ": " + rv_name(rv) + code;
 }
+
+namespace {
+constexpr CK_RV kTokenResourceExceeded = 0x201;
+constexpr CK_RV kOperationCancelFailed = 0x202;
+}  // namespace
 
 const char* rv_name(CK_RV rv) {
   switch (rv) {
@@ -46,10 +63,14 @@ const char* rv_name(CK_RV rv) {
     CUSTODY_RV(CKR_GENERAL_ERROR)
     CUSTODY_RV(CKR_FUNCTION_FAILED)
     CUSTODY_RV(CKR_ARGUMENTS_BAD)
+    CUSTODY_RV(CKR_NO_EVENT)
+    CUSTODY_RV(CKR_NEED_TO_CREATE_THREADS)
+    CUSTODY_RV(CKR_CANT_LOCK)
     CUSTODY_RV(CKR_ATTRIBUTE_READ_ONLY)
     CUSTODY_RV(CKR_ATTRIBUTE_SENSITIVE)
     CUSTODY_RV(CKR_ATTRIBUTE_TYPE_INVALID)
     CUSTODY_RV(CKR_ATTRIBUTE_VALUE_INVALID)
+    CUSTODY_RV(CKR_ACTION_PROHIBITED)
     CUSTODY_RV(CKR_DATA_INVALID)
     CUSTODY_RV(CKR_DATA_LEN_RANGE)
     CUSTODY_RV(CKR_DEVICE_ERROR)
@@ -57,10 +78,16 @@ const char* rv_name(CK_RV rv) {
     CUSTODY_RV(CKR_DEVICE_REMOVED)
     CUSTODY_RV(CKR_ENCRYPTED_DATA_INVALID)
     CUSTODY_RV(CKR_ENCRYPTED_DATA_LEN_RANGE)
+    CUSTODY_RV(CKR_FUNCTION_CANCELED)
+    CUSTODY_RV(CKR_FUNCTION_NOT_PARALLEL)
     CUSTODY_RV(CKR_FUNCTION_NOT_SUPPORTED)
     CUSTODY_RV(CKR_KEY_HANDLE_INVALID)
     CUSTODY_RV(CKR_KEY_SIZE_RANGE)
     CUSTODY_RV(CKR_KEY_TYPE_INCONSISTENT)
+    CUSTODY_RV(CKR_KEY_NOT_NEEDED)
+    CUSTODY_RV(CKR_KEY_CHANGED)
+    CUSTODY_RV(CKR_KEY_NEEDED)
+    CUSTODY_RV(CKR_KEY_INDIGESTIBLE)
     CUSTODY_RV(CKR_KEY_FUNCTION_NOT_PERMITTED)
     CUSTODY_RV(CKR_KEY_NOT_WRAPPABLE)
     CUSTODY_RV(CKR_KEY_UNEXTRACTABLE)
@@ -70,11 +97,18 @@ const char* rv_name(CK_RV rv) {
     CUSTODY_RV(CKR_OPERATION_ACTIVE)
     CUSTODY_RV(CKR_OPERATION_NOT_INITIALIZED)
     CUSTODY_RV(CKR_PIN_INCORRECT)
+    CUSTODY_RV(CKR_PIN_INVALID)
+    CUSTODY_RV(CKR_PIN_LEN_RANGE)
+    CUSTODY_RV(CKR_PIN_EXPIRED)
     CUSTODY_RV(CKR_PIN_LOCKED)
     CUSTODY_RV(CKR_SESSION_CLOSED)
     CUSTODY_RV(CKR_SESSION_COUNT)
     CUSTODY_RV(CKR_SESSION_HANDLE_INVALID)
+    CUSTODY_RV(CKR_SESSION_PARALLEL_NOT_SUPPORTED)
     CUSTODY_RV(CKR_SESSION_READ_ONLY)
+    CUSTODY_RV(CKR_SESSION_EXISTS)
+    CUSTODY_RV(CKR_SESSION_READ_ONLY_EXISTS)
+    CUSTODY_RV(CKR_SESSION_READ_WRITE_SO_EXISTS)
     CUSTODY_RV(CKR_SIGNATURE_INVALID)
     CUSTODY_RV(CKR_SIGNATURE_LEN_RANGE)
     CUSTODY_RV(CKR_TEMPLATE_INCOMPLETE)
@@ -82,24 +116,47 @@ const char* rv_name(CK_RV rv) {
     CUSTODY_RV(CKR_TOKEN_NOT_PRESENT)
     CUSTODY_RV(CKR_TOKEN_NOT_RECOGNIZED)
     CUSTODY_RV(CKR_TOKEN_WRITE_PROTECTED)
-    CUSTODY_RV(CKR_UNWRAPPING_KEY_HANDLE_INVALID)
+    CUSTODY_RV(CKR_UNWRAPPING_KEY_SIZE_RANGE)
     CUSTODY_RV(CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT)
     CUSTODY_RV(CKR_USER_ALREADY_LOGGED_IN)
     CUSTODY_RV(CKR_USER_NOT_LOGGED_IN)
     CUSTODY_RV(CKR_USER_PIN_NOT_INITIALIZED)
     CUSTODY_RV(CKR_USER_TYPE_INVALID)
+    CUSTODY_RV(CKR_USER_ANOTHER_ALREADY_LOGGED_IN)
+    CUSTODY_RV(CKR_USER_TOO_MANY_TYPES)
     CUSTODY_RV(CKR_WRAPPED_KEY_INVALID)
     CUSTODY_RV(CKR_WRAPPED_KEY_LEN_RANGE)
     CUSTODY_RV(CKR_WRAPPING_KEY_HANDLE_INVALID)
+    CUSTODY_RV(CKR_WRAPPING_KEY_SIZE_RANGE)
+    CUSTODY_RV(CKR_WRAPPING_KEY_TYPE_INCONSISTENT)
+    CUSTODY_RV(CKR_RANDOM_SEED_NOT_SUPPORTED)
     CUSTODY_RV(CKR_RANDOM_NO_RNG)
+    CUSTODY_RV(CKR_DOMAIN_PARAMS_INVALID)
+    CUSTODY_RV(CKR_CURVE_NOT_SUPPORTED)
     CUSTODY_RV(CKR_BUFFER_TOO_SMALL)
+    CUSTODY_RV(CKR_SAVED_STATE_INVALID)
+    CUSTODY_RV(CKR_INFORMATION_SENSITIVE)
+    CUSTODY_RV(CKR_STATE_UNSAVEABLE)
     CUSTODY_RV(CKR_CRYPTOKI_NOT_INITIALIZED)
     CUSTODY_RV(CKR_CRYPTOKI_ALREADY_INITIALIZED)
+    CUSTODY_RV(CKR_MUTEX_BAD)
+    CUSTODY_RV(CKR_MUTEX_NOT_LOCKED)
+    CUSTODY_RV(CKR_NEW_PIN_MODE)
+    CUSTODY_RV(CKR_NEXT_OTP)
+    CUSTODY_RV(CKR_EXCEEDED_MAX_ITERATIONS)
+    CUSTODY_RV(CKR_FIPS_SELF_TEST_FAILED)
+    CUSTODY_RV(CKR_LIBRARY_LOAD_FAILED)
+    CUSTODY_RV(CKR_PIN_TOO_WEAK)
+    CUSTODY_RV(CKR_PUBLIC_KEY_INVALID)
+    CUSTODY_RV(CKR_FUNCTION_REJECTED)
+    // PKCS#11 3.0 codes the 2.40 header does not define.
+    case kTokenResourceExceeded:
+      return "CKR_TOKEN_RESOURCE_EXCEEDED";
+    case kOperationCancelFailed:
+      return "CKR_OPERATION_CANCEL_FAILED";
 #undef CUSTODY_RV
-    case kObjectNotFound:
-      return "object not found";
     default:
-      return "CKR_VENDOR_OR_UNKNOWN";
+      return (rv & CKR_VENDOR_DEFINED) ? "CKR_VENDOR_DEFINED" : "CKR_UNKNOWN";
   }
 }
 

@@ -151,8 +151,8 @@ Result<std::vector<CK_OBJECT_HANDLE>> Session::find_all(AttributeTemplate& tmpl)
 Result<CK_OBJECT_HANDLE> Session::find_one(AttributeTemplate& tmpl, const std::string& what) {
   auto found = find_objects(tmpl, 2);
   if (!found) return unexpected(found.error());
-  if (found->empty()) return unexpected(P11Error{kObjectNotFound, "find " + what + " (missing)"});
-  if (found->size() > 1) return unexpected(P11Error{kObjectNotUnique, "find " + what + " (not unique)"});
+  if (found->empty()) return unexpected(own_fault(Fault::not_found, "find " + what));
+  if (found->size() > 1) return unexpected(own_fault(Fault::not_unique, "find " + what));
   return (*found)[0];
 }
 

@@ -13,10 +13,6 @@
 
 namespace custody::p11 {
 
-// custody's own code for "more than one object matches" where one was expected: a copy of a key,
-// never to be taken for "missing" (kObjectNotFound). Not a token failure either.
-inline constexpr CK_RV kObjectNotUnique = CKR_VENDOR_DEFINED | 0xC058;
-
 class Session {
  public:
   static Result<Session> open(CK_FUNCTION_LIST* api, CK_SLOT_ID slot);
@@ -40,8 +36,8 @@ class Session {
   Result<std::vector<CK_OBJECT_HANDLE>> find_objects(AttributeTemplate& tmpl, std::size_t max);
   // Every matching object, however many: C_FindObjects is called until it returns none.
   Result<std::vector<CK_OBJECT_HANDLE>> find_all(AttributeTemplate& tmpl);
-  // The one object matching tmpl; kObjectNotFound when there is none, kObjectNotUnique when there
-  // is more than one.
+  // The one object matching tmpl; Fault::not_found when there is none, Fault::not_unique when
+  // there is more than one (a copy of a key: never to be taken for "missing").
   Result<CK_OBJECT_HANDLE> find_one(AttributeTemplate& tmpl, const std::string& what);
 
   // Boolean attributes; nullopt where the token does not report one.

@@ -55,6 +55,9 @@ Expected<void, std::string> SessionPool::start() {
   auto slot = find_slot(module_.api(), selector_);
   if (!slot) return unexpected(slot.error());
   slot_ = *slot;
+  auto info = token_info(module_.api(), slot_);
+  if (!info) return unexpected("cannot read the token's information: " + info.error().describe());
+  quirks_ = quirks::quirks_of(info->manufacturer, info->model);
   auto s = open_session_locked();
   if (!s) {
     if (s.error().rv == CKR_PIN_INCORRECT) return unexpected(std::string("the token PIN is wrong (CKR_PIN_INCORRECT)"));
@@ -111,7 +114,7 @@ Result<SessionPool::Lease> SessionPool::acquire(std::chrono::milliseconds timeou
       if (leased_ == 0 && std::chrono::steady_clock::now() - last_reset_attempt_ >= kResetBackoff) {
         if (auto st = reset_locked(); !st) return unexpected(st.error());
       } else if (leased_ == 0) {
-        return unexpected(P11Error{CKR_DEVICE_REMOVED, "SessionPool::acquire (token unavailable)"});
+        return unexpected(own_fault(Fault::pool_resetting, "SessionPool::acquire"));
       }
     }
     if (!needs_reset_) {
@@ -135,7 +138,7 @@ Result<SessionPool::Lease> SessionPool::acquire(std::chrono::milliseconds timeou
       }
     }
     if (available_.wait_until(lock, deadline) == std::cv_status::timeout)
-      return unexpected(P11Error{CKR_FUNCTION_FAILED, "SessionPool::acquire (timed out)"});
+      return unexpected(own_fault(Fault::pool_timeout, "SessionPool::acquire"));
   }
 }
 
@@ -171,6 +174,11 @@ bool SessionPool::healthy() const {
 std::string SessionPool::last_error() const {
   std::lock_guard lock(mutex_);
   return last_error_;
+}
+
+quirks::TokenQuirks SessionPool::quirks() const {
+  std::lock_guard lock(mutex_);
+  return quirks_;
 }
 
 }  // namespace custody::p11

@@ -13,6 +13,7 @@
 #include "pkcs11/module.h"
 #include "pkcs11/session.h"
 #include "pkcs11/token.h"
+#include "pkcs11/token_quirks.h"
 
 namespace custody::p11 {
 
@@ -56,6 +57,8 @@ class SessionPool {
   Module& module() { return module_; }
   bool healthy() const;
   std::string last_error() const;
+  // How the token departs from the specification (pkcs11/token_quirks.h); known after start().
+  quirks::TokenQuirks quirks() const;
 
  private:
   void give_back(std::unique_ptr<Session> s, std::uint64_t generation, bool broken);
@@ -79,6 +82,7 @@ class SessionPool {
   bool needs_reset_ = false;
   std::chrono::steady_clock::time_point last_reset_attempt_{};
   std::string last_error_;
+  quirks::TokenQuirks quirks_;
 };
 
 template <class T, class Fn>

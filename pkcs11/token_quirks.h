@@ -1,14 +1,38 @@
 #pragma once
 // Token behaviour that departs from the PKCS#11 specification, kept in one place. Each entry says
 // which token does it and how custody copes, so nothing else needs to know a vendor.
+#include <string_view>
+
 #include "pkcs11/pkcs11.h"
 
 namespace custody::p11::quirks {
 
-// SoftHSMv2 2.6.1 answers a GCM tag mismatch with CKR_GENERAL_ERROR instead of
-// CKR_ENCRYPTED_DATA_INVALID; both mean "this ciphertext does not authenticate".
-inline bool is_authentication_failure(CK_RV rv) {
-  return rv == CKR_ENCRYPTED_DATA_INVALID || rv == CKR_ENCRYPTED_DATA_LEN_RANGE || rv == CKR_GENERAL_ERROR;
+// What a token does differently, decided once from its CK_TOKEN_INFO when the pool starts.
+struct TokenQuirks {
+  // SoftHSMv2 (2.6.1 at least) answers a GCM tag mismatch in C_Decrypt, and an AES-KWP integrity
+  // failure in C_UnwrapKey, with CKR_GENERAL_ERROR instead of CKR_ENCRYPTED_DATA_INVALID /
+  // CKR_WRAPPED_KEY_INVALID. On any other token CKR_GENERAL_ERROR is what it says: a token failure.
+  bool integrity_failure_is_general_error = false;
+};
+
+inline TokenQuirks quirks_of(std::string_view manufacturer, std::string_view model) {
+  TokenQuirks q;
+  q.integrity_failure_is_general_error = manufacturer == "SoftHSM project" && model.starts_with("SoftHSM v2");
+  return q;
+}
+
+// "This ciphertext does not authenticate (or has an impossible length)": the client's bytes are
+// wrong, not the token. CKR_ENCRYPTED_DATA_* is the specification's answer.
+inline bool is_authentication_failure(const TokenQuirks& q, CK_RV rv) {
+  return rv == CKR_ENCRYPTED_DATA_INVALID || rv == CKR_ENCRYPTED_DATA_LEN_RANGE ||
+         (q.integrity_failure_is_general_error && rv == CKR_GENERAL_ERROR);
+}
+
+// "This wrapped key does not unwrap": an authenticated unwrap (AES-KWP, RSA-OAEP) refused the bytes.
+inline bool is_unwrap_integrity_failure(const TokenQuirks& q, CK_RV rv) {
+  return rv == CKR_WRAPPED_KEY_INVALID || rv == CKR_WRAPPED_KEY_LEN_RANGE || rv == CKR_ENCRYPTED_DATA_INVALID ||
+         rv == CKR_ENCRYPTED_DATA_LEN_RANGE || rv == CKR_DATA_LEN_RANGE ||
+         (q.integrity_failure_is_general_error && rv == CKR_GENERAL_ERROR);
 }
 
 // Some tokens refuse an optional restriction in a key template: CKA_MODIFIABLE false

@@ -236,8 +236,8 @@ std::vector<StoredRequest> AdminRequests::list() {
 Outcome<std::vector<std::string>> AdminRequests::recover(const AdminCaller& daemon) {
   std::lock_guard lock(mutex_);
   std::vector<std::string> done;
-  for (auto& r : requests_) {
-    if (r.state != "executing") continue;
+  // One request left executing; returns what was done with it.
+  auto recover_one = [&](StoredRequest& r) -> Outcome<std::string> {
     auto applied = store_.applied(r.id);
     if (!applied) return unexpected(applied.error());
     // The approvals are stated again from the store: their own records may predate this
@@ -261,12 +261,49 @@ Outcome<std::vector<std::string>> AdminRequests::recover(const AdminCaller& daem
       if (auto ok = store_.finish_request(r.id, "executed", text); !ok) return unexpected(ok.error());
       r.state = "executed";
       r.outcome = text;
-      done.push_back("request " + r.id + " (" + r.operation + ") had been applied; recorded as executed");
-    } else {
-      if (!record_(std::move(records))) return fail(Code::unavailable, "the audit log cannot be written");
-      if (auto ok = execute_locked(r, daemon, true); !ok) return unexpected(ok.error());
-      done.push_back("request " + r.id + " (" + r.operation + ") had reached its quorum but not run; ran it: " + r.state);
+      return "request " + r.id + " (" + r.operation + ") had been applied; recorded as executed";
     }
+    if (!record_(std::move(records))) return fail(Code::unavailable, "the audit log cannot be written");
+    if (auto ok = execute_locked(r, daemon, true); !ok) return unexpected(ok.error());
+    return "request " + r.id + " (" + r.operation + ") had reached its quorum but not run; ran it: " + r.state;
+  };
+  // A request whose recovery threw (its execution, or params that no longer parse): left
+  // executing it would be tried, and throw, at every start and the daemon could never start.
+  // It is recorded and stored as failed with the reason; a change it applied says so.
+  auto give_up = [&](StoredRequest& r, const std::string& reason) -> Outcome<std::string> {
+    auto applied = store_.applied(r.id);
+    if (!applied) return unexpected(applied.error());
+    const std::string message = "recovery failed: " + reason +
+                                (*applied ? " (the change was applied; its result could not be recorded)" : "");
+    AuditEvent x = event_for(r, "admin.execute", daemon);
+    x.result = code_name(Code::internal);
+    x.extra["approved_by"] = approvers(r);
+    x.extra["recovered"] = true;
+    x.extra["message"] = message;
+    if (!record_({x})) return fail(Code::unavailable, "the audit log cannot be written");
+    const std::string text = boost::json::serialize(
+        boost::json::object{{"error", {{"code", code_name(Code::internal)}, {"message", message}}}});
+    if (auto ok = store_.finish_request(r.id, "failed", text); !ok) return unexpected(ok.error());
+    r.state = "failed";
+    r.outcome = text;
+    return "request " + r.id + " (" + r.operation + ") " + message + "; recorded as failed";
+  };
+  for (auto& r : requests_) {
+    if (r.state != "executing") continue;
+    std::string reason;
+    try {
+      auto one = recover_one(r);
+      if (!one) return unexpected(one.error());
+      done.push_back(std::move(*one));
+      continue;
+    } catch (const std::exception& e) {
+      reason = e.what();
+    } catch (...) {
+      reason = "an unknown exception";
+    }
+    auto failed = give_up(r, reason);
+    if (!failed) return unexpected(failed.error());
+    done.push_back(std::move(*failed));
   }
   return done;
 }

@@ -9,6 +9,7 @@
 #include "common/openssl_ptr.h"
 #include "common/pem.h"
 #include "common/random.h"
+#include "daemon/core/token_key_vault.h"
 #include "pkcs11/token_quirks.h"
 
 namespace custody::core {
@@ -129,9 +130,8 @@ Outcome<Bytes> AttestationKey::sign(std::string_view message) const {
     if (!der) return fail(Code::internal, "the token's attestation signature: " + der.error());
     return std::move(*der);
   }
-  if (raw.error().rv == p11::kObjectNotFound) return fail(Code::internal, "the attestation key is missing from the token");
-  if (raw.error().severity() == p11::Severity::operation) return fail(Code::internal, "the token refused to sign");
-  return fail(Code::unavailable, "the token is unavailable (attestation signature)");
+  if (raw.error().fault == p11::Fault::not_found) return fail(Code::internal, "the attestation key is missing from the token");
+  return unexpected(token_error(raw.error(), "attestation signature"));
 }
 
 }  // namespace custody::core

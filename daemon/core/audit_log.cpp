@@ -23,6 +23,21 @@
 namespace custody::core {
 namespace {
 
+// Runs one step of the writer's work; an exception is logged and the writer goes on (on its own
+// thread it would end the process, and leave submitters waiting forever).
+template <class Fn>
+bool survive(const char* step, Fn&& fn) {
+  try {
+    fn();
+    return true;
+  } catch (const std::exception& e) {
+    spdlog::error("audit writer: {} threw: {}", step, e.what());
+  } catch (...) {
+    spdlog::error("audit writer: {} threw an unknown exception", step);
+  }
+  return false;
+}
+
 constexpr auto kRetryAfterFailure = std::chrono::seconds(1);
 
 bool write_all(int fd, const char* data, std::size_t len) {
@@ -400,14 +415,26 @@ void AuditLog::run() {
       }
       writing_ = true;
     }
-    const bool ok = write_group(group, checkpoint_first);
-    complete(group, ok);
-    if (ok) enforce_retention();
+    const bool ok = write_group_or_fail(group, checkpoint_first);
+    survive("completing a group", [&] { complete(group, ok); });
+    if (ok) survive("enforcing retention", [&] { enforce_retention(); });
     {
       std::lock_guard lock(mutex_);
       writing_ = false;
     }
   }
+}
+
+bool AuditLog::write_group_or_fail(std::vector<Pending>& group, bool checkpoint_first) {
+  bool ok = false;
+  if (survive("writing a group", [&] { ok = write_group(group, checkpoint_first); })) return ok;
+  std::lock_guard lock(mutex_);
+  // Back to the last committed record, as after a failed write, so the chain on disk stays whole.
+  if (::ftruncate(fd_, static_cast<off_t>(size_)) != 0) spdlog::error("cannot roll back the audit log: {}", std::strerror(errno));
+  if (!failed_) spdlog::error("audit log {} failed; refusing requests until a write succeeds", path_);
+  failed_ = true;
+  failed_at_ = std::chrono::steady_clock::now();  // a checkpoint owed is retried at the failure pace
+  return false;
 }
 
 std::optional<bool> AuditLog::write_now(std::vector<AuditEvent>& events) {
@@ -418,8 +445,8 @@ std::optional<bool> AuditLog::write_now(std::vector<AuditEvent>& events) {
   }
   std::vector<Pending> group;
   group.push_back({std::move(events), nullptr});
-  const bool ok = write_group(group, false);
-  if (ok) enforce_retention();
+  const bool ok = write_group_or_fail(group, false);
+  if (ok) survive("enforcing retention", [&] { enforce_retention(); });
   {
     std::lock_guard lock(mutex_);
     writing_ = false;

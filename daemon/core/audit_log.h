@@ -134,6 +134,9 @@ class AuditLog {
   // When the writer must write a checkpoint unasked (the mutex held); nullopt: not due.
   std::optional<SteadyTime> checkpoint_due() const;
   bool write_group(std::vector<Pending>& group, bool checkpoint_first);
+  // write_group, with an exception (bad_alloc rendering, a throwing signer) taken as a failed
+  // write: rolled back to the last committed record and the log failed (fail closed).
+  bool write_group_or_fail(std::vector<Pending>& group, bool checkpoint_first);
   std::string render(const AuditEvent& e, std::uint64_t seq, const std::string& prev) const;
   // The checkpoint record for seq, or nullopt if the signer failed.
   std::optional<std::string> render_checkpoint(std::uint64_t seq, const std::string& prev) const;

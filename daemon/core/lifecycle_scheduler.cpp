@@ -5,6 +5,22 @@
 #include <spdlog/spdlog.h>
 
 namespace custody::core {
+namespace {
+
+// One step of a pass. An exception (bad_alloc, a bug) must neither end the process (it would on
+// this thread) nor stop the later steps: destructions and rotations fall due regardless.
+template <class Fn>
+void guarded(const char* step, Fn&& fn) noexcept {
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    spdlog::error("lifecycle scheduler: {} failed with an exception: {}; going on", step, e.what());
+  } catch (...) {
+    spdlog::error("lifecycle scheduler: {} failed with an unknown exception; going on", step);
+  }
+}
+
+}  // namespace
 
 LifecycleScheduler::LifecycleScheduler(KeyAdmin& admin, KeyRegistry& registry, UsageMeter& meter, AuditLog& audit,
                                        const Clock& clock, std::chrono::milliseconds interval)
@@ -21,7 +37,7 @@ void LifecycleScheduler::start() {
         if (stopping_) return;
         woken_ = false;
       }
-      run_once();
+      guarded("a pass", [&] { run_once(); });
     }
   });
 }
@@ -60,16 +76,22 @@ void LifecycleScheduler::audit_change(const std::string& type, const std::string
 void LifecycleScheduler::run_once() {
   // The audit record must be possible before the daemon changes anything by itself.
   if (!audit_.accepting()) return;
-  auto destroyed = admin_.destroy_due();
-  if (!destroyed) {
-    spdlog::error("scheduled destruction failed: {}", destroyed.error().message);
-  } else {
+  guarded("scheduled destruction", [&] {
+    auto destroyed = admin_.destroy_due();
+    if (!destroyed) {
+      spdlog::error("scheduled destruction failed: {}", destroyed.error().message);
+      return;
+    }
     for (const auto& name : *destroyed) {
       spdlog::warn("key '{}' destroyed: every token object of every version is gone", name);
       audit_change("lifecycle.destroy", name, std::nullopt, "ok");
     }
-  }
-  for (const auto& task : tasks_) task();
+  });
+  for (const auto& task : tasks_) guarded("a task", task);
+  guarded("automatic rotation", [&] { rotate_due(); });
+}
+
+void LifecycleScheduler::rotate_due() {
   const std::int64_t now = unix_seconds(clock_.now());
   for (const auto& key : registry_.all()) {
     if (key->state != KeyState::enabled) continue;

@@ -29,6 +29,7 @@ class LifecycleScheduler {
   void add_task(std::function<void()> task) { tasks_.push_back(std::move(task)); }
 
  private:
+  void rotate_due();
   void audit_change(const std::string& type, const std::string& key, std::optional<std::uint32_t> version,
                     const std::string& result, boost::json::object extra = {});
 

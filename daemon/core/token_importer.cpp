@@ -64,10 +64,10 @@ p11::Result<CK_OBJECT_HANDLE> unwrap_final(p11::Session& s, CK_MECHANISM& mech, 
                           [&](p11::AttributeTemplate& t) { return s.unwrap_key(mech, with, wrapped, t); });
 }
 
-Error import_error(const p11::P11Error& e) {
-  // An AES-KWP unwrap is authenticated: a payload that fails it is reported like a bad GCM tag.
-  if (e.rv == CKR_WRAPPED_KEY_INVALID || e.rv == CKR_WRAPPED_KEY_LEN_RANGE || e.rv == CKR_DATA_LEN_RANGE ||
-      p11::quirks::is_authentication_failure(e.rv))
+Error import_error(const p11::quirks::TokenQuirks& quirks, const p11::P11Error& e) {
+  // An authenticated unwrap that refuses the bytes is reported like a bad GCM tag: the client's
+  // payload is wrong. Only the unwrap itself can say that; any other call failing is the token's.
+  if (e.fault == p11::Fault::token && e.function == "C_UnwrapKey" && p11::quirks::is_unwrap_integrity_failure(quirks, e.rv))
     return Error{Code::invalid_argument, "the wrapped key does not unwrap with this job's key (wrong key, method or bytes)"};
   return token_error(e, "key import");
 }
@@ -94,7 +94,7 @@ const ImportMethod* find_import_method(const std::string& name) {
 template <class T, class Fn>
 Outcome<T> TokenImporter::with_session(Fn&& fn) {
   auto r = pool_.run<T>(std::forward<Fn>(fn));
-  if (!r) return unexpected(import_error(r.error()));
+  if (!r) return unexpected(import_error(pool_.quirks(), r.error()));
   return std::move(*r);
 }
 
@@ -160,7 +160,7 @@ Outcome<std::string> TokenImporter::make_wrapping_pair(const ImportMethod& metho
     auto leftover = destroy_carriers(s, ref);
     if (!leftover) return unexpected(leftover.error());
     if (leftover->remaining > 0)
-      return unexpected(leftover->failure.value_or(p11::P11Error{CKR_GENERAL_ERROR, "destroy an earlier job key pair"}));
+      return unexpected(leftover->failure.value_or(p11::own_fault(p11::Fault::bad_reply, "destroy an earlier job key pair (objects remain)")));
     // The answer does not say which attribute a token refused: drop each in turn.
     constexpr std::pair<bool, bool> kAttempts[] = {{true, true}, {true, false}, {false, true}, {false, false}};
     auto pair = generate(true, true);
@@ -182,9 +182,9 @@ Outcome<std::string> TokenImporter::make_wrapping_pair(const ImportMethod& metho
     if (!n) return abandon(n.error());
     auto e = s.get_bytes(pair->first, CKA_PUBLIC_EXPONENT);
     if (!e) return abandon(e.error());
-    if (!*n || !*e) return abandon(p11::P11Error{CKR_ATTRIBUTE_TYPE_INVALID, "read RSA public key"});
+    if (!*n || !*e) return abandon(p11::own_fault(p11::Fault::bad_reply, "read the job key's RSA public key (attribute missing)"));
     auto pem = rsa_pem(**n, **e);
-    if (!pem) return abandon(p11::P11Error{CKR_ATTRIBUTE_VALUE_INVALID, pem.error()});
+    if (!pem) return abandon(p11::own_fault(p11::Fault::bad_reply, "encode the job key's RSA public key: " + pem.error()));
     return *pem;
   });
 }

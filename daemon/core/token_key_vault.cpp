@@ -19,9 +19,22 @@ bool stale_handle(CK_RV rv) { return rv == CKR_OBJECT_HANDLE_INVALID || rv == CK
 
 Error token_error(const p11::P11Error& e, const char* what) {
   spdlog::warn("token call failed during {}: {}", what, e.describe());
-  // Two objects answer for one key: a copy. Using either could be using the wrong one.
-  if (e.rv == p11::kObjectNotUnique)
-    return Error{Code::internal, std::string("more than one token object carries the key's CKA_ID (") + what + ")"};
+  switch (e.fault) {
+    case p11::Fault::pool_timeout:
+      // Saturated, not broken: the client may retry (the transport adds Retry-After to a 503).
+      return Error{Code::unavailable, std::string("every token session is busy (") + what + "); retry later"};
+    case p11::Fault::pool_resetting:
+      return Error{Code::unavailable, std::string("the token is unavailable (") + what + ")"};
+    case p11::Fault::not_found:
+      return Error{Code::internal, std::string("the token object of the key is missing (") + what + ")"};
+    case p11::Fault::not_unique:
+      // Two objects answer for one key: a copy. Using either could be using the wrong one.
+      return Error{Code::internal, std::string("more than one token object carries the key's CKA_ID (") + what + ")"};
+    case p11::Fault::bad_reply:
+      return Error{Code::internal, std::string("the token's answer is unusable (") + what + ")"};
+    case p11::Fault::token:
+      break;
+  }
   if (e.severity() != p11::Severity::operation)
     return Error{Code::unavailable, std::string("the token is unavailable (") + what + ")"};
   return Error{Code::internal, std::string("the token refused the operation (") + what + ")"};
@@ -117,7 +130,7 @@ Outcome<SecureBytes> TokenKeyVault::gcm_decrypt(const ObjectRef& key, std::span<
                                                 std::span<const std::uint8_t> ciphertext_and_tag) {
   auto r = gcm(key, iv, aad, ciphertext_and_tag, false);
   if (!r) {
-    if (p11::quirks::is_authentication_failure(r.error().rv))
+    if (r.error().fault == p11::Fault::token && p11::quirks::is_authentication_failure(pool_.quirks(), r.error().rv))
       return fail(Code::invalid_ciphertext, "the ciphertext does not authenticate (tampered, or another context)");
     return unexpected(token_error(r.error(), "decrypt"));
   }
@@ -165,7 +178,7 @@ Outcome<AttributeReport> TokenKeyVault::attributes(const ObjectRef& key) {
     return report;
   });
   if (!r) {
-    if (r.error().rv == p11::kObjectNotFound) return fail(Code::not_found, "token object " + key.label + " is missing");
+    if (r.error().fault == p11::Fault::not_found) return fail(Code::not_found, "token object " + key.label + " is missing");
     return unexpected(token_error(r.error(), "attribute read"));
   }
   return std::move(*r);

@@ -4,14 +4,20 @@
 // Calls the shim does not wrap go to the real module, which is finalized during the fault.
 // With CUSTODY_SHIM_LATENCY_US set, C_Encrypt, C_Decrypt, C_Sign and C_GenerateRandom first sleep
 // that many microseconds: the round trip of a network HSM, for the benchmark's simulated one.
+// While the file named by CUSTODY_SHIM_DECRYPT_RV_FILE exists, C_Decrypt answers the CK_RV written
+// in it (e.g. "0x5") after the real call ended the operation. CUSTODY_SHIM_MANUFACTURER replaces the
+// token's manufacturerID in C_GetTokenInfo: a token of another make, for the quirks table.
 #include <dlfcn.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <thread>
 
 #include "pkcs11/pkcs11.h"
@@ -85,9 +91,32 @@ CK_RV Encrypt(CK_SESSION_HANDLE s, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR 
   network_round_trip();
   return real->C_Encrypt(s, in, in_len, out, out_len);
 }
+// The CK_RV in CUSTODY_SHIM_DECRYPT_RV_FILE, when that file exists.
+std::optional<CK_RV> forced_decrypt_rv() {
+  const char* path = std::getenv("CUSTODY_SHIM_DECRYPT_RV_FILE");
+  if (!path) return std::nullopt;
+  FILE* f = std::fopen(path, "r");
+  if (!f) return std::nullopt;
+  char text[32] = {};
+  const bool read = std::fgets(text, sizeof text, f) != nullptr;
+  std::fclose(f);
+  if (!read) return std::nullopt;
+  return static_cast<CK_RV>(std::strtoul(text, nullptr, 0));
+}
 CK_RV Decrypt(CK_SESSION_HANDLE s, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
   network_round_trip();
-  return real->C_Decrypt(s, in, in_len, out, out_len);
+  const CK_RV rv = real->C_Decrypt(s, in, in_len, out, out_len);
+  // A size query (no output buffer) leaves the operation open: only its real end is replaced.
+  if (out == nullptr && rv == CKR_OK) return rv;
+  return forced_decrypt_rv().value_or(rv);
+}
+CK_RV GetTokenInfo(CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info) {
+  const CK_RV rv = real->C_GetTokenInfo(slot, info);
+  const char* manufacturer = std::getenv("CUSTODY_SHIM_MANUFACTURER");
+  if (rv != CKR_OK || !manufacturer) return rv;
+  std::memset(info->manufacturerID, ' ', sizeof info->manufacturerID);
+  std::memcpy(info->manufacturerID, manufacturer, std::min(std::strlen(manufacturer), sizeof info->manufacturerID));
+  return rv;
 }
 CK_RV Sign(CK_SESSION_HANDLE s, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
   network_round_trip();
@@ -123,6 +152,7 @@ extern "C" __attribute__((visibility("default"))) CK_RV C_GetFunctionList(CK_FUN
     shim.C_Sign = Sign;
     shim.C_FindObjectsInit = FindObjectsInit;
     shim.C_GenerateRandom = GenerateRandom;
+    shim.C_GetTokenInfo = GetTokenInfo;
   }
   *list = &shim;
   return CKR_OK;

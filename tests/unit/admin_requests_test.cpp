@@ -9,6 +9,7 @@
 #include <sqlite3.h>
 
 #include <boost/json.hpp>
+#include <stdexcept>
 
 #include "cli/approval_signer.h"
 #include "common/base64.h"
@@ -54,8 +55,9 @@ class DualControl : public ::testing::Test {
           if (op == "bogus") return fail(Code::invalid_argument, "unknown operation");
           return {};
         },
-        [this](const std::string& op, const boost::json::object&, const std::string& id) -> Outcome<boost::json::object> {
+        [this](const std::string& op, const boost::json::object& params, const std::string& id) -> Outcome<boost::json::object> {
           ++executed_[id];
+          if (params.contains("explode")) throw std::runtime_error("the executor exploded");
           if (op == "disable-key") return fail(Code::failed_precondition, "key is pending destruction");
           return boost::json::object{{"ran", op}};
         },
@@ -277,6 +279,33 @@ TEST_F(DualControl, RequestsSurviveARestartAndRecoveryIsExactlyOnce) {
   EXPECT_TRUE(records_.empty());
   // The pending request goes on where it was.
   EXPECT_EQ(approve(pending, "bob")->state, "executed");
+}
+
+TEST_F(DualControl, AnExecutionThatThrowsAtRecoveryIsRecordedAsFailedAndTheStartGoesOn) {
+  auto bad = *requests_->propose("create-key", boost::json::object{{"name", "x"}, {"explode", true}}, caller_);
+  auto good = *requests_->propose("create-key", boost::json::object{{"name", "g"}}, caller_);
+  for (const auto* r : {&bad, &good})
+    ASSERT_TRUE(store_->add_approval(r->id, StoredApproval{"alice", "x", 0}, "executing"));
+  requests_ = make();  // a restart
+  records_.clear();
+  // Before: the exception left recover() and the request executing, so every start threw again.
+  auto done = requests_->recover(daemon_);
+  ASSERT_TRUE(done) << done.error().message;
+  EXPECT_EQ(done->size(), 2u);
+  EXPECT_EQ(stored_state(bad.id), "failed");
+  EXPECT_NE(stored(bad.id).outcome.value_or("").find("the executor exploded"), std::string::npos);
+  EXPECT_EQ(stored_state(good.id), "executed");  // the requests after it are recovered too
+  bool recorded = false;
+  for (const auto& e : records_of("admin.execute")) {
+    if (e.extra.at("admin_request").as_string() != bad.id) continue;
+    recorded = true;
+    EXPECT_EQ(e.result, "internal");
+    EXPECT_TRUE(e.extra.at("recovered").as_bool());
+    EXPECT_NE(std::string(e.extra.at("message").as_string()).find("the executor exploded"), std::string::npos);
+  }
+  EXPECT_TRUE(recorded) << "the failure must be audited";
+  requests_ = make();  // and the next start has nothing left to do
+  EXPECT_TRUE(requests_->recover(daemon_)->empty());
 }
 
 TEST_F(DualControl, ApprovalsAndTheExecutionAreRecordedBeforeTheyAreStored) {
