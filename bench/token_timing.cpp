@@ -1,5 +1,6 @@
 #include "bench/token_timing.h"
 
+#include "daemon/core/key_templates.h"
 #include "pkcs11/token.h"
 
 namespace custody::bench {
@@ -22,25 +23,13 @@ Expected<OpenToken, std::string> open_token(const std::string& module_path, cons
 
 Expected<CK_OBJECT_HANDLE, std::string> make_token_key(p11::Session& session, BenchKeyKind kind, const std::string& label) {
   const bool aes = kind == BenchKeyKind::aes_256_gcm;
-  p11::AttributeTemplate t;
-  t.add_ulong(CKA_CLASS, CKO_SECRET_KEY)
-      .add_ulong(CKA_KEY_TYPE, aes ? CKK_AES : CKK_GENERIC_SECRET)
-      .add_ulong(CKA_VALUE_LEN, 32)
-      .add_string(CKA_LABEL, label)
-      .add_bool(CKA_TOKEN, true)
-      .add_bool(CKA_PRIVATE, true)
-      .add_bool(CKA_SENSITIVE, true)
-      .add_bool(CKA_EXTRACTABLE, false)
-      .add_bool(CKA_ENCRYPT, aes)
-      .add_bool(CKA_DECRYPT, aes)
-      .add_bool(CKA_SIGN, !aes)
-      .add_bool(CKA_VERIFY, !aes)
-      .add_bool(CKA_WRAP, false)
-      .add_bool(CKA_UNWRAP, false)
-      .add_bool(CKA_DERIVE, false)
-      .add_bool(CKA_COPYABLE, false)
-      .add_bool(CKA_MODIFIABLE, false);  // last, as custody does (pkcs11/token_quirks.h)
-  auto key = session.generate_key(aes ? CKM_AES_KEY_GEN : CKM_GENERIC_SECRET_KEY_GEN, t);
+  // The template custody gives its own keys, so the direct rows time the same kind of object.
+  const core::Algorithm algorithm = aes ? core::Algorithm::aes_256_gcm : core::Algorithm::hmac_sha256;
+  const core::ObjectRef ref{Bytes(label.begin(), label.end()), label};
+  auto key = core::make_custody_key(algorithm, ref, [&](p11::AttributeTemplate& t) {
+    t.add_ulong(CKA_VALUE_LEN, 32);
+    return session.generate_key(core::generation_mechanism(algorithm), t);
+  });
   if (!key) return unexpected(key.error().describe());
   return *key;
 }
