@@ -31,8 +31,11 @@ boost::json::object key_to_json(const Key& key, UsageMeter* meter) {
   for (const auto& v : key.versions) {
     boost::json::object vo = version_to_json(v);
     vo["reason"] = v.reason;
-    if (meter && key.algorithm == Algorithm::aes_256_gcm && v.state != "destroyed")
-      vo["encryptions"] = meter->current(key.name, v.version);
+    if (meter && key.algorithm == Algorithm::aes_256_gcm && v.state != "destroyed") {
+      // null, not 0, when the count cannot be read: an unknown count is no count.
+      if (auto used = meter->used(key.name, v.version)) vo["encryptions"] = *used;
+      else vo["encryptions"] = nullptr;
+    }
     versions.push_back(std::move(vo));
   }
   o["versions"] = std::move(versions);

@@ -98,11 +98,18 @@ void LifecycleScheduler::rotate_due() {
     const KeyVersion* current = key->find_version(key->current_version);
     if (!current) continue;
     std::string reason;
-    if (key->rotation.period_seconds && now - current->created_at >= *key->rotation.period_seconds)
+    if (key->rotation.period_seconds && now - current->created_at >= *key->rotation.period_seconds) {
       reason = "auto-rotated:period";
-    else if (key->algorithm == Algorithm::aes_256_gcm &&
-             meter_.current(key->name, current->version) >= key->rotation.usage_limit)
-      reason = "auto-rotated:usage";
+    } else if (key->algorithm == Algorithm::aes_256_gcm) {
+      // A count that cannot be read is not taken for zero: say so (encryptions with it are refused
+      // meanwhile) and look again on the next pass.
+      auto used = meter_.used(key->name, current->version);
+      if (!used) {
+        spdlog::error("cannot check the usage limit of '{}' v{}: {}", key->name, current->version, used.error().message);
+        continue;
+      }
+      if (*used >= key->rotation.usage_limit) reason = "auto-rotated:usage";
+    }
     if (reason.empty()) continue;
     auto rotated = admin_.rotate_key(key->name, reason);
     if (!rotated) {

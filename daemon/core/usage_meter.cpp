@@ -55,9 +55,4 @@ Outcome<std::uint64_t> UsageMeter::used(const std::string& key, std::uint32_t ve
   return (*e)->used.load(std::memory_order_relaxed);
 }
 
-std::uint64_t UsageMeter::current(const std::string& key, std::uint32_t version) {
-  auto n = used(key, version);
-  return n ? *n : 0;
-}
-
 }  // namespace custody::core

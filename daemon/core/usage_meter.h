@@ -31,9 +31,6 @@ class UsageMeter {
   Outcome<std::uint64_t> count(const std::string& key, std::uint32_t version, std::uint64_t limit);
   // Encryptions counted so far, or why the durable count cannot be read.
   Outcome<std::uint64_t> used(const std::string& key, std::uint32_t version);
-  // used(), for display and the rotation check: 0 when it cannot be read (a refused encryption
-  // is what guards the limit, not this number).
-  std::uint64_t current(const std::string& key, std::uint32_t version);
 
  private:
   struct Entry {
