@@ -227,8 +227,9 @@ TEST(ConnectionBudgets, IdleKeptAliveConnectionsCostAFewKibEach) {
   const double kib_each = static_cast<double>(after > before ? after - before : 0) / kIdle;
   // Under ASan or TSan every allocation carries the sanitizer's redzones and shadow memory: the
   // figure would measure the sanitizer. The bound is checked in the plain build.
-  if (sanitizer_slowdown() == 1)
+  if (sanitizer_slowdown() == 1) {
     EXPECT_LT(kib_each, 12.0) << "RSS " << before << " KiB -> " << after << " KiB with " << kIdle << " idle connections";
+  }
   // They are still served when they speak again.
   ASSERT_TRUE(idle.front()->send(http_request("GET", "/v1/health")));
   EXPECT_EQ(idle.front()->read_response().status, 200);
