@@ -99,7 +99,12 @@ void signed_challenge(const std::string& challenge, std::size_t who) {
 }
 
 void raw_ecdsa(std::span<const std::uint8_t> raw, std::size_t who) {
-  const Bytes der = ecdsa_raw_to_der(raw);
+  auto encoded = ecdsa_signature_der(raw);
+  // Only an r || s that cannot be one (empty, odd, longer than P-521's) is refused.
+  check(static_cast<bool>(encoded) == (!raw.empty() && raw.size() % 2 == 0 && raw.size() <= 132),
+        "ecdsa_signature_der refuses exactly the impossible lengths");
+  if (!encoded) return;
+  const Bytes& der = *encoded;
   const unsigned char* p = der.data();
   ECDSA_SIG* sig = d2i_ECDSA_SIG(nullptr, &p, static_cast<long>(der.size()));
   check(sig && p == der.data() + der.size(), "ecdsa_raw_to_der writes one whole DER signature");

@@ -33,7 +33,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         "limits are at least their minimum");
   check(l.max_connections_per_uid <= l.max_connections, "one uid's share fits the service socket");
   check(l.request_timeout.count() > 0 && l.idle_timeout.count() > 0, "timeouts are positive");
-  check(c.token.workers >= 1 && c.token.workers <= c.token.sessions, "workers fit the sessions");
+  check(!c.token.workers || *c.token.workers <= c.token.sessions, "workers (unless auto) fit the sessions");
   for (const auto& [op, n] : c.dual_control.quorum) {
     check(is_admin_operation(op), "quorum names an admin operation");
     check(n >= 1 && (n >= 2 || !needs_two_approvals_at_least(op)), "security-relevant operations need two approvals");
