@@ -57,14 +57,7 @@ void run_direct(const test::TokenFiles& token, double seconds, Report& report) {
     report.add(std::move(row));
   }
 
-  static const CK_BYTE message[] = "custody-bench: a short derive info";
-  Row row = time_token_calls(*opened, 1, seconds, "direct", kDirectHmacRow, [&](CK_SESSION_HANDLE s) {
-    CK_MECHANISM m{CKM_SHA256_HMAC, nullptr, 0};
-    if (CK_RV rv = api->C_SignInit(s, &m, *hmac); rv != CKR_OK) return rv;
-    CK_BYTE mac[32];
-    CK_ULONG mac_len = sizeof mac;
-    return api->C_Sign(s, const_cast<CK_BYTE*>(message), sizeof message - 1, mac, &mac_len);
-  });
+  Row row = time_token_calls(*opened, 1, seconds, "direct", kDirectHmacRow, hmac_call(api, *hmac));
   print_progress(row);
   report.add(std::move(row));
 

@@ -17,25 +17,20 @@ void run_fsync_floor(const std::string& directory, unsigned samples, Report& rep
   if (fd < 0) return report.add_missing("fsync", "cannot open " + path + ": " + std::strerror(errno));
   std::string line(299, 'x');
   line += '\n';
-  std::vector<double> latencies_us;
-  latencies_us.reserve(samples);
   std::string failure;
-  const auto begin = std::chrono::steady_clock::now();
-  for (unsigned i = 0; i < samples && failure.empty(); ++i) {
-    const auto t0 = std::chrono::steady_clock::now();
+  TimedSamples timed = time_samples(samples, [&] {
     if (::write(fd, line.data(), line.size()) != static_cast<ssize_t>(line.size()))
       failure = std::string("write: ") + std::strerror(errno);
     else if (::fdatasync(fd) != 0)
       failure = std::string("fdatasync: ") + std::strerror(errno);
-    latencies_us.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
-  }
-  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
+    return failure.empty();
+  });
   ::close(fd);
   ::unlink(path.c_str());
-  if (!failure.empty()) return report.add_missing("fsync", failure);
+  if (!timed.completed) return report.add_missing("fsync", failure);
   Row row{"fsync", kFsyncRow};
-  row.latency = summarize(latencies_us);
-  row.ops_per_second = static_cast<double>(samples) / elapsed;
+  row.latency = summarize(timed.latencies_us);
+  row.ops_per_second = static_cast<double>(samples) / timed.elapsed_seconds;
   row.note = std::to_string(samples) + " samples in the audit log's directory";
   print_progress(row);
   report.add(std::move(row));

@@ -30,23 +30,16 @@ void run_ipc_floor(unsigned samples, Report& report) {
     ::_exit(0);
   }
   ::close(pair[1]);
-  std::vector<double> latencies_us;
-  latencies_us.reserve(samples);
-  bool failed = false;
-  const auto begin = std::chrono::steady_clock::now();
-  for (unsigned i = 0; i < samples && !failed; ++i) {
+  TimedSamples timed = time_samples(samples, [&] {
     char byte = 'x';
-    const auto t0 = std::chrono::steady_clock::now();
-    failed = ::write(pair[0], &byte, 1) != 1 || ::read(pair[0], &byte, 1) != 1;
-    latencies_us.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
-  }
-  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
+    return ::write(pair[0], &byte, 1) == 1 && ::read(pair[0], &byte, 1) == 1;
+  });
   ::close(pair[0]);
   ::waitpid(echo, nullptr, 0);
-  if (failed) return report.add_missing("ipc", "the echoing process went away");
+  if (!timed.completed) return report.add_missing("ipc", "the echoing process went away");
   Row row{"ipc", kIpcRow};
-  row.latency = summarize(latencies_us);
-  row.ops_per_second = static_cast<double>(samples) / elapsed;
+  row.latency = summarize(timed.latencies_us);
+  row.ops_per_second = static_cast<double>(samples) / timed.elapsed_seconds;
   row.note = std::to_string(samples) + " one-byte round trips between two processes";
   print_progress(row);
   report.add(std::move(row));

@@ -87,15 +87,8 @@ void run_p11kit(const test::TokenFiles& token, const std::string& work_dir, doub
   auto key = make_token_key(*opened->session, BenchKeyKind::hmac_sha256, "custody-bench-p11kit-hmac");
   if (!key) return report.add_missing("p11kit", "cannot make the HMAC key through p11-kit: " + key.error());
   CK_FUNCTION_LIST* api = opened->module->api();
-  static const CK_BYTE message[] = "custody-bench: a short derive info";
   for (const unsigned threads : kP11KitThreads) {
-    Row row = time_token_calls(*opened, threads, seconds, "p11kit", p11kit_row_name(threads), [&](CK_SESSION_HANDLE s) {
-      CK_MECHANISM m{CKM_SHA256_HMAC, nullptr, 0};
-      if (CK_RV rv = api->C_SignInit(s, &m, *key); rv != CKR_OK) return rv;
-      CK_BYTE mac[32];
-      CK_ULONG mac_len = sizeof mac;
-      return api->C_Sign(s, const_cast<CK_BYTE*>(message), sizeof message - 1, mac, &mac_len);
-    });
+    Row row = time_token_calls(*opened, threads, seconds, "p11kit", p11kit_row_name(threads), hmac_call(api, *key));
     print_progress(row);
     report.add(std::move(row));
   }

@@ -35,6 +35,19 @@ Expected<CK_OBJECT_HANDLE, std::string> make_token_key(p11::Session& session, Be
 
 // Runs call(session) on `threads` threads, each on its own session, for `seconds`, after one
 // untimed call each. call returns the CK_RV of the operation.
+// One HMAC-SHA256 of a short message with key, as a call for time_token_calls: what derive asks
+// of the token per 32 bytes of output.
+inline auto hmac_call(CK_FUNCTION_LIST* api, CK_OBJECT_HANDLE key) {
+  return [api, key](CK_SESSION_HANDLE s) -> CK_RV {
+    static const CK_BYTE message[] = "custody-bench: a short derive info";
+    CK_MECHANISM m{CKM_SHA256_HMAC, nullptr, 0};
+    if (CK_RV rv = api->C_SignInit(s, &m, key); rv != CKR_OK) return rv;
+    CK_BYTE mac[32];
+    CK_ULONG mac_len = sizeof mac;
+    return api->C_Sign(s, const_cast<CK_BYTE*>(message), sizeof message - 1, mac, &mac_len);
+  };
+}
+
 template <class Call>
 Row time_token_calls(const OpenToken& token, unsigned threads, double seconds, std::string section, std::string name,
                      Call call) {
