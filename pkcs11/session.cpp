@@ -132,7 +132,13 @@ Result<std::vector<CK_OBJECT_HANDLE>> Session::find_all(AttributeTemplate& tmpl)
     return unexpected(st.error());
   std::vector<CK_OBJECT_HANDLE> found;
   CK_RV rv = CKR_OK;
+  // A faulty module that never says "no more" must not grow this without end.
+  constexpr std::size_t kMaxObjects = 1'000'000;
   for (;;) {
+    if (found.size() >= kMaxObjects) {
+      (void)api_->C_FindObjectsFinal(handle_);
+      return unexpected(own_fault(Fault::bad_reply, "C_FindObjects (more than a million objects)"));
+    }
     // A token may hand out fewer than asked for while more remain: only an empty answer ends it.
     constexpr CK_ULONG kChunk = 1024;
     const std::size_t have = found.size();
