@@ -212,7 +212,7 @@ int main(int argc, char** argv) {
   // Changes a crash cut short are finished or undone before anything else touches the keys.
   auto recovered = key_admin.recover();
   if (!recovered) {
-    if (recovered.error().message.starts_with("state database"))
+    if ((*store)->failing())  // the store failed, not the recovery's own logic
       state_fatal(cfg.state_path, "read during recovery of interrupted key changes", recovered.error().message);
     fatal("recovery of interrupted key changes failed: " + recovered.error().message);
   }
@@ -285,7 +285,7 @@ int main(int argc, char** argv) {
   const auto self = lifecycle_event("daemon.recovery");
   auto finished = requests.recover(core::AdminCaller{self.request_id, self.client});
   if (!finished) {
-    if (finished.error().message.starts_with("state database"))
+    if ((*store)->failing())
       state_fatal(cfg.state_path, "read during recovery of admin requests", finished.error().message);
     fatal("recovery of admin requests failed: " + finished.error().message);
   }
