@@ -65,17 +65,17 @@ void Service::finish(Call& call, Response response, std::function<void(Response)
   const std::string request_id = call.request.request_id;
   std::vector<core::AuditEvent> records(std::make_move_iterator(call.audit.begin()),
                                         std::make_move_iterator(call.audit.end()));
-  if (call.request.audit_on_this_thread) {
-    if (auto written = context_.audit.write_now(records)) {
-      if (*written) done(std::move(response));
-      else done(error_response({core::Code::unavailable, "the audit log cannot be written"}, request_id));
-      return;
-    }
-  }
-  context_.audit.submit(std::move(records), [done = std::move(done), response = std::move(response),
-                                                request_id](bool written) mutable {
+  // The response goes out only once its records are written; otherwise it is replaced.
+  auto answer = [](std::function<void(Response)>& done, Response& response, const std::string& request_id, bool written) {
     if (written) done(std::move(response));
     else done(error_response({core::Code::unavailable, "the audit log cannot be written"}, request_id));
+  };
+  if (call.request.audit_on_this_thread) {
+    if (auto written = context_.audit.write_now(records)) return answer(done, response, request_id, *written);
+  }
+  context_.audit.submit(std::move(records), [answer, done = std::move(done), response = std::move(response),
+                                                request_id](bool written) mutable {
+    answer(done, response, request_id, written);
   });
 }
 

@@ -15,6 +15,8 @@ RequestReader::RequestReader(const HttpLimits& limits) : limits_(limits), buffer
   parser_.emplace(limits_);
 }
 
+RequestReader::RequestReader(const HttpLimits& limits, NoBuffer) : limits_(limits) { parser_.emplace(limits_); }
+
 std::size_t RequestReader::buffer_bytes(const HttpLimits& limits) { return limits.max_header_bytes + kReadChunk; }
 
 std::string RequestReader::take_idle_buffer() {

@@ -16,6 +16,9 @@ namespace custody::transport {
 class RequestReader {
  public:
   explicit RequestReader(const HttpLimits& limits);
+  // Without a buffer until give_buffer(): for a reader whose buffers come from a BufferPool.
+  struct NoBuffer {};
+  RequestReader(const HttpLimits& limits, NoBuffer);
   ~RequestReader();
   RequestReader(const RequestReader&) = delete;
   RequestReader& operator=(const RequestReader&) = delete;

@@ -317,7 +317,7 @@ asio::awaitable<void> Server::serve(std::shared_ptr<Connection> connection, List
     ~SlotGuard() { budget.release(uid); }
   } slot{listener.budget, peer->uid};
 
-  RequestReader reader(http_limits_);
+  RequestReader reader(http_limits_, RequestReader::NoBuffer{});  // lent from read_buffers_ per request
   std::string out;
   bool first_request = true;
   bool linger = false;
