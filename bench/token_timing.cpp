@@ -1,6 +1,6 @@
 #include "bench/token_timing.h"
 
-#include "daemon/core/key_templates.h"
+#include "daemon/core/keys/key_templates.h"
 #include "pkcs11/token.h"
 
 namespace custody::bench {

@@ -18,7 +18,7 @@
 #include "common/hex.h"
 #include "common/pem.h"
 #include "common/random.h"
-#include "daemon/core/audit_verify.h"
+#include "daemon/core/audit/audit_verify.h"
 
 namespace custody::cli {
 namespace {

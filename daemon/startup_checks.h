@@ -7,7 +7,7 @@
 
 #include "common/expected.h"
 #include "config/config.h"
-#include "daemon/core/operators.h"
+#include "daemon/core/admin/operators.h"
 
 namespace custody::config {
 

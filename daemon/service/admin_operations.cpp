@@ -3,8 +3,8 @@
 #include <boost/json.hpp>
 
 #include "common/duration.h"
-#include "daemon/core/import_jobs.h"
-#include "daemon/core/key_json.h"
+#include "daemon/core/import/import_jobs.h"
+#include "daemon/core/keys/key_json.h"
 #include "daemon/service/context.h"
 #include "daemon/service/json_body.h"
 

@@ -5,7 +5,7 @@
 #include <string>
 
 #include "daemon/core/error.h"
-#include "daemon/core/key_admin.h"
+#include "daemon/core/keys/key_admin.h"
 
 namespace custody::service {
 

@@ -3,7 +3,7 @@
 // quorum is reached) or cancel is audited inside AdminRequests, before it is stored, as
 // admin.propose, admin.approve (admin.execute) or admin.cancel; the handlers audit refusals.
 #include "common/base64.h"
-#include "daemon/core/admin_requests.h"
+#include "daemon/core/admin/admin_requests.h"
 #include "daemon/service/context.h"
 #include "daemon/service/json_body.h"
 #include "daemon/service/routes.h"

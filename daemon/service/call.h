@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "daemon/core/audit_event.h"
+#include "daemon/core/audit/audit_event.h"
 #include "daemon/core/error.h"
 #include "daemon/service/request.h"
 

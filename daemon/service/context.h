@@ -5,14 +5,14 @@
 #include <string>
 #include <vector>
 
-#include "daemon/core/admin_requests.h"
-#include "daemon/core/attestation.h"
-#include "daemon/core/audit_log.h"
-#include "daemon/core/data_plane.h"
-#include "daemon/core/import_jobs.h"
-#include "daemon/core/key_admin.h"
-#include "daemon/core/key_registry.h"
-#include "daemon/core/key_vault.h"
+#include "daemon/core/admin/admin_requests.h"
+#include "daemon/core/attestation/attestation.h"
+#include "daemon/core/audit/audit_log.h"
+#include "daemon/core/keys/data_plane.h"
+#include "daemon/core/import/import_jobs.h"
+#include "daemon/core/keys/key_admin.h"
+#include "daemon/core/keys/key_registry.h"
+#include "daemon/core/keys/key_vault.h"
 #include "daemon/service/health_state.h"
 #include "daemon/service/metrics.h"
 

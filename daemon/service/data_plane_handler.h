@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "daemon/core/data_plane.h"
+#include "daemon/core/keys/data_plane.h"
 #include "daemon/service/context.h"
 #include "daemon/service/json_body.h"
 #include "daemon/service/router.h"

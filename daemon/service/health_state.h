@@ -4,7 +4,7 @@
 // the state store's latest call failed.
 #include <mutex>
 
-#include "daemon/core/key_admin.h"
+#include "daemon/core/keys/key_admin.h"
 
 namespace custody::service {
 

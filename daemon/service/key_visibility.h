@@ -5,8 +5,8 @@
 #include <string>
 
 #include "daemon/core/error.h"
-#include "daemon/core/key.h"
-#include "daemon/core/policy.h"
+#include "daemon/core/keys/key.h"
+#include "daemon/core/keys/policy.h"
 
 namespace custody::service {
 

@@ -1,7 +1,7 @@
 // GET /v1/keys and GET /v1/keys/{name}: metadata of the keys the caller may use. On the admin
 // socket (operators only, by its file mode) every key. On the service socket a key that does not
 // exist and a key the caller may not use get the same 403.
-#include "daemon/core/key_json.h"
+#include "daemon/core/keys/key_json.h"
 #include "daemon/service/context.h"
 #include "daemon/service/key_visibility.h"
 #include "daemon/service/routes.h"

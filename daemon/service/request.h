@@ -4,7 +4,7 @@
 #include <string>
 #include <string_view>
 
-#include "daemon/core/policy.h"
+#include "daemon/core/keys/policy.h"
 #include "daemon/service/wiping_string.h"
 
 namespace custody::service {

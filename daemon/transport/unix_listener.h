@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "common/expected.h"
-#include "daemon/core/policy.h"
+#include "daemon/core/keys/policy.h"
 
 namespace custody::transport {
 

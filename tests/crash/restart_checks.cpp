@@ -4,8 +4,8 @@
 #include <sstream>
 
 #include "common/base64.h"
-#include "daemon/core/blob_codec.h"
-#include "daemon/core/encryption_context.h"
+#include "daemon/core/crypto/blob_codec.h"
+#include "daemon/core/crypto/encryption_context.h"
 #include "tests/support/openssl_oracle.h"
 
 namespace custody::crash {

@@ -11,8 +11,8 @@
 
 #include "common/base64.h"
 #include "common/hex.h"
-#include "daemon/core/audit_log.h"
-#include "daemon/core/audit_verify.h"
+#include "daemon/core/audit/audit_log.h"
+#include "daemon/core/audit/audit_verify.h"
 #include "tests/support/daemon_process.h"
 
 using namespace custody;

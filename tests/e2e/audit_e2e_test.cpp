@@ -16,7 +16,7 @@
 
 #include "common/base64.h"
 #include "common/hex.h"
-#include "daemon/core/encryption_context.h"
+#include "daemon/core/crypto/encryption_context.h"
 #include "tests/support/daemon_process.h"
 
 using namespace custody;

@@ -10,8 +10,8 @@
 
 #include "common/base64.h"
 #include "common/hex.h"
-#include "daemon/core/blob_codec.h"
-#include "daemon/core/encryption_context.h"
+#include "daemon/core/crypto/blob_codec.h"
+#include "daemon/core/crypto/encryption_context.h"
 #include "tests/support/daemon_process.h"
 #include "tests/support/openssl_oracle.h"
 #include "tests/support/wall_clock.h"

@@ -13,7 +13,7 @@
 #include "common/base64.h"
 #include "common/ecdsa_der.h"
 #include "common/pem.h"
-#include "daemon/core/operators.h"
+#include "daemon/core/admin/operators.h"
 #include "daemon/service/json_body.h"
 #include "tests/fuzz/fuzz_check.h"
 #include "tests/support/softhsm_token.h"

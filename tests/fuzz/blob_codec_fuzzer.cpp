@@ -4,8 +4,8 @@
 #include <cstring>
 #include <span>
 
-#include "daemon/core/blob_codec.h"
-#include "daemon/core/key.h"
+#include "daemon/core/crypto/blob_codec.h"
+#include "daemon/core/keys/key.h"
 #include "tests/fuzz/fuzz_check.h"
 
 using namespace custody;

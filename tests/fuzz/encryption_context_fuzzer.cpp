@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <string>
 
-#include "daemon/core/encryption_context.h"
+#include "daemon/core/crypto/encryption_context.h"
 #include "daemon/service/json_body.h"
 #include "tests/fuzz/fuzz_check.h"
 

@@ -7,9 +7,9 @@
 #include <boost/json.hpp>
 
 #include "common/hex.h"
-#include "daemon/core/blob_codec.h"
-#include "daemon/core/data_plane.h"
-#include "daemon/core/token_key_vault.h"
+#include "daemon/core/crypto/blob_codec.h"
+#include "daemon/core/keys/data_plane.h"
+#include "daemon/core/keys/token_key_vault.h"
 #include "tests/integration/test_keys.h"
 #include "tests/support/openssl_oracle.h"
 

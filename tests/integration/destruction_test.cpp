@@ -7,9 +7,9 @@
 
 #include <boost/json.hpp>
 
-#include "daemon/core/import_jobs.h"
-#include "daemon/core/key_admin.h"
-#include "daemon/core/token_key_vault.h"
+#include "daemon/core/import/import_jobs.h"
+#include "daemon/core/keys/key_admin.h"
+#include "daemon/core/keys/token_key_vault.h"
 #include "tests/support/fake_clock.h"
 #include "tests/support/softhsm_token.h"
 

@@ -2,7 +2,7 @@
 // an object missing or copied) is a Fault of its own, mapped once to the contract's status.
 #include <gtest/gtest.h>
 
-#include "daemon/core/token_key_vault.h"
+#include "daemon/core/keys/token_key_vault.h"
 #include "tests/integration/test_keys.h"
 
 using namespace custody;

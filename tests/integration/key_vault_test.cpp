@@ -2,8 +2,8 @@
 #include <openssl/rand.h>
 
 #include "common/hex.h"
-#include "daemon/core/attestation_key.h"
-#include "daemon/core/token_key_vault.h"
+#include "daemon/core/attestation/attestation_key.h"
+#include "daemon/core/keys/token_key_vault.h"
 #include "tests/integration/test_keys.h"
 #include "tests/support/vectors.h"
 

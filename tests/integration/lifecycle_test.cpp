@@ -7,10 +7,10 @@
 #include <stdexcept>
 #include <thread>
 
-#include "daemon/core/data_plane.h"
-#include "daemon/core/key_admin.h"
-#include "daemon/core/lifecycle_scheduler.h"
-#include "daemon/core/token_key_vault.h"
+#include "daemon/core/keys/data_plane.h"
+#include "daemon/core/keys/key_admin.h"
+#include "daemon/core/keys/lifecycle_scheduler.h"
+#include "daemon/core/keys/token_key_vault.h"
 #include "tests/integration/test_keys.h"
 #include "tests/support/fake_clock.h"
 

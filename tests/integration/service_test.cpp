@@ -7,10 +7,10 @@
 #include <boost/json.hpp>
 #include <future>
 
-#include "daemon/core/audit_log.h"
-#include "daemon/core/data_plane.h"
-#include "daemon/core/key_admin.h"
-#include "daemon/core/token_key_vault.h"
+#include "daemon/core/audit/audit_log.h"
+#include "daemon/core/keys/data_plane.h"
+#include "daemon/core/keys/key_admin.h"
+#include "daemon/core/keys/token_key_vault.h"
 #include "daemon/service/call.h"
 #include "daemon/service/service.h"
 #include "tests/support/softhsm_token.h"

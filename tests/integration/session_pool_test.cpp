@@ -1,7 +1,7 @@
 #include <gtest/gtest.h>
 #include <openssl/rand.h>
 
-#include "daemon/core/token_key_vault.h"
+#include "daemon/core/keys/token_key_vault.h"
 #include "tests/integration/test_keys.h"
 
 using namespace custody;

@@ -6,8 +6,8 @@
 
 #include <string>
 
-#include "daemon/core/key.h"
-#include "daemon/core/key_templates.h"
+#include "daemon/core/keys/key.h"
+#include "daemon/core/keys/key_templates.h"
 #include "tests/support/softhsm_token.h"
 
 namespace custody::test {

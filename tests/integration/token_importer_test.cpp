@@ -6,8 +6,8 @@
 #include <openssl/rand.h>
 #include <openssl/rsa.h>
 
-#include "daemon/core/token_importer.h"
-#include "daemon/core/token_key_vault.h"
+#include "daemon/core/import/token_importer.h"
+#include "daemon/core/keys/token_key_vault.h"
 #include "tests/support/softhsm_token.h"
 
 using namespace custody;

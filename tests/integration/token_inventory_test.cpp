@@ -3,8 +3,8 @@
 // search per version without missing a copy.
 #include <gtest/gtest.h>
 
-#include "daemon/core/token_inventory.h"
-#include "daemon/core/token_key_vault.h"
+#include "daemon/core/keys/token_inventory.h"
+#include "daemon/core/keys/token_key_vault.h"
 #include "tests/support/softhsm_token.h"
 
 using namespace custody;

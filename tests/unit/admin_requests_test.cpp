@@ -14,7 +14,7 @@
 #include "cli/approval_signer.h"
 #include "common/base64.h"
 #include "common/pem.h"
-#include "daemon/core/admin_requests.h"
+#include "daemon/core/admin/admin_requests.h"
 #include "tests/support/fake_clock.h"
 #include "tests/support/softhsm_token.h"
 

@@ -18,8 +18,8 @@
 
 #include "common/hex.h"
 #include "common/pem.h"
-#include "daemon/core/audit_log.h"
-#include "daemon/core/audit_verify.h"
+#include "daemon/core/audit/audit_log.h"
+#include "daemon/core/audit/audit_verify.h"
 #include "tests/support/softhsm_token.h"
 
 using namespace custody;

@@ -6,8 +6,8 @@
 #include <sstream>
 #include <stdexcept>
 
-#include "daemon/core/audit_log.h"
-#include "daemon/core/audit_verify.h"
+#include "daemon/core/audit/audit_log.h"
+#include "daemon/core/audit/audit_verify.h"
 #include "tests/support/softhsm_token.h"
 
 using namespace custody;

@@ -1,7 +1,7 @@
 #include <gtest/gtest.h>
 
 #include "common/hex.h"
-#include "daemon/core/blob_codec.h"
+#include "daemon/core/crypto/blob_codec.h"
 
 using namespace custody;
 using namespace custody::core;

@@ -3,7 +3,7 @@
 #include <boost/json.hpp>
 
 #include "common/hex.h"
-#include "daemon/core/encryption_context.h"
+#include "daemon/core/crypto/encryption_context.h"
 #include "daemon/service/json_body.h"
 
 using namespace custody;

@@ -5,7 +5,7 @@
 #include <openssl/kdf.h>
 
 #include "common/hex.h"
-#include "daemon/core/hkdf.h"
+#include "daemon/core/crypto/hkdf.h"
 #include "tests/support/openssl_oracle.h"
 #include "tests/support/vectors.h"
 

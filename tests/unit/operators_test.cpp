@@ -4,7 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "common/hex.h"
-#include "daemon/core/operators.h"
+#include "daemon/core/admin/operators.h"
 #include "tests/support/softhsm_token.h"
 
 using namespace custody;

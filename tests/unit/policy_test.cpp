@@ -3,7 +3,7 @@
 
 #include <boost/json.hpp>
 
-#include "daemon/core/policy.h"
+#include "daemon/core/keys/policy.h"
 
 using namespace custody::core;
 

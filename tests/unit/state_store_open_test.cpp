@@ -4,7 +4,7 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
-#include "daemon/core/state_store.h"
+#include "daemon/core/state/state_store.h"
 #include "tests/support/softhsm_token.h"
 
 using namespace custody;

@@ -6,7 +6,7 @@
 
 #include <boost/json.hpp>
 
-#include "daemon/core/state_store.h"
+#include "daemon/core/state/state_store.h"
 #include "tests/support/softhsm_token.h"
 #include "tests/support/sqlite_fault_vfs.h"
 

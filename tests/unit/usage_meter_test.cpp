@@ -2,7 +2,7 @@
 // again next time) instead of counting from 0, and a reservation never lowers the stored count.
 #include <gtest/gtest.h>
 
-#include "daemon/core/usage_meter.h"
+#include "daemon/core/keys/usage_meter.h"
 #include "tests/support/softhsm_token.h"
 #include "tests/support/sqlite_fault_vfs.h"
 
