@@ -63,7 +63,9 @@ Expected<Bytes, std::string> sign_with_token(const TokenKey& key, const std::str
   CK_KEY_TYPE key_type = 0;
   std::memcpy(&key_type, (*type)->data(), sizeof key_type);
   // Sign the digest: works on tokens without CKM_ECDSA_SHA256 / CKM_SHA256_RSA_PKCS_PSS too.
-  const Bytes digest = sha256(to_bytes(challenge));
+  auto hashed = sha256(to_bytes(challenge));
+  if (!hashed) return unexpected("cannot hash the challenge: " + hashed.error());
+  const Bytes& digest = *hashed;
   if (key_type == CKK_EC) {
     CK_MECHANISM mech{CKM_ECDSA, nullptr, 0};
     auto raw = session->sign(mech, (*found)[0], digest, 64);

@@ -23,9 +23,4 @@ Expected<Bytes, std::string> ecdsa_signature_der(std::span<const std::uint8_t> r
   return Bytes(der.bytes().begin(), der.bytes().end());
 }
 
-Bytes ecdsa_raw_to_der(std::span<const std::uint8_t> raw) {
-  auto der = ecdsa_signature_der(raw);
-  return der ? std::move(*der) : Bytes();
-}
-
 }  // namespace custody

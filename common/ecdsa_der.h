@@ -11,7 +11,5 @@ namespace custody {
 
 // raw is r || s, two halves of equal length; an error for anything else or when OpenSSL fails.
 Expected<Bytes, std::string> ecdsa_signature_der(std::span<const std::uint8_t> raw);
-// For callers not yet on ecdsa_signature_der: empty when the signature cannot be encoded.
-Bytes ecdsa_raw_to_der(std::span<const std::uint8_t> raw);
 
 }  // namespace custody

@@ -2,8 +2,6 @@
 
 #include <openssl/evp.h>
 
-#include <cstdio>
-#include <cstdlib>
 
 namespace custody {
 namespace {
@@ -38,18 +36,18 @@ std::optional<Bytes> hex_decode(std::string_view text) {
   return out;
 }
 
-Bytes sha256(std::span<const std::uint8_t> data) {
+Expected<Bytes, std::string> sha256(std::span<const std::uint8_t> data) {
   Bytes digest(32);
   unsigned int len = 0;
-  // A digest is an identity (audit chain, key ids, challenges): a zero-filled stand-in would
-  // be accepted as one. OpenSSL fails here only when out of memory, so stop instead.
-  if (EVP_Digest(data.data(), data.size(), digest.data(), &len, EVP_sha256(), nullptr) != 1 || len != digest.size()) {
-    std::fputs("custody: SHA-256 failed (out of memory?); stopping rather than use a wrong digest\n", stderr);
-    std::abort();
-  }
+  if (EVP_Digest(data.data(), data.size(), digest.data(), &len, EVP_sha256(), nullptr) != 1 || len != digest.size())
+    return unexpected(std::string("OpenSSL cannot compute SHA-256 (out of memory?)"));
   return digest;
 }
 
-std::string sha256_hex(std::span<const std::uint8_t> data) { return hex_lower(sha256(data)); }
+Expected<std::string, std::string> sha256_hex(std::span<const std::uint8_t> data) {
+  auto digest = sha256(data);
+  if (!digest) return unexpected(digest.error());
+  return hex_lower(*digest);
+}
 
 }  // namespace custody

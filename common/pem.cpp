@@ -29,11 +29,6 @@ Expected<std::string, std::string> public_key_pem(const EVP_PKEY* key) {
   return std::string(data, static_cast<std::size_t>(len));
 }
 
-std::string write_public_key_pem(EVP_PKEY* key) {
-  auto pem = public_key_pem(key);
-  return pem ? std::move(*pem) : std::string();
-}
-
 bool verify_sha256_signature(EVP_PKEY* key, std::string_view message, std::span<const std::uint8_t> signature) {
   if (!key) return false;
   ossl::MdCtx ctx(EVP_MD_CTX_new());

@@ -16,8 +16,6 @@ namespace custody {
 std::shared_ptr<EVP_PKEY> read_public_key_pem(std::string_view pem);
 // The PEM of key, or why OpenSSL could not write it.
 Expected<std::string, std::string> public_key_pem(const EVP_PKEY* key);
-// For callers not yet on public_key_pem: empty when the PEM cannot be written.
-std::string write_public_key_pem(EVP_PKEY* key);
 // ECDSA (DER) or RSA PKCS#1 v1.5 over SHA-256 of message. False for any failure.
 bool verify_sha256_signature(EVP_PKEY* key, std::string_view message, std::span<const std::uint8_t> signature);
 

@@ -174,12 +174,17 @@ Expected<Config, std::vector<ConfigError>> parse_config(const std::string& text,
   }
   Config c;
   c.source_path = path;
-  c.sha256 = sha256_hex(to_bytes(text));
+  auto digest = sha256_hex(to_bytes(text));
+  if (!digest) {
+    errors.push_back({"", 0, 0, "cannot hash the file for config_sha256: " + digest.error()});
+    return unexpected(errors);
+  }
+  c.sha256 = std::move(*digest);
   c.service_socket.path = "/run/custody/service.sock";
   c.admin_socket.path = "/run/custody/admin.sock";
   c.admin_socket.mode = 0600;
   Reader r(errors);
-  if (!r.mapping(root, "", {"token", "state", "audit", "sockets", "limits", "dual_control", "lifecycle"}))
+  if (!r.mapping(root, "", {"token", "state", "audit", "sockets", "kms", "limits", "dual_control", "lifecycle"}))
     return unexpected(errors);
 
   if (root["token"].IsDefined()) read_token(r, root["token"], c.token);

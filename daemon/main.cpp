@@ -12,7 +12,9 @@
 #include <boost/asio/thread_pool.hpp>
 #include <openssl/rand.h>
 
+#include <cerrno>
 #include <csignal>
+#include <cstring>
 #include <cstdio>
 #include <iostream>
 #include <spdlog/sinks/stdout_sinks.h>
@@ -57,9 +59,10 @@ using namespace custody;
 // DESIGN invariant 4: no core dumps, no ptrace attach, so key material cannot be read out of the
 // process by another process of the same user.
 void harden_process() {
-  ::prctl(PR_SET_DUMPABLE, 0);
+  if (::prctl(PR_SET_DUMPABLE, 0) != 0) fatal(std::string("cannot disable core dumps and ptrace attach: ") + std::strerror(errno));
   rlimit none{0, 0};
-  ::setrlimit(RLIMIT_CORE, &none);
+  if (::setrlimit(RLIMIT_CORE, &none) != 0) fatal(std::string("cannot set the core file size to 0: ") + std::strerror(errno));
+  // signal() fails only for an invalid signal number: these two are valid everywhere.
   std::signal(SIGPIPE, SIG_IGN);
   // A full disk or file size limit must make the audit write fail (and requests 503), not kill us.
   std::signal(SIGXFSZ, SIG_IGN);

@@ -192,7 +192,8 @@ void Server::refuse_connection(local::socket& socket, service::Refusal reason, c
   render_response(service::error_response({core::Code::resource_exhausted, why}, request_id), request_id, false, out);
   // A fresh socket's send buffer takes a short answer at once; never wait for this peer.
   (void)!::send(fd, out.data(), out.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-  ::shutdown(fd, SHUT_WR);
+  // Best effort, like the send: a peer that is already gone is no error of ours.
+  (void)::shutdown(fd, SHUT_WR);
   // Closing with unread input would turn the answer into a reset: read what is already there.
   std::array<char, 4096> sink;
   for (int i = 0; i < 16 && ::recv(fd, sink.data(), sink.size(), MSG_DONTWAIT) > 0; ++i) {

@@ -28,7 +28,7 @@ bool in_use(const std::string& path) {
   addr.sun_family = AF_UNIX;
   std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
   bool live = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-  ::close(fd);
+  ::close(fd);  // a probe that sent nothing: its close has nothing to report
   return live;
 }
 
@@ -155,7 +155,9 @@ Expected<void, std::string> open_listener(boost::asio::local::stream_protocol::a
   if (::lstat(spec.path.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode)) return unexpected(spec.path + " exists and is not a socket; remove it or choose another path");
     if (in_use(spec.path)) return unexpected("another process is serving " + spec.path + "; is custodyd already running?");
-    ::unlink(spec.path.c_str());
+    // A stale socket file of a daemon that is gone: bind would fail on it with a vaguer message.
+    if (::unlink(spec.path.c_str()) != 0 && errno != ENOENT)
+      return unexpected("cannot remove the stale socket " + spec.path + ": " + std::strerror(errno));
   }
   std::optional<gid_t> gid;
   if (spec.group) {
@@ -167,7 +169,7 @@ Expected<void, std::string> open_listener(boost::asio::local::stream_protocol::a
   const mode_t old_mask = ::umask(0177);
   acceptor.open(boost::asio::local::stream_protocol(), bec);
   if (!bec) acceptor.bind(boost::asio::local::stream_protocol::endpoint(spec.path), bec);
-  ::umask(old_mask);
+  ::umask(old_mask);  // umask cannot fail
   if (bec) return unexpected("cannot bind " + spec.path + ": " + bec.message());
   if (gid && ::chown(spec.path.c_str(), static_cast<uid_t>(-1), *gid) != 0)
     return unexpected("cannot give " + spec.path + " to group " + *spec.group + ": " + std::strerror(errno));

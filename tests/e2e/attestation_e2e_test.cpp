@@ -72,7 +72,7 @@ std::string join(const std::vector<std::string>& lines) {
 std::vector<std::string> rechain(std::vector<std::string> lines, std::size_t from) {
   for (std::size_t i = from + 1; i < lines.size(); ++i) {
     auto o = json::parse(lines[i]).as_object();
-    o["prev"] = core::audit_line_hash(lines[i - 1]);
+    o["prev"] = core::audit_line_hash(lines[i - 1]).value();
     lines[i] = json::serialize(o);
   }
   return lines;
@@ -100,7 +100,7 @@ TEST(AttestationE2E, OpenSslVerifiesTheReportAndRejectsAnyChange) {
   // key_id is SHA-256 of the SubjectPublicKeyInfo DER, as anyone can recompute.
   ASSERT_EQ(run("openssl pkey -pubin -in " + d.dir() + "/pub.pem -outform DER -out " + d.dir() + "/pub.der"), 0);
   auto der = read_file(d.dir() + "/pub.der");
-  EXPECT_EQ(field(env, "key_id"), sha256_hex(to_bytes(der)));
+  EXPECT_EQ(field(env, "key_id"), sha256_hex(to_bytes(der)).value());
 
   const std::string original(report->begin(), report->end());
   for (std::size_t pos = 0; pos < original.size(); pos += 97) {

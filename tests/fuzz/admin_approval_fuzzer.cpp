@@ -107,7 +107,7 @@ void raw_ecdsa(std::span<const std::uint8_t> raw, std::size_t who) {
   const Bytes& der = *encoded;
   const unsigned char* p = der.data();
   ECDSA_SIG* sig = d2i_ECDSA_SIG(nullptr, &p, static_cast<long>(der.size()));
-  check(sig && p == der.data() + der.size(), "ecdsa_raw_to_der writes one whole DER signature");
+  check(sig && p == der.data() + der.size(), "ecdsa_signature_der writes one whole DER signature");
   ECDSA_SIG_free(sig);
   must_refuse(operators().set->all()[who % 2], kChallenge, der);
 }
@@ -119,7 +119,7 @@ void operator_pem(const std::string& pem) {
   check(op.key_id.size() == 64 && op.key_id.find_first_not_of("0123456789abcdef") == std::string::npos,
         "key_id is hex SHA-256");
   // One key is one operator, whatever its encoding: the daemon's own re-encoding is refused beside it.
-  const std::string again = write_public_key_pem(op.key.get());
+  const std::string again = public_key_pem(op.key.get()).value();
   check(!core::OperatorSet::from_pem({{"x", pem}, {"y", again}}), "the same key listed twice passes");
   auto with_alice = core::OperatorSet::from_pem({{"x", pem}, {"alice", operators().pems[0]}});
   check(static_cast<bool>(with_alice) || op.key_id == operators().set->all()[0].key_id,

@@ -58,7 +58,7 @@ TEST_F(BlobInterop, DaemonBlobDecryptsWithOpenSsl) {
     auto sealed = plane_.wrap(peer_, "interop", pt, ctx_, facts);
     ASSERT_TRUE(sealed) << sealed.error().message;
     EXPECT_EQ(sealed->version, 2u);
-    EXPECT_EQ(facts.context_sha256, sha256_hex(encode_context(ctx_)));
+    EXPECT_EQ(facts.context_sha256, sha256_hex(encode_context(ctx_)).value());
     auto blob = parse_blob(sealed->ciphertext);
     ASSERT_TRUE(blob);
     EXPECT_EQ(blob->key_name, "interop");

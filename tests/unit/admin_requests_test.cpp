@@ -30,7 +30,7 @@ std::string make_key(const std::string& private_path, bool rsa) {
   FILE* f = std::fopen(private_path.c_str(), "w");
   PEM_write_PrivateKey(f, key, nullptr, nullptr, 0, nullptr, nullptr);
   std::fclose(f);
-  std::string pem = write_public_key_pem(key);
+  std::string pem = public_key_pem(key).value();
   EVP_PKEY_free(key);
   return pem;
 }
@@ -474,14 +474,14 @@ TEST_F(DualControl, ARecordedProposalOrCancelTheStoreRefusesIsNotAcknowledged) {
 TEST(Operators, RefuseWeakOrForeignKeys) {
   test::TempDir dir;
   EVP_PKEY* small = EVP_RSA_gen(1024);
-  const std::string pem = write_public_key_pem(small);
+  const std::string pem = public_key_pem(small).value();
   EVP_PKEY_free(small);
   auto r = OperatorSet::from_pem({{"weak", pem}});
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().find("2048"), std::string::npos);
   EXPECT_FALSE(OperatorSet::from_pem({{"junk", "not a key"}}));
   EVP_PKEY* p384 = EVP_EC_gen("P-384");
-  const std::string p384_pem = write_public_key_pem(p384);
+  const std::string p384_pem = public_key_pem(p384).value();
   EVP_PKEY_free(p384);
   EXPECT_FALSE(OperatorSet::from_pem({{"a", p384_pem}}));
   std::string p256 = make_key(dir.path() + "/p256.pem", false);

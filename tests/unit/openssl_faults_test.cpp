@@ -12,9 +12,11 @@
 
 #include "common/byok_payload.h"
 #include "common/ecdsa_der.h"
+#include "common/hex.h"
 #include "common/openssl_ptr.h"
 #include "common/pem.h"
 #include "common/random.h"
+#include "daemon/core/audit/audit_log.h"
 #include "tests/support/openssl_faults.h"
 
 using namespace custody;
@@ -184,5 +186,25 @@ TEST(OpenSslFaults, EveryFailedAllocationInTheByokPayloadIsAnError) {
                   auto again = byok::kwp_wrap(e, kKey);
                   return again && *again == Bytes(payload->begin() + kRsaBytes, payload->end());
                 }),
+            0u);
+}
+
+// A digest names things (the audit chain, key ids, challenges): OpenSSL failing under it is an
+// error each caller handles (the audit write fails, the request answers 503), never a stand-in
+// digest and never an abort of the daemon.
+TEST(OpenSslFaults, EveryFailedAllocationInSha256IsAnErrorOrTheRightDigest) {
+  const std::string text = "abc";
+  const std::string want = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+  EXPECT_GT(walk_allocation_failures(
+                "sha256_hex", [&] { return sha256_hex(to_bytes(text)); },
+                [&](const Expected<std::string, std::string>& r) { return !r || *r == want; }),
+            0u);
+  EXPECT_GT(walk_allocation_failures(
+                "sha256", [&] { return sha256(to_bytes(text)); },
+                [&](const Expected<Bytes, std::string>& r) { return !r || hex_lower(*r) == want; }),
+            0u);
+  EXPECT_GT(walk_allocation_failures(
+                "audit_line_hash", [&] { return core::audit_line_hash(text); },
+                [&](const Expected<std::string, std::string>& r) { return !r || *r == want; }),
             0u);
 }

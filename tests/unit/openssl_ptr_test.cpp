@@ -37,7 +37,6 @@ TEST(EcdsaDer, MalformedRawSignaturesAreErrorsNotEncodings) {
     const Bytes raw(size, 0x11);
     auto der = ecdsa_signature_der(raw);
     EXPECT_FALSE(der) << size << " bytes were encoded";
-    EXPECT_TRUE(ecdsa_raw_to_der(raw).empty()) << size;
   }
 }
 
@@ -58,7 +57,6 @@ TEST(EcdsaDer, RAndSRoundTripThroughOpenSsl) {
 
 TEST(Pem, WritingNoKeyIsAnErrorAndAKeyRoundTrips) {
   EXPECT_FALSE(public_key_pem(nullptr));
-  EXPECT_TRUE(write_public_key_pem(nullptr).empty());
   auto key = p256_key();
   auto pem = public_key_pem(key.get());
   ASSERT_TRUE(pem) << pem.error();

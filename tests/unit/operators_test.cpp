@@ -23,7 +23,7 @@ class OperatorKeys : public ::testing::Test {
   // hex SHA-256 of the DER that `openssl pkey -pubin -outform DER` gives for a PEM file.
   std::string der_sha256(const std::string& pem) {
     openssl("pkey -pubin -in " + pem + " -outform DER -out " + pem + ".der");
-    return sha256_hex(to_bytes(file(pem + ".der")));
+    return sha256_hex(to_bytes(file(pem + ".der"))).value();
   }
   std::string key_id(const std::string& pem) {
     auto set = OperatorSet::from_pem({{"only", file(pem)}});

@@ -100,7 +100,9 @@ Expected<OperatorSet, std::string> OperatorSet::from_keys(const std::vector<Oper
     if (!canonical) return unexpected(who + ": cannot read the numbers of the public key");
     const ossl::Der der = ossl::encode_der(canonical.get(), i2d_PUBKEY);
     if (!der) return unexpected(who + ": cannot encode the public key");
-    std::string id = sha256_hex(der.bytes());
+    auto digest = sha256_hex(der.bytes());
+    if (!digest) return unexpected(who + ": cannot compute the key id: " + digest.error());
+    std::string id = std::move(*digest);
     std::shared_ptr<EVP_PKEY> key(canonical.release(), EVP_PKEY_free);  // frees the key itself if it throws
     for (const auto& other : set.operators_) {
       if (other.name == name) return unexpected("operator '" + name + "' is listed twice");

@@ -110,12 +110,16 @@ Expected<AttestationKey, std::string> AttestationKey::open(p11::SessionPool& poo
   k.pool_ = &pool;
   k.id_ = **id;
   k.pem_ = std::move(*pem);
-  k.key_id_ = sha256_hex(*spki);
+  auto key_id = sha256_hex(*spki);
+  if (!key_id) return unexpected("cannot compute the attestation key id: " + key_id.error());
+  k.key_id_ = std::move(*key_id);
   return k;
 }
 
 Outcome<Bytes> AttestationKey::sign(std::string_view message) const {
-  const Bytes digest = sha256(std::span(reinterpret_cast<const std::uint8_t*>(message.data()), message.size()));
+  auto hashed = sha256(std::span(reinterpret_cast<const std::uint8_t*>(message.data()), message.size()));
+  if (!hashed) return fail(Code::unavailable, "cannot make an attestation signature: " + hashed.error());
+  const Bytes& digest = *hashed;
   auto raw = pool_->run<SecureBytes>([&](p11::Session& s) -> p11::Result<SecureBytes> {
     p11::AttributeTemplate t;
     t.add_ulong(CKA_CLASS, CKO_PRIVATE_KEY).add_bytes(CKA_ID, id_);

@@ -194,7 +194,7 @@ std::string checkpoint_message(std::uint64_t seq, const std::string& prev) {
   return "custody.audit.checkpoint.v1\n" + std::to_string(seq) + "\n" + prev + "\n";
 }
 
-std::string audit_line_hash(const std::string& line) {
+Expected<std::string, std::string> audit_line_hash(const std::string& line) {
   return sha256_hex(std::span(reinterpret_cast<const std::uint8_t*>(line.data()), line.size()));
 }
 
@@ -251,7 +251,12 @@ Expected<std::unique_ptr<AuditLog>, std::string> AuditLog::open(const std::strin
                         " is not a custody audit record; check it with custodyctl audit verify");
     }
     seq = static_cast<std::uint64_t>(s->as_int64());
-    prev = audit_line_hash(*line);
+    auto hash = audit_line_hash(*line);
+    if (!hash) {
+      ::close(fd);  // only read from: nothing to lose
+      return unexpected("cannot hash the last record of audit log " + path + ": " + hash.error());
+    }
+    prev = std::move(*hash);
     found.ends_with_checkpoint = v.as_object().if_contains("type") && v.as_object().at("type") == "checkpoint";
   }
   found.seq = seq;
@@ -295,8 +300,13 @@ Expected<std::unique_ptr<AuditLog>, std::string> AuditLog::open(const std::strin
       ::close(fd);
       return unexpected("the last record of " + newest + " is not a custody audit record; check it with custodyctl audit verify");
     }
+    auto hash = audit_line_hash(*line);
+    if (!hash) {
+      ::close(fd);
+      return unexpected("cannot hash the last record of " + newest + ": " + hash.error());
+    }
     found.seq = head->seq;
-    found.prev = audit_line_hash(*line);
+    found.prev = std::move(*hash);
     found.first_seq = head->seq + 1;
     found.ends_with_checkpoint = head->checkpoint;
     spdlog::warn("audit log {} is empty; continuing the chain of {} at seq {}", path, newest, head->seq + 1);
@@ -315,6 +325,8 @@ AuditLog::AuditLog(std::string path, int fd, AuditDurability durability, const C
 
 AuditLog::~AuditLog() {
   stop();
+  // Every record was written and synced (as configured) before it was acknowledged; close can
+  // add nothing to that, and there is no one left to tell.
   ::close(fd_);
 }
 
@@ -537,6 +549,11 @@ std::uint64_t AuditLog::last_checkpoint_sequence() const {
   return last_checkpoint_seq_;
 }
 
+std::chrono::steady_clock::duration AuditLog::since_last_checkpoint() const {
+  std::lock_guard lock(mutex_);
+  return std::chrono::steady_clock::now() - last_checkpoint_at_;
+}
+
 bool AuditLog::rotate() {
   // Every record the new name promises must be on disk before the rename.
   if (durability_ != AuditDurability::none && ::fdatasync(fd_) != 0) {
@@ -562,12 +579,13 @@ bool AuditLog::rotate() {
   // without the directory sync, undo the rotation and fail the write (it is retried later).
   if (!sync_directory(directory_of(path_))) {
     ::close(fd);
-    ::unlink(path_.c_str());
+    // The rename below replaces the new, empty file anyway: its unlink is only tidiness.
+    (void)::unlink(path_.c_str());
     if (::rename(rotated.c_str(), path_.c_str()) != 0)
       spdlog::error("cannot rename {} back to {}: {}", rotated, path_, std::strerror(errno));
     return false;
   }
-  ::close(fd_);
+  ::close(fd_);  // the rotated file: each of its records was synced (as configured) when written
   fd_ = fd;
   {
     std::lock_guard lock(mutex_);
@@ -676,23 +694,31 @@ bool AuditLog::write_group(std::vector<Pending>& group, bool checkpoint_first) {
   std::uint64_t newest_checkpoint = 0;  // seq of the newest checkpoint since the last commit
   bool last_is_checkpoint = false;
   bool checkpoint_missed = false;
+  // False when the line cannot be hashed: the next record could not name it, so it is not written.
   auto append = [&](const std::string& line, bool is_checkpoint) {
-    prev = audit_line_hash(line);
+    auto hash = audit_line_hash(line);
+    if (!hash) {
+      spdlog::error("audit record {} cannot be chained: {}", seq, hash.error());
+      errno = ENOMEM;
+      return false;
+    }
+    prev = std::move(*hash);
     buffer += line;
     buffer += '\n';
     ++uncommitted;
     last_is_checkpoint = is_checkpoint;
     if (is_checkpoint) newest_checkpoint = seq;
+    return true;
   };
   // A checkpoint takes its place in the sequence: the Nth, 2Nth, … record, or now when asked.
   auto maybe_checkpoint = [&](bool now) {
-    if (!signer_ || (!now && (checkpoint_every_ == 0 || (seq + 1) % checkpoint_every_ != 0))) return;
+    if (!signer_ || (!now && (checkpoint_every_ == 0 || (seq + 1) % checkpoint_every_ != 0))) return true;
     if (auto line = render_checkpoint(seq + 1, prev)) {
       ++seq;
-      append(*line, true);
-    } else if (now) {
-      checkpoint_missed = true;
+      return append(*line, true);
     }
+    if (now) checkpoint_missed = true;
+    return true;
   };
   auto commit = [&] {
     std::lock_guard lock(mutex_);
@@ -700,7 +726,10 @@ bool AuditLog::write_group(std::vector<Pending>& group, bool checkpoint_first) {
     seq_ = seq;
     prev_ = prev;
     written_ += uncommitted;
-    if (newest_checkpoint) last_checkpoint_seq_ = newest_checkpoint;
+    if (newest_checkpoint) {
+      last_checkpoint_seq_ = newest_checkpoint;
+      last_checkpoint_at_ = std::chrono::steady_clock::now();
+    }
     if (last_is_checkpoint) uncovered_since_.reset();
     else if (uncommitted && (newest_checkpoint || !uncovered_since_)) uncovered_since_ = std::chrono::steady_clock::now();
     buffer.clear();
@@ -713,19 +742,20 @@ bool AuditLog::write_group(std::vector<Pending>& group, bool checkpoint_first) {
     if (buffer.empty()) return true;
     if (max_bytes_ && size_ > 0 && size_ + buffer.size() > max_bytes_) rotate();  // on failure, grow the file
     if (!write_all(fd_, buffer.data(), buffer.size())) return false;
-    if (durability_ != AuditDurability::none && ::fdatasync(fd_) != 0) return false;
+    if (durability_ != AuditDurability::none) {
+      ScopedLatency timed(sync_durations_);
+      if (::fdatasync(fd_) != 0) return false;
+    }
     commit();
     return true;
   };
-  bool ok = true;
-  if (checkpoint_first) maybe_checkpoint(true);
+  bool ok = !checkpoint_first || maybe_checkpoint(true);
   for (const auto& p : group) {
+    if (!ok) break;
     for (const auto& e : p.events) {
-      maybe_checkpoint(false);
-      append(render(e, ++seq, prev), false);
+      if (!(ok = maybe_checkpoint(false) && append(render(e, ++seq, prev), false))) break;
       if (durability_ == AuditDurability::always && !(ok = flush())) break;
     }
-    if (!ok) break;
   }
   if (ok) ok = flush();
 

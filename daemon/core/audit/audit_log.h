@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "common/expected.h"
+#include "common/latency_histogram.h"
 #include "common/secure_buffer.h"
 #include "daemon/core/audit/audit_event.h"
 #include "daemon/core/clock.h"
@@ -101,6 +102,10 @@ class AuditLog {
   AuditStorage storage() const;
   // Seq of the newest checkpoint written in this run or found at the end of the file; 0: none.
   std::uint64_t last_checkpoint_sequence() const;
+  // For metrics: how long since the newest checkpoint was written (since the log was opened when
+  // none has been written since), and how long each group's fdatasync took.
+  std::chrono::steady_clock::duration since_last_checkpoint() const;
+  const LatencyHistogram& sync_durations() const { return sync_durations_; }
 
  private:
   struct Pending {
@@ -175,13 +180,15 @@ class AuditLog {
   std::vector<RotatedFile> rotated_;    // oldest first
   std::uint64_t last_checkpoint_seq_ = 0;
   std::optional<SteadyTime> uncovered_since_;  // first record written after the newest checkpoint
+  SteadyTime last_checkpoint_at_ = std::chrono::steady_clock::now();
+  LatencyHistogram sync_durations_;
   std::thread writer_;
 };
 
 std::string checkpoint_message(std::uint64_t seq, const std::string& prev);
 
-// The hash a record's successor stores in "prev".
-std::string audit_line_hash(const std::string& line);
+// The hash a record's successor stores in "prev"; an error only when OpenSSL fails.
+Expected<std::string, std::string> audit_line_hash(const std::string& line);
 inline const std::string kAuditGenesis(64, '0');
 
 }  // namespace custody::core

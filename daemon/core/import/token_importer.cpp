@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/hex.h"
+#include "common/openssl_ptr.h"
 #include "common/pem.h"
 #include "daemon/core/keys/key_templates.h"
 #include "daemon/core/keys/token_key_vault.h"
@@ -26,24 +27,26 @@ p11::Result<CK_OBJECT_HANDLE> find(p11::Session& s, CK_OBJECT_CLASS cls, const O
 }
 
 Expected<std::string, std::string> rsa_pem(const Bytes& modulus, const Bytes& exponent) {
-  OSSL_PARAM_BLD* bld = OSSL_PARAM_BLD_new();
-  BIGNUM* n = BN_bin2bn(modulus.data(), static_cast<int>(modulus.size()), nullptr);
-  BIGNUM* e = BN_bin2bn(exponent.data(), static_cast<int>(exponent.size()), nullptr);
-  OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n);
-  OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e);
-  OSSL_PARAM* params = OSSL_PARAM_BLD_to_param(bld);
-  EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new_from_name(nullptr, "RSA", nullptr);
-  EVP_PKEY* key = nullptr;
-  bool ok = EVP_PKEY_fromdata_init(ctx) == 1 && EVP_PKEY_fromdata(ctx, &key, EVP_PKEY_PUBLIC_KEY, params) == 1;
-  std::string pem = ok ? write_public_key_pem(key) : "";
-  EVP_PKEY_free(key);
-  EVP_PKEY_CTX_free(ctx);
-  OSSL_PARAM_free(params);
-  OSSL_PARAM_BLD_free(bld);
-  BN_free(n);
-  BN_free(e);
-  if (!ok) return unexpected(std::string("the token's RSA public key is unreadable"));
-  return pem;
+  const auto unreadable = [](const char* why) {
+    return unexpected(std::string("the token's RSA public key is unreadable: ") + why);
+  };
+  ossl::ParamBuilder bld(OSSL_PARAM_BLD_new());
+  ossl::BigNum n(BN_bin2bn(modulus.data(), static_cast<int>(modulus.size()), nullptr));
+  ossl::BigNum e(BN_bin2bn(exponent.data(), static_cast<int>(exponent.size()), nullptr));
+  if (!bld || !n || !e) return unreadable("OpenSSL cannot allocate");
+  if (OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_N, n.get()) != 1 ||
+      OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_E, e.get()) != 1)
+    return unreadable("OpenSSL cannot take its modulus and exponent");
+  ossl::Params params(OSSL_PARAM_BLD_to_param(bld.get()));
+  ossl::PKeyCtx ctx(EVP_PKEY_CTX_new_from_name(nullptr, "RSA", nullptr));
+  if (!params || !ctx) return unreadable("OpenSSL cannot allocate");
+  EVP_PKEY* raw = nullptr;
+  if (EVP_PKEY_fromdata_init(ctx.get()) != 1 || EVP_PKEY_fromdata(ctx.get(), &raw, EVP_PKEY_PUBLIC_KEY, params.get()) != 1)
+    return unreadable("OpenSSL refuses its modulus and exponent");
+  const ossl::PKey key(raw);
+  auto pem = public_key_pem(key.get());
+  if (!pem) return unreadable(pem.error().c_str());
+  return std::move(*pem);
 }
 
 // E, the ephemeral key of the composed RSA-OAEP + AES-KWP unwrap: a session AES key that can only

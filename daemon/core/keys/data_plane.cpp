@@ -19,6 +19,15 @@ const char* state_advice(KeyState s) {
   return "is not usable";
 }
 
+// The audit record's context_sha256: a call whose context cannot be hashed cannot be audited, so
+// it does not run.
+Outcome<void> note_context(AuditFacts& facts, const Bytes& ctx) {
+  auto digest = sha256_hex(ctx);
+  if (!digest) return fail(Code::unavailable, "cannot hash the encryption context: " + digest.error());
+  facts.context_sha256 = std::move(*digest);
+  return {};
+}
+
 }  // namespace
 
 Outcome<std::shared_ptr<const Key>> DataPlane::usable_key(const Peer& peer, const std::string& name, Operation op,
@@ -90,7 +99,7 @@ Outcome<Secret> DataPlane::open(const Key& key, std::span<const std::uint8_t> bl
 Outcome<Sealed> DataPlane::wrap(const Peer& peer, const std::string& name, std::span<const std::uint8_t> plaintext,
                                 const EncryptionContext& context, AuditFacts& facts) {
   const Bytes ctx = encode_context(context);
-  facts.context_sha256 = sha256_hex(ctx);
+  if (auto noted = note_context(facts, ctx); !noted) return unexpected(noted.error());
   auto key = usable_key(peer, name, Operation::wrap, Algorithm::aes_256_gcm, facts);
   if (!key) return unexpected(key.error());
   if (plaintext.empty() || plaintext.size() > kMaxWrapPlaintext)
@@ -101,7 +110,7 @@ Outcome<Sealed> DataPlane::wrap(const Peer& peer, const std::string& name, std::
 Outcome<Secret> DataPlane::unwrap(const Peer& peer, const std::string& name, std::span<const std::uint8_t> blob,
                                   const EncryptionContext& context, AuditFacts& facts) {
   const Bytes ctx = encode_context(context);
-  facts.context_sha256 = sha256_hex(ctx);
+  if (auto noted = note_context(facts, ctx); !noted) return unexpected(noted.error());
   auto key = usable_key(peer, name, Operation::unwrap, Algorithm::aes_256_gcm, facts);
   if (!key) return unexpected(key.error());
   return open(**key, blob, ctx, facts);
@@ -110,7 +119,7 @@ Outcome<Secret> DataPlane::unwrap(const Peer& peer, const std::string& name, std
 Outcome<DataKey> DataPlane::datakey(const Peer& peer, const std::string& name, std::size_t length,
                                     const EncryptionContext& context, AuditFacts& facts) {
   const Bytes ctx = encode_context(context);
-  facts.context_sha256 = sha256_hex(ctx);
+  if (auto noted = note_context(facts, ctx); !noted) return unexpected(noted.error());
   auto key = usable_key(peer, name, Operation::datakey, Algorithm::aes_256_gcm, facts);
   if (!key) return unexpected(key.error());
   if (length == 0 || length > kMaxDataKeyLength)
@@ -127,7 +136,7 @@ Outcome<DataKey> DataPlane::datakey(const Peer& peer, const std::string& name, s
 Outcome<Sealed> DataPlane::rewrap(const Peer& peer, const std::string& name, std::span<const std::uint8_t> blob,
                                   const EncryptionContext& context, AuditFacts& facts) {
   const Bytes ctx = encode_context(context);
-  facts.context_sha256 = sha256_hex(ctx);
+  if (auto noted = note_context(facts, ctx); !noted) return unexpected(noted.error());
   auto key = usable_key(peer, name, Operation::rewrap, Algorithm::aes_256_gcm, facts);
   if (!key) return unexpected(key.error());
   auto opened = open(**key, blob, ctx, facts);

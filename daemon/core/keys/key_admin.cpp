@@ -256,18 +256,25 @@ Outcome<void> KeyAdmin::destroy_locked(const Key& key, std::int64_t intent_id) {
 Outcome<std::vector<std::string>> KeyAdmin::destroy_due() {
   std::lock_guard lock(mutex_);
   std::vector<std::string> destroyed;
+  // A failure ends the pass, but the keys it destroyed before are still returned: their
+  // destruction happened, and the caller audits each name it gets back.
+  auto stop = [&destroyed](const Error& error) -> Outcome<std::vector<std::string>> {
+    if (destroyed.empty()) return unexpected(error);
+    spdlog::error("scheduled destruction stopped after {} key(s): {}", destroyed.size(), error.message);
+    return destroyed;
+  };
   const std::int64_t now = unix_seconds(clock_.now());
   for (const auto& key : registry_.all()) {
     if (key->state != KeyState::pending_destruction || !key->destroy_at || *key->destroy_at > now) continue;
     auto intent = store_.begin_intent(Intent{0, "destroy-key", key->name, 0, {}, now});
-    if (!intent) return unexpected(intent.error());
+    if (!intent) return stop(intent.error());
     fault_point("destroy-key.after-intent");
     if (auto r = destroy_locked(*key, *intent); !r) {
       // Not destroyed, and not called destroyed: the key stays pending and is tried again on the
       // next run. The intent goes, so that a copy the token will not destroy cannot block start.
       spdlog::error("key '{}' is due for destruction but is NOT destroyed: {}", key->name, r.error().message);
-      if (auto d = store_.drop_intent(*intent); !d) return unexpected(d.error());
-      if (r.error().code == Code::unavailable) return unexpected(r.error());
+      if (auto d = store_.drop_intent(*intent); !d) return stop(d.error());
+      if (r.error().code == Code::unavailable) return stop(r.error());
       continue;
     }
     destroyed.push_back(key->name);

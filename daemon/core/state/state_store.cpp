@@ -229,7 +229,7 @@ Expected<void, std::string> keep_private(const std::string& path, bool create) {
   else if (!S_ISREG(st.st_mode)) problem = "it is not a regular file";
   else if ((st.st_mode & 077) != 0 && ::fchmod(fd, 0600) != 0)
     problem = std::string("it is open to group or others and cannot be made 0600: ") + std::strerror(errno);
-  ::close(fd);
+  ::close(fd);  // opened only to check and fix its mode: nothing written through it
   if (!problem.empty()) return unexpected("state database file " + path + ": " + problem);
   return {};
 }
