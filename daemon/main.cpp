@@ -244,6 +244,7 @@ int main(int argc, char** argv) {
                                   service::TokenSummary{info->label, info->manufacturer, info->model},
                                   cfg.limits.max_json_depth, nullptr, nullptr, nullptr, health, &meter,
                                   cfg.lifecycle.default_usage_limit};
+  context.pool = &pool;
 
   // Dual control: the requests waiting for the approvals of the operators loaded above.
   std::uint8_t random_id[16];

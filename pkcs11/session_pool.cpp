@@ -161,6 +161,11 @@ std::uint64_t SessionPool::generation() const {
   return generation_;
 }
 
+SessionPool::Usage SessionPool::usage() const {
+  std::lock_guard lock(mutex_);
+  return Usage{leased_, open_count_, capacity_};
+}
+
 CK_SLOT_ID SessionPool::slot() const {
   std::lock_guard lock(mutex_);
   return slot_;

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <vector>
 
+#include "common/latency_histogram.h"
 #include "common/secure_buffer.h"
 #include "pkcs11/module.h"
 #include "pkcs11/session.h"
@@ -59,6 +60,15 @@ class SessionPool {
   std::string last_error() const;
   // How the token departs from the specification (pkcs11/token_quirks.h); known after start().
   quirks::TokenQuirks quirks() const;
+  // For metrics: sessions leased now, open (idle + leased), and the most the pool opens.
+  struct Usage {
+    std::size_t leased = 0;
+    std::size_t open = 0;
+    std::size_t capacity = 0;
+  };
+  Usage usage() const;
+  // How long each run() call's fn took on its session (every attempt; not the wait for a lease).
+  const LatencyHistogram& call_durations() const { return call_durations_; }
 
  private:
   void give_back(std::unique_ptr<Session> s, std::uint64_t generation, bool broken);
@@ -83,6 +93,7 @@ class SessionPool {
   std::chrono::steady_clock::time_point last_reset_attempt_{};
   std::string last_error_;
   quirks::TokenQuirks quirks_;
+  LatencyHistogram call_durations_;
 };
 
 template <class T, class Fn>
@@ -91,7 +102,10 @@ Result<T> SessionPool::run(Fn&& fn) {
   for (int attempt = 0; attempt < 2; ++attempt) {
     auto lease = acquire();
     if (!lease) return unexpected(lease.error());
-    result = fn(lease->session());
+    {
+      ScopedLatency timed(call_durations_);
+      result = fn(lease->session());
+    }
     if (result) return result;
     lease->report(result.error());
     if (result.error().severity() == Severity::operation) return result;

@@ -15,6 +15,7 @@
 #include "daemon/core/keys/key_vault.h"
 #include "daemon/service/health_state.h"
 #include "daemon/service/metrics.h"
+#include "pkcs11/session_pool.h"
 
 namespace custody::service {
 
@@ -39,6 +40,8 @@ struct ServiceContext {
   HealthState& health;
   core::UsageMeter* meter = nullptr;
   std::uint64_t default_usage_limit = core::kDefaultUsageLimit;
+  // The token's session pool, for its metrics (sessions in use, resets, call latency); may be null.
+  const p11::SessionPool* pool = nullptr;
 };
 
 }  // namespace custody::service

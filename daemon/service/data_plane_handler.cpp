@@ -23,6 +23,34 @@ core::Outcome<boost::json::object> run_item(const std::vector<std::string>& fiel
   return item(key_name, f, peer, facts);
 }
 
+// Why an item was refused on its key, if it was a refusal (custody_denials_total).
+std::optional<Denial> denial_of(ServiceContext& c, core::Operation op, const core::AuditFacts& facts,
+                                const core::Error& error) {
+  if (error.code == core::Code::permission_denied) return facts.key_exists ? Denial::policy : Denial::unknown_key;
+  if (error.code != core::Code::failed_precondition || !facts.key) return std::nullopt;
+  auto key = c.registry.find(*facts.key);
+  if (!key || key->state != core::KeyState::enabled) return Denial::key_state;
+  // An enabled key refuses a blob's version (retired or destroyed) while opening it, or refuses
+  // to encrypt once the version has used up its encryptions. A rewrap that reached the token
+  // had its blob opened: its refusal came from sealing.
+  const bool sealing = op == core::Operation::wrap || op == core::Operation::datakey ||
+                       (op == core::Operation::rewrap && facts.touched_key);
+  return sealing ? Denial::usage_limit : Denial::version_retired;
+}
+
+// custody_key_operations_total and custody_denials_total for one item (error null: it succeeded).
+void count_item(ServiceContext& c, core::Operation op, const core::AuditFacts& facts, const core::Error* error) {
+  static const std::string unknown(kUnknownKeyLabel);
+  const std::string& name = facts.key ? *facts.key : unknown;
+  KeySeries* series = c.metrics.find_key(name);
+  // The registry is asked only the first time a name comes: a name it does not know is the
+  // caller's choice and must not become a label.
+  if (!series) series = &c.metrics.key(facts.key_exists && c.registry.find(name) ? name : unknown);
+  series->count_operation(op, error ? std::optional(error->code) : std::nullopt);
+  if (!error) return;
+  if (auto why = denial_of(c, op, facts, *error)) series->count_denial(*why);
+}
+
 void audit_item(Call& call, core::Operation op, const core::AuditFacts& facts, const char* result) {
   auto& e = call.record(core::operation_name(op));
   e.result = result;
@@ -90,7 +118,9 @@ Handler data_plane_handler(ServiceContext& context, core::Operation operation, s
     if (body && !core::valid_key_name(key_name))
       body = core::fail(core::Code::invalid_argument, "key names match ^[a-z0-9][a-z0-9._-]{0,62}$");
     if (!body) {
-      audit_item(call, operation, core::AuditFacts{key_name, {}, {}}, core::code_name(body.error().code));
+      const core::AuditFacts facts{key_name, {}, {}};
+      audit_item(call, operation, facts, core::code_name(body.error().code));
+      count_item(context, operation, facts, &body.error());
       return error_response(body.error(), rid);
     }
     const auto* batch = body->if_contains("batch");
@@ -98,13 +128,16 @@ Handler data_plane_handler(ServiceContext& context, core::Operation operation, s
       core::AuditFacts facts;
       auto result = run_item(fields, item, key_name, *body, call.request.peer, facts);
       audit_item(call, operation, facts, result ? "ok" : core::code_name(result.error().code));
+      count_item(context, operation, facts, result ? nullptr : &result.error());
       if (!result) return error_response(result.error(), rid);
       return json_response(200, *result);
     }
     if (body->size() != 1 || !batch->is_array() || batch->as_array().empty() ||
         batch->as_array().size() > kMaxBatchItems) {
       core::Error e{core::Code::invalid_argument, "a batch body is {\"batch\": [item, ...]} with 1..256 items"};
-      audit_item(call, operation, core::AuditFacts{key_name, {}, {}}, core::code_name(e.code));
+      const core::AuditFacts facts{key_name, {}, {}};
+      audit_item(call, operation, facts, core::code_name(e.code));
+      count_item(context, operation, facts, &e);
       return error_response(e, rid);
     }
     // Each item is authorized on its own. An item that touched the key keeps its own record;
@@ -115,6 +148,7 @@ Handler data_plane_handler(ServiceContext& context, core::Operation operation, s
       const std::size_t index = results.size();
       core::AuditFacts facts;
       auto result = run_item(fields, item, key_name, entry, call.request.peer, facts);
+      count_item(context, operation, facts, result ? nullptr : &result.error());
       if (result) {
         audit_item(call, operation, facts, "ok");
         call.audit.back().extra["batch_index"] = index;

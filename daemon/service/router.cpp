@@ -18,10 +18,18 @@ std::vector<std::string> split(std::string_view path) {
 }  // namespace
 
 Router& Router::add(std::string method, std::string_view pattern, Handler handler, bool audited) {
-  Route r{std::move(method), split(pattern), std::move(handler), audited};
+  Route r{std::move(method), split(pattern), std::move(handler), audited, std::string(pattern)};
   for (auto& s : r.segments)
     if (s.size() > 2 && s.front() == '{' && s.back() == '}') s = "{}";
   routes_.push_back(std::move(r));
+  return *this;
+}
+
+Router& Router::as(std::string operation, bool batchable) {
+  if (!routes_.empty()) {
+    routes_.back().operation = std::move(operation);
+    routes_.back().batchable = batchable;
+  }
   return *this;
 }
 
