@@ -13,12 +13,17 @@
 
 #include "cli/approval_signer.h"
 #include "cli/unix_http_client.h"
+#include "common/admin_operations.h"
 #include "common/base64.h"
 #include "common/byok_payload.h"
 #include "common/hex.h"
 #include "common/pem.h"
 #include "common/random.h"
 #include "daemon/core/audit/audit_verify.h"
+#include "daemon/core/crypto/blob_codec.h"
+#include "daemon/core/crypto/encryption_context.h"
+#include "daemon/core/keys/data_plane.h"
+#include "daemon/core/keys/key.h"
 
 namespace custody::cli {
 namespace {
@@ -48,17 +53,58 @@ std::string trim(std::string s) {
   return s.substr(i);
 }
 
+// Checked here against the limits of CONTRACT §3, so that a mistake costs no round trip and is
+// reported as the caller's (exit 2), not as the daemon's refusal.
 std::optional<json::object> parse_context(const std::vector<std::string>& pairs) {
   json::object ctx;
+  if (pairs.size() > core::kMaxContextPairs) {
+    std::cerr << "custodyctl: at most " << core::kMaxContextPairs << " --context pairs\n";
+    return std::nullopt;
+  }
   for (const auto& p : pairs) {
     auto eq = p.find('=');
     if (eq == std::string::npos || eq == 0) {
       std::cerr << "custodyctl: --context takes key=value, got '" << p << "'\n";
       return std::nullopt;
     }
+    if (eq > core::kMaxContextKey || p.size() - eq - 1 > core::kMaxContextValue) {
+      std::cerr << "custodyctl: a --context key is 1.." << core::kMaxContextKey << " bytes and a value 0.."
+                << core::kMaxContextValue << " bytes\n";
+      return std::nullopt;
+    }
+    if (ctx.contains(p.substr(0, eq))) {
+      std::cerr << "custodyctl: --context names '" << p.substr(0, eq) << "' twice\n";
+      return std::nullopt;
+    }
     ctx[p.substr(0, eq)] = p.substr(eq + 1);
   }
   return ctx;
+}
+
+bool valid_key_argument(const std::string& key) {
+  if (core::valid_key_name(key)) return true;
+  std::cerr << "custodyctl: '" << key << "' is not a key name (^[a-z0-9][a-z0-9._-]{0,62}$)\n";
+  return false;
+}
+
+// A ciphertext must be base64 of a version 1 blob (CONTRACT §4) made with this key.
+std::optional<std::string> checked_ciphertext(const std::string& key, const std::string& input) {
+  std::string text = trim(input);
+  auto raw = base64_decode(text);
+  if (!raw || raw->empty()) {
+    std::cerr << "custodyctl: the ciphertext is not base64 (standard alphabet, with padding)\n";
+    return std::nullopt;
+  }
+  auto blob = core::parse_blob(*raw);
+  if (!blob) {
+    std::cerr << "custodyctl: not a custody ciphertext: " << blob.error().message << '\n';
+    return std::nullopt;
+  }
+  if (blob->key_name != key) {
+    std::cerr << "custodyctl: the ciphertext was made with key '" << blob->key_name << "', not '" << key << "'\n";
+    return std::nullopt;
+  }
+  return text;
 }
 
 struct Outcome {
@@ -115,9 +161,15 @@ std::string key_path(const std::string& key, const char* op) { return "/v1/keys/
 }  // namespace
 
 int cmd_wrap(const Globals& g, const DataOptions& o) {
+  if (!valid_key_argument(o.key)) return kUsage;
   auto data = read_input(o.input);
   auto ctx = parse_context(o.context);
   if (!data || !ctx) return kUsage;
+  if (data->empty() || data->size() > core::kMaxWrapPlaintext) {
+    std::cerr << "custodyctl: the plaintext is " << data->size() << " bytes; wrap takes 1.." << core::kMaxWrapPlaintext
+              << " (for more, wrap a data key: custodyctl datakey)\n";
+    return kUsage;
+  }
   json::value body = {{"plaintext", base64_encode(to_bytes(*data))}, {"context", *ctx}};
   auto r = send(g, g.service_socket, "POST", key_path(o.key, "wrap"), &body);
   if (r.exit != kOk || g.json) return r.exit;
@@ -125,10 +177,13 @@ int cmd_wrap(const Globals& g, const DataOptions& o) {
 }
 
 int cmd_unwrap(const Globals& g, const DataOptions& o, bool base64_output) {
+  if (!valid_key_argument(o.key)) return kUsage;
   auto data = read_input(o.input);
   auto ctx = parse_context(o.context);
   if (!data || !ctx) return kUsage;
-  json::value body = {{"ciphertext", trim(*data)}, {"context", *ctx}};
+  auto ciphertext = checked_ciphertext(o.key, *data);
+  if (!ciphertext) return kUsage;
+  json::value body = {{"ciphertext", *ciphertext}, {"context", *ctx}};
   auto r = send(g, g.service_socket, "POST", key_path(o.key, "unwrap"), &body);
   if (r.exit != kOk || g.json) return r.exit;
   if (base64_output) return write_output(o.out, str(r.body, "plaintext"), true);
@@ -138,10 +193,13 @@ int cmd_unwrap(const Globals& g, const DataOptions& o, bool base64_output) {
 }
 
 int cmd_rewrap(const Globals& g, const DataOptions& o) {
+  if (!valid_key_argument(o.key)) return kUsage;
   auto data = read_input(o.input);
   auto ctx = parse_context(o.context);
   if (!data || !ctx) return kUsage;
-  json::value body = {{"ciphertext", trim(*data)}, {"context", *ctx}};
+  auto ciphertext = checked_ciphertext(o.key, *data);
+  if (!ciphertext) return kUsage;
+  json::value body = {{"ciphertext", *ciphertext}, {"context", *ctx}};
   auto r = send(g, g.service_socket, "POST", key_path(o.key, "rewrap"), &body);
   if (r.exit != kOk || g.json) return r.exit;
   return write_output(o.out, str(r.body, "ciphertext"), true);
@@ -150,7 +208,7 @@ int cmd_rewrap(const Globals& g, const DataOptions& o) {
 int cmd_datakey(const Globals& g, const std::string& key, unsigned length, const std::vector<std::string>& context,
                 bool include_plaintext) {
   auto ctx = parse_context(context);
-  if (!ctx) return kUsage;
+  if (!valid_key_argument(key) || !ctx) return kUsage;
   json::value body = {{"length", length}, {"context", *ctx}, {"include_plaintext", include_plaintext}};
   auto r = send(g, g.service_socket, "POST", key_path(key, "datakey"), &body);
   if (r.exit != kOk || g.json) return r.exit;
@@ -162,11 +220,22 @@ int cmd_datakey(const Globals& g, const std::string& key, unsigned length, const
 
 int cmd_derive(const Globals& g, const std::string& key, const Input& info, bool info_is_base64, unsigned length,
                std::optional<unsigned> version, bool hex_output) {
+  if (!valid_key_argument(key)) return kUsage;
   std::string info_b64;
   if (info.text || info.file != "-") {
     auto data = read_input(info);
     if (!data) return kUsage;
     info_b64 = info_is_base64 ? trim(*data) : base64_encode(to_bytes(*data));
+    auto raw = base64_decode(info_b64);
+    if (!raw) {
+      std::cerr << "custodyctl: --info-base64 was given but the info is not base64\n";
+      return kUsage;
+    }
+    if (raw->size() > core::kMaxDeriveInfo) {
+      std::cerr << "custodyctl: the info is " << raw->size() << " bytes; derive takes at most " << core::kMaxDeriveInfo
+                << '\n';
+      return kUsage;
+    }
   }
   json::object body{{"info", info_b64}, {"length", length}};
   if (version) body["version"] = *version;
@@ -188,6 +257,7 @@ int cmd_keys_list(const Globals& g) {
 }
 
 int cmd_keys_show(const Globals& g, const std::string& key) {
+  if (!valid_key_argument(key)) return kUsage;
   auto r = send(g, g.service_socket, "GET", "/v1/keys/" + key);
   if (r.exit != kOk || g.json) return r.exit;
   const auto& k = r.body;
@@ -239,6 +309,8 @@ void print_request(const json::value& req) {
   std::cout << "request " << str(req, "id") << "\n  operation: " << str(req, "operation")
             << "\n  does:      " << describe_operation(req) << "\n  state:     " << str(req, "state")
             << "\n  approvals: " << approvals_text(req) << "\n  expires:   " << str(req, "expires_at") << '\n';
+  if (const auto* result = req.as_object().if_contains("result"); result && !result->is_null())
+    std::cout << "  result:    " << json::serialize(*result) << '\n';
   if (req.as_object().contains("error"))
     std::cout << "  error:     " << str(req.at("error"), "code") << ": " << str(req.at("error"), "message") << '\n';
 }
@@ -258,12 +330,29 @@ int admin_request(const Globals& g, const std::string& operation, json::object p
 }  // namespace
 
 int cmd_keys_create(const Globals& g, const CreateOptions& o) {
-  boost::system::error_code ec;
-  auto policy = json::parse(o.policy_json, ec);
-  if (ec) {
-    std::cerr << "custodyctl: --policy is not valid JSON: " << ec.message() << '\n';
+  if (!valid_key_argument(o.key)) return kUsage;
+  if (o.algorithm != "aes-256-gcm" && o.algorithm != "hmac-sha256") {
+    std::cerr << "custodyctl: --algorithm is aes-256-gcm or hmac-sha256\n";
     return kUsage;
   }
+  // Refused rather than warned about: a key without a policy serves nobody, and finding that out
+  // at first use costs a second two-operator ceremony (set-policy).
+  if (!o.policy_json && !o.no_policy) {
+    std::cerr << "custodyctl: --policy is required: a key with an empty policy may be used by nobody.\n"
+                 "  e.g. --policy '[{\"uid\":1000,\"operations\":[\"wrap\",\"unwrap\",\"datakey\",\"rewrap\"]}]'\n"
+                 "  (pass --no-policy to create it anyway and grant use later with admin propose set-policy)\n";
+    return kUsage;
+  }
+  boost::system::error_code ec;
+  auto policy = json::parse(o.policy_json.value_or("[]"), ec);
+  if (ec || !policy.is_array()) {
+    std::cerr << "custodyctl: --policy must be a JSON list of rules" << (ec ? ": " + ec.message() : std::string())
+              << '\n';
+    return kUsage;
+  }
+  if (policy.as_array().empty() && !o.no_policy)
+    std::cerr << "custodyctl: warning: the policy is empty: nobody may use key '" << o.key
+              << "' until an operator sets one (admin propose set-policy)\n";
   json::object params{{"name", o.key}, {"algorithm", o.algorithm}, {"policy", policy}};
   if (o.rotation_period) params["rotation_period"] = *o.rotation_period;
   if (o.usage_limit) params["usage_limit"] = *o.usage_limit;
@@ -289,6 +378,10 @@ int cmd_keys_check(const Globals& g) {
 
 int cmd_admin_propose(const Globals& g, const std::string& operation, const std::string& params_json) {
   boost::system::error_code ec;
+  if (!is_admin_operation(operation)) {
+    std::cerr << "custodyctl: unknown operation '" << operation << "'; one of " << admin_operation_list() << '\n';
+    return kUsage;
+  }
   auto params = json::parse(params_json, ec);
   if (ec || !params.is_object()) {
     std::cerr << "custodyctl: --params must be a JSON object\n";
@@ -358,11 +451,13 @@ std::optional<SecureString> read_pin(const std::optional<std::string>& file) {
   return pin;
 }
 
-bool confirmed() {
+enum class Answer { yes, no, none };
+
+Answer confirmation() {
   std::cout << "Sign and approve this request? [y/N] " << std::flush;
   std::string answer;
-  if (!std::getline(std::cin, answer)) return false;
-  return answer == "y" || answer == "Y" || answer == "yes";
+  if (!std::getline(std::cin, answer)) return Answer::none;
+  return answer == "y" || answer == "Y" || answer == "yes" ? Answer::yes : Answer::no;
 }
 
 }  // namespace
@@ -392,9 +487,17 @@ int cmd_admin_approve(const Globals& g, const ApproveOptions& o) {
     std::cerr << "custodyctl: the request is " << str(req, "state") << "; nothing to approve\n";
     return kRefused;
   }
-  if (!o.yes && !confirmed()) {
-    std::cerr << "custodyctl: not approved\n";
-    return kRefused;
+  if (!o.yes) {
+    switch (confirmation()) {
+      case Answer::yes: break;
+      case Answer::no:
+        std::cerr << "custodyctl: not approved (declined)\n";
+        return kDeclined;
+      case Answer::none:
+        std::cerr << "\ncustodyctl: not approved: no answer on standard input (no terminal?); pass --yes to approve "
+                     "without the prompt\n";
+        return kUsage;
+    }
   }
   Expected<Bytes, std::string> signature = unexpected(std::string("no key"));
   if (o.key_file) {
@@ -444,10 +547,108 @@ int cmd_health(const Globals& g) {
   return reply->status == 200 ? kOk : kUnavailable;
 }
 
-int cmd_audit_verify(const std::vector<std::string>& files, const std::string& public_key_file, bool as_json) {
+namespace {
+
+std::optional<std::string> read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    std::cerr << "custodyctl: cannot read " << path << '\n';
+    return std::nullopt;
+  }
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+void save(const std::optional<std::string>& path, const std::string& data) {
+  if (!path) return;
+  std::ofstream(*path, std::ios::binary | std::ios::trunc) << data;
+}
+
+// A fetched attestation and what checking it found.
+struct FetchedAttestation {
+  std::string report;  // the exact signed bytes
+  Bytes signature;
+  std::string public_key;  // PEM, as the daemon sent it
+  std::string key_id;
+  std::string nonce;  // the one sent
+  json::value doc;    // the report parsed (null when it is not JSON)
+  bool signature_ok = false;
+  bool nonce_ok = false;
+  bool trusted() const { return signature_ok && nonce_ok; }
+};
+
+// Fetches an attestation for a fresh nonce (or the one given) and checks it: with the pinned key
+// when one is given, else with the key it carries. The exit status on failure to fetch.
+Expected<FetchedAttestation, int> fetch_attestation(const Globals& g, const std::optional<std::string>& nonce_b64,
+                                                    const std::vector<std::string>& keys,
+                                                    const std::optional<std::string>& pinned_pem) {
+  FetchedAttestation a;
+  if (nonce_b64) {
+    auto raw = base64_decode(*nonce_b64);
+    if (!raw || raw->size() > 64) {
+      std::cerr << "custodyctl: --nonce is base64 of 0..64 bytes\n";
+      return unexpected(int{kUsage});
+    }
+    a.nonce = *nonce_b64;
+  } else {
+    std::uint8_t raw[32];
+    // A nonce that is not random proves no freshness: refuse rather than send zeros.
+    if (auto random = fill_random(raw); !random) {
+      std::cerr << "custodyctl: cannot make a nonce: " << random.error() << '\n';
+      return unexpected(int{kUnavailable});
+    }
+    a.nonce = base64_encode(raw);
+  }
+  json::object body{{"nonce", a.nonce}};
+  if (!keys.empty()) {
+    json::array names;
+    for (const auto& k : keys) names.emplace_back(k);
+    body["keys"] = std::move(names);
+  }
+  json::value request = body;
+  Globals quiet = g;
+  quiet.json = false;
+  auto r = send(quiet, g.service_socket, "POST", "/v1/attestation", &request);
+  if (r.exit != kOk) return unexpected(r.exit);
+  const auto* report = r.body.is_object() ? r.body.as_object().if_contains("report") : nullptr;
+  const auto* signature = r.body.is_object() ? r.body.as_object().if_contains("signature") : nullptr;
+  auto report_bytes = report && report->is_string() ? base64_decode(std::string_view(report->as_string())) : std::nullopt;
+  auto signature_bytes =
+      signature && signature->is_string() ? base64_decode(std::string_view(signature->as_string())) : std::nullopt;
+  if (!report_bytes || !signature_bytes) {
+    std::cerr << "custodyctl: the daemon's answer is not an attestation envelope\n";
+    return unexpected(int{kVerifyFailed});
+  }
+  a.report.assign(report_bytes->begin(), report_bytes->end());
+  a.signature.assign(signature_bytes->begin(), signature_bytes->end());
+  a.public_key = str(r.body, "public_key");
+  a.key_id = str(r.body, "key_id");
+  auto key = read_public_key_pem(pinned_pem.value_or(a.public_key));
+  a.signature_ok = key && verify_sha256_signature(key.get(), a.report, a.signature);
+  boost::system::error_code ec;
+  a.doc = json::parse(a.report, ec);
+  if (ec || !a.doc.is_object()) a.doc = nullptr;
+  const auto* echoed = a.doc.is_object() ? a.doc.as_object().if_contains("nonce") : nullptr;
+  a.nonce_ok = echoed && echoed->is_string() && echoed->as_string() == a.nonce;
+  return a;
+}
+
+// Why an attestation cannot be trusted, said before anything taken from it.
+void print_untrusted(const FetchedAttestation& a, bool pinned) {
+  if (!a.signature_ok)
+    std::cerr << "custodyctl: ATTESTATION NOT VERIFIED: the report's signature does not verify with "
+              << (pinned ? "the pinned public key (--public-key)" : "the public key sent with it")
+              << "; nothing in it can be trusted, so it is not summarized (--out-report saves it)\n";
+  else if (!a.nonce_ok)
+    std::cerr << "custodyctl: ATTESTATION NOT FRESH: the report does not echo the nonce sent; it may be a replay, "
+                 "so it is not summarized (--out-report saves it)\n";
+}
+
+}  // namespace
+
+int cmd_audit_verify(const Globals& g, const VerifyOptions& o) {
   std::vector<std::unique_ptr<std::ifstream>> streams;
   std::vector<std::istream*> inputs;
-  for (const auto& f : files) {
+  for (const auto& f : o.files) {
     streams.push_back(std::make_unique<std::ifstream>(f, std::ios::binary));
     if (!*streams.back()) {
       std::cerr << "custodyctl: cannot read " << f << '\n';
@@ -456,20 +657,47 @@ int cmd_audit_verify(const std::vector<std::string>& files, const std::string& p
     inputs.push_back(streams.back().get());
   }
   std::string pem;
-  if (!public_key_file.empty()) {
-    std::ifstream in(public_key_file);
-    if (!in) {
-      std::cerr << "custodyctl: cannot read " << public_key_file << '\n';
-      return kUsage;
-    }
-    pem.assign(std::istreambuf_iterator<char>(in), {});
+  if (!o.public_key_file.empty()) {
+    auto text = read_text_file(o.public_key_file);
+    if (!text) return kUsage;
+    pem = std::move(*text);
   }
-  auto r = core::verify_audit_log(inputs, pem);
-  if (as_json) {
-    json::object o{{"ok", r.ok}, {"records", r.records}, {"checkpoints", r.checkpoints}, {"head", r.head},
-                   {"after_last_checkpoint", r.after_last_checkpoint}, {"first_seq", r.first_seq}};
-    if (!r.ok) o["first_bad_line"] = r.first_bad_line, o["first_bad_seq"] = r.first_bad_seq, o["problem"] = r.problem;
-    std::cout << json::serialize(o) << '\n';
+  std::vector<core::AuditExpectation> expectations;
+  if (o.expect_seq) expectations.push_back({*o.expect_seq, std::nullopt, "--expect-seq"});
+  if (o.against_attestation) {
+    // Fetched before the log is read: every record the attestation counts is then on disk.
+    auto a = fetch_attestation(g, std::nullopt, {}, pem.empty() ? std::nullopt : std::optional(pem));
+    if (!a) return a.error();
+    if (!a->trusted()) {
+      print_untrusted(*a, !pem.empty());
+      return kVerifyFailed;
+    }
+    const auto* audit = a->doc.as_object().if_contains("audit");
+    const auto* seq = audit && audit->is_object() ? audit->as_object().if_contains("sequence") : nullptr;
+    const auto* head = audit && audit->is_object() ? audit->as_object().if_contains("head") : nullptr;
+    boost::system::error_code ec;
+    const std::uint64_t attested = seq && seq->is_number() ? seq->to_number<std::uint64_t>(ec) : 0;
+    if (!seq || ec || !head || !head->is_string()) {
+      std::cerr << "custodyctl: the attestation carries no audit sequence and head\n";
+      return kVerifyFailed;
+    }
+    expectations.push_back({attested, std::string(head->as_string()), "the attestation"});
+    if (pem.empty())
+      std::cerr << "custodyctl: note: the attestation was checked with the key it carries; pin it with --public-key\n";
+  }
+  auto r = core::verify_audit_log(inputs, pem, expectations);
+  if (g.json) {
+    json::object out{{"ok", r.ok}, {"records", r.records}, {"checkpoints", r.checkpoints}, {"head", r.head},
+                     {"after_last_checkpoint", r.after_last_checkpoint}, {"first_seq", r.first_seq},
+                     {"last_seq", r.last_seq}};
+    if (!expectations.empty()) out["expected_seq"] = expectations.back().sequence;
+    if (!r.ok) {
+      out["first_bad_line"] = r.first_bad_line;
+      out["first_bad_seq"] = r.first_bad_seq;
+      out["problem"] = r.problem;
+      out["truncated"] = r.truncated;
+    }
+    std::cout << json::serialize(out) << '\n';
   } else if (r.ok) {
     std::cout << "OK: " << r.records << " records, chain head " << r.head << '\n';
     if (r.started_mid_chain)
@@ -480,6 +708,13 @@ int cmd_audit_verify(const std::vector<std::string>& files, const std::string& p
     else
       std::cout << r.checkpoints << " signed checkpoints verified; " << r.after_last_checkpoint
                 << " records after the last one are covered by the chain only\n";
+    for (const auto& e : expectations)
+      std::cout << "the log reaches seq " << e.sequence << " as " << e.source << " says"
+                << (e.head ? ", and that record's hash matches the attested head" : "") << '\n';
+    if (expectations.empty())
+      std::cout << "note: records cut off the end are not detected without --against-attestation or --expect-seq\n";
+  } else if (r.truncated) {
+    std::cout << "TRUNCATED: " << r.problem << " (" << r.records << " records verified)\n";
   } else {
     std::cout << "BROKEN at line " << r.first_bad_line << " (seq " << r.first_bad_seq << "): " << r.problem << " ("
               << r.records << " records verified before it)\n";
@@ -487,83 +722,56 @@ int cmd_audit_verify(const std::vector<std::string>& files, const std::string& p
   return r.ok ? kOk : kVerifyFailed;
 }
 
-namespace {
-
-void save(const std::optional<std::string>& path, const std::string& data) {
-  if (!path) return;
-  std::ofstream(*path, std::ios::binary | std::ios::trunc) << data;
-}
-
-}  // namespace
-
 int cmd_attest(const Globals& g, const AttestOptions& o) {
-  std::string nonce = o.nonce_b64.value_or("");
-  if (!o.nonce_b64) {
-    std::uint8_t raw[32];
-    // A nonce that is not random proves no freshness: refuse rather than send zeros.
-    if (auto random = fill_random(raw); !random) {
-      std::cerr << "custodyctl: cannot make a nonce: " << random.error() << '\n';
-      return kUnavailable;
-    }
-    nonce = base64_encode(raw);
-  }
-  json::object body{{"nonce", nonce}};
-  if (!o.keys.empty()) {
-    json::array keys;
-    for (const auto& k : o.keys) keys.emplace_back(k);
-    body["keys"] = std::move(keys);
-  }
-  json::value request = body;
-  Globals quiet = g;
-  quiet.json = false;
-  auto r = send(quiet, g.service_socket, "POST", "/v1/attestation", &request);
-  if (r.exit != kOk) return r.exit;
-  auto report_bytes = base64_decode(str(r.body, "report"));
-  auto signature = base64_decode(str(r.body, "signature"));
-  if (!report_bytes || !signature) return kVerifyFailed;
-  const std::string report(report_bytes->begin(), report_bytes->end());
-  const Bytes sig(signature->begin(), signature->end());
-  save(o.out_report, report);
-  save(o.out_signature, std::string(sig.begin(), sig.end()));
-  save(o.out_public_key, str(r.body, "public_key"));
-
-  std::string pem = str(r.body, "public_key");
+  std::optional<std::string> pinned;
   if (o.public_key_file) {
-    std::ifstream in(*o.public_key_file);
-    pem.assign(std::istreambuf_iterator<char>(in), {});
-  }
-  auto key = read_public_key_pem(pem);
-  const bool signature_ok = key && verify_sha256_signature(key.get(), report, sig);
-  auto doc = json::parse(report);
-  const bool nonce_ok = str(doc, "nonce") == nonce;
-  if (g.json) {
-    std::cout << report << '\n';
-  } else {
-    std::cout << "attestation by custodyd " << str(doc.at("daemon"), "version") << " (instance "
-              << str(doc.at("daemon"), "instance_id") << "), issued " << str(doc, "issued_at") << "\n"
-              << "token: " << str(doc.at("token"), "label") << " (" << str(doc.at("token"), "manufacturer") << " "
-              << str(doc.at("token"), "model") << ", serial " << str(doc.at("token"), "serial") << ")\n"
-              << "audit: seq " << doc.at("audit").at("sequence") << ", head " << str(doc.at("audit"), "head") << "\n"
-              << "signed by key_id " << str(r.body, "key_id")
-              << (o.public_key_file ? " (checked against the pinned public key)" : " (its own key: pin it with --public-key)")
-              << "\n";
-    for (const auto& k : doc.at("keys").as_array()) {
-      std::cout << "key " << str(k, "name") << " (" << str(k, "algorithm") << ", " << str(k, "state") << ")\n";
-      for (const auto& v : k.at("versions").as_array()) {
-        const auto& a = v.at("object").at("attributes");
-        auto yes = [&](const char* n) { return a.at(n).is_bool() && a.at(n).as_bool(); };
-        const bool hardware = str(v, "origin") == "generated" && yes("local") && yes("never_extractable") && yes("always_sensitive");
-        std::cout << "  v" << v.at("version") << " " << str(v, "state") << ": "
-                  << (hardware ? "generated in the token, never extractable"
-                               : str(v, "origin") == "imported" ? "imported (was outside this token before)"
-                                                                : "attributes do not prove in-token generation")
-                  << (yes("extractable") ? " — EXTRACTABLE" : "") << '\n';
-      }
+    pinned = read_text_file(*o.public_key_file);
+    if (!pinned) return kUsage;
+    if (!read_public_key_pem(*pinned)) {
+      std::cerr << "custodyctl: " << *o.public_key_file << " is not a PEM public key\n";
+      return kUsage;
     }
-    std::cout << "signature: " << (signature_ok ? "valid" : "INVALID") << "; nonce: " << (nonce_ok ? "echoed" : "MISMATCH")
-              << '\n';
   }
-  return signature_ok && nonce_ok ? kOk : kVerifyFailed;
+  auto fetched = fetch_attestation(g, o.nonce_b64, o.keys, pinned);
+  if (!fetched) return fetched.error();
+  const auto& a = *fetched;
+  save(o.out_report, a.report);
+  save(o.out_signature, std::string(a.signature.begin(), a.signature.end()));
+  save(o.out_public_key, a.public_key);
+  // An unverified report is never summarized: its contents would read as if they were vouched for.
+  if (!a.trusted() || !a.doc.is_object()) {
+    print_untrusted(a, pinned.has_value());
+    std::cout << "signature: " << (a.signature_ok ? "valid" : "INVALID") << "; nonce: " << (a.nonce_ok ? "echoed" : "MISMATCH")
+              << '\n';
+    return kVerifyFailed;
+  }
+  const auto& doc = a.doc;
+  if (g.json) {
+    std::cout << a.report << '\n';
+    return kOk;
+  }
+  std::cout << "signature: valid; nonce: echoed\n"
+            << "signed by key_id " << a.key_id
+            << (pinned ? " (checked against the pinned public key)" : " (its own key: pin it with --public-key)") << "\n"
+            << "attestation by custodyd " << str(doc.at("daemon"), "version") << " (instance "
+            << str(doc.at("daemon"), "instance_id") << "), issued " << str(doc, "issued_at") << "\n"
+            << "token: " << str(doc.at("token"), "label") << " (" << str(doc.at("token"), "manufacturer") << " "
+            << str(doc.at("token"), "model") << ", serial " << str(doc.at("token"), "serial") << ")\n"
+            << "audit: seq " << doc.at("audit").at("sequence") << ", head " << str(doc.at("audit"), "head") << "\n";
+  for (const auto& k : doc.at("keys").as_array()) {
+    std::cout << "key " << str(k, "name") << " (" << str(k, "algorithm") << ", " << str(k, "state") << ")\n";
+    for (const auto& v : k.at("versions").as_array()) {
+      const auto& attrs = v.at("object").at("attributes");
+      auto yes = [&](const char* n) { return attrs.at(n).is_bool() && attrs.at(n).as_bool(); };
+      const bool hardware = str(v, "origin") == "generated" && yes("local") && yes("never_extractable") && yes("always_sensitive");
+      std::cout << "  v" << v.at("version") << " " << str(v, "state") << ": "
+                << (hardware ? "generated in the token, never extractable"
+                             : str(v, "origin") == "imported" ? "imported (was outside this token before)"
+                                                              : "attributes do not prove in-token generation")
+                << (yes("extractable") ? " — EXTRACTABLE" : "") << '\n';
+    }
+  }
+  return kOk;
 }
 
 namespace {

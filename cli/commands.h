@@ -1,7 +1,8 @@
 #pragma once
 // custodyctl's commands. Each returns the process exit status:
 //   0 success, 1 the daemon refused the request (4xx), 2 usage or input error,
-//   3 the daemon is unreachable or unavailable (connection failure, 5xx), 4 verification failed.
+//   3 the daemon is unreachable or unavailable (connection failure, 5xx), 4 verification failed,
+//   5 not confirmed (the user declined the approval prompt).
 #include <optional>
 #include <cstdint>
 #include <string>
@@ -10,7 +11,7 @@
 
 namespace custody::cli {
 
-enum Exit { kOk = 0, kRefused = 1, kUsage = 2, kUnavailable = 3, kVerifyFailed = 4 };
+enum Exit { kOk = 0, kRefused = 1, kUsage = 2, kUnavailable = 3, kVerifyFailed = 4, kDeclined = 5 };
 
 struct Globals {
   std::string service_socket;
@@ -42,7 +43,8 @@ int cmd_keys_show(const Globals& g, const std::string& key);
 struct CreateOptions {
   std::string key;
   std::string algorithm = "aes-256-gcm";
-  std::string policy_json = "[]";
+  std::optional<std::string> policy_json;  // required unless no_policy
+  bool no_policy = false;
   std::optional<std::string> rotation_period;
   std::optional<std::uint64_t> usage_limit;
 };
@@ -70,7 +72,34 @@ struct ApproveOptions {
 };
 int cmd_admin_approve(const Globals& g, const ApproveOptions& o);
 int cmd_health(const Globals& g);
-int cmd_audit_verify(const std::vector<std::string>& files, const std::string& public_key_file, bool json);
+
+struct VerifyOptions {
+  std::vector<std::string> files;
+  std::string public_key_file;             // checkpoints (and a fetched attestation) verify with it
+  std::optional<std::uint64_t> expect_seq;  // the log must reach it
+  bool against_attestation = false;        // the log must reach the attested sequence and head
+};
+int cmd_audit_verify(const Globals& g, const VerifyOptions& o);
+
+// The live audit log: env CUSTODY_AUDIT_LOG, else the packaged path (audit.path in the samples).
+std::string default_audit_log();
+
+struct TailOptions {
+  std::string log;
+  bool follow = false;
+  unsigned lines = 10;
+  std::string public_key_file;
+};
+int cmd_audit_tail(const Globals& g, const TailOptions& o);
+
+struct UsageOptions {
+  std::string log;
+  std::optional<std::string> since;
+  std::vector<std::string> keys;
+  std::string public_key_file;
+  bool allow_broken_chain = false;
+};
+int cmd_report_usage(const Globals& g, const UsageOptions& o);
 
 struct AttestOptions {
   std::optional<std::string> nonce_b64;  // default: 32 random bytes

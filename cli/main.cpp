@@ -5,6 +5,7 @@
 #include <iostream>
 #include <tuple>
 
+#include "common/admin_operations.h"
 #include "common/duration.h"
 
 #include "cli/commands.h"
@@ -27,9 +28,12 @@ int main(int argc, char** argv) {
   using namespace custody::cli;
   CLI::App app{"custodyctl: talk to custodyd, the key custody daemon"};
   app.require_subcommand(1);
+  // Global options are accepted after the subcommand too: `custodyctl admin show ID --json`.
+  app.fallthrough();
   app.footer(
-      "Exit status: 0 success, 1 refused by the daemon (4xx), 2 usage or input error,\n"
-      "3 daemon unreachable or unavailable (5xx), 4 verification failed.");
+      "Exit status: 0 success, 1 refused by the daemon (4xx), 2 usage or input error (checked\n"
+      "locally, nothing sent), 3 daemon unreachable or unavailable (5xx), 4 verification failed,\n"
+      "5 not confirmed (the approval prompt was declined).");
   Globals g;
   g.service_socket = env_or("CUSTODY_SERVICE_SOCKET", "/run/custody/service.sock");
   g.admin_socket = env_or("CUSTODY_ADMIN_SOCKET", "/run/custody/admin.sock");
@@ -104,9 +108,13 @@ int main(int argc, char** argv) {
   auto* create = keys->add_subcommand("create", "propose creating a key (admin socket; needs approvals)");
   create->add_option("key", create_o.key, "key name")->required();
   create->add_option("--algorithm", create_o.algorithm, "aes-256-gcm or hmac-sha256")->capture_default_str();
-  create->add_option("--policy", create_o.policy_json,
-                     "JSON list of rules, e.g. '[{\"uid\":1000,\"operations\":[\"wrap\",\"unwrap\"]}]'")
-      ->capture_default_str();
+  auto* policy_opt = create->add_option(
+      "--policy", create_o.policy_json,
+      "JSON list of rules, e.g. '[{\"uid\":1000,\"operations\":[\"wrap\",\"unwrap\"]}]' (required: a key "
+      "without a policy serves nobody)");
+  create->add_flag("--no-policy", create_o.no_policy,
+                   "create the key with an empty policy on purpose (nobody may use it until set-policy)")
+      ->excludes(policy_opt);
   create->add_option("--rotation-period", create_o.rotation_period, "rotate automatically this often, e.g. 90d");
   create->add_option("--usage-limit", create_o.usage_limit,
                      "rotate automatically after this many encryptions per version (default 2^31)");
@@ -152,10 +160,7 @@ int main(int argc, char** argv) {
   admin->require_subcommand(1);
   std::string prop_op, prop_params = "{}";
   auto* propose = admin->add_subcommand("propose", "propose an admin request");
-  propose->add_option("operation", prop_op,
-                      "create-key, rotate-key, disable-key, enable-key, set-policy, set-min-decrypt-version, "
-                      "schedule-destruction, cancel-destruction, create-import-job")
-      ->required();
+  propose->add_option("operation", prop_op, "one of " + custody::admin_operation_list())->required();
   propose->add_option("--params", prop_params, "the operation's params as a JSON object")->capture_default_str();
   propose->callback([&] { status = cmd_admin_propose(g, prop_op, prop_params); });
   admin->add_subcommand("list", "every request and its state")->callback([&] { status = cmd_admin_list(g); });
@@ -196,13 +201,62 @@ int main(int argc, char** argv) {
 
   auto* audit = app.add_subcommand("audit", "audit log tools");
   audit->require_subcommand(1);
-  std::vector<std::string> audit_files;
-  std::string audit_key;
+  VerifyOptions ver;
   auto* verify = audit->add_subcommand(
-      "verify", "check the hash chain and the signed checkpoints of an audit log; names the first bad record");
-  verify->add_option("files", audit_files, "audit log file(s), oldest first (a rotated log is one chain)")->required();
-  verify->add_option("--public-key", audit_key, "the attestation public key (PEM) that signs checkpoints");
-  verify->callback([&] { status = cmd_audit_verify(audit_files, audit_key, g.json); });
+      "verify", "check an audit log and name the first bad record");
+  verify->footer(
+      "What each check detects:\n"
+      "  always            the hash chain: a record changed, removed, inserted or reordered before the\n"
+      "                    last record, and a last record cut short. It cannot see whole records cut off\n"
+      "                    the end (the shorter log is a valid chain) nor a log rewritten from its\n"
+      "                    start with a recomputed chain.\n"
+      "  --public-key      every checkpoint's signature: a chain rewritten without the attestation key\n"
+      "                    fails at the next checkpoint. Records after the last checkpoint are covered\n"
+      "                    by the chain alone.\n"
+      "  --expect-seq N    the log reaches seq N (a sequence you recorded earlier): records cut off the\n"
+      "                    end before N are detected.\n"
+      "  --against-attestation\n"
+      "                    fetches a fresh attestation from the daemon (service socket), checks its\n"
+      "                    signature (with --public-key when given, else with the key it carries), and\n"
+      "                    checks that the log reaches the attested audit sequence and that the record\n"
+      "                    there hashes to the attested head: detects records cut off the end or\n"
+      "                    replaced up to the moment of the attestation. Give the live file.");
+  verify->add_option("files", ver.files, "audit log file(s), oldest first (a rotated log is one chain)")->required();
+  verify->add_option("--public-key", ver.public_key_file, "the attestation public key (PEM) that signs checkpoints");
+  verify->add_option("--expect-seq", ver.expect_seq, "fail unless the log reaches this sequence number");
+  verify->add_flag("--against-attestation", ver.against_attestation,
+                   "fail unless the log reaches the audit sequence and head a fresh attestation reports");
+  verify->callback([&] { status = cmd_audit_verify(g, ver); });
+
+  TailOptions tail_o;
+  tail_o.log = default_audit_log();
+  auto* tail = audit->add_subcommand(
+      "tail", "print the newest audit records, checking the chain; -f follows the log across rotations");
+  tail->add_option("--log", tail_o.log, "the live audit log (audit.path; env CUSTODY_AUDIT_LOG)")->capture_default_str();
+  tail->add_flag("-f,--follow", tail_o.follow, "keep printing records as they are written, until interrupted");
+  tail->add_option("-n,--lines", tail_o.lines, "how many existing records to print first")->capture_default_str();
+  tail->add_option("--public-key", tail_o.public_key_file, "also check checkpoint signatures with this key (PEM)");
+  tail->footer(
+      "The chain is checked from the live file's first record; a break stops the tail with an error\n"
+      "line and exit status 4. --json prints each record as written.");
+  tail->callback([&] { status = cmd_audit_tail(g, tail_o); });
+
+  auto* report = app.add_subcommand("report", "reports from the audit log");
+  report->require_subcommand(1);
+  UsageOptions usage_o;
+  usage_o.log = default_audit_log();
+  auto* usage = report->add_subcommand(
+      "usage", "who used which key: operations per key and version, by peer uid and result, from the audit log");
+  usage->add_option("--log", usage_o.log,
+                    "the live audit log (audit.path; env CUSTODY_AUDIT_LOG); its rotated files PATH.<seq> are read too")
+      ->capture_default_str();
+  usage->add_option("--since", usage_o.since, "only records from then on: a duration back from now (90d, 12h) or a UTC "
+                                              "date (2026-10-01 or 2026-10-01T12:00:00Z)");
+  usage->add_option("--key", usage_o.keys, "only this key (repeatable)");
+  usage->add_option("--public-key", usage_o.public_key_file, "also check checkpoint signatures with this key (PEM)");
+  usage->add_flag("--allow-broken-chain", usage_o.allow_broken_chain,
+                  "report the records before a chain break instead of refusing (exit status 4 otherwise)");
+  usage->callback([&] { status = cmd_report_usage(g, usage_o); });
 
   AttestOptions att;
   auto* attest = app.add_subcommand("attest", "fetch a signed attestation report, check it and summarize it");

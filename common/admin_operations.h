@@ -3,6 +3,7 @@
 // two approvals. Shared by the configuration's quorum checks and the attestation report.
 #include <algorithm>
 #include <array>
+#include <string>
 #include <string_view>
 
 namespace custody {
@@ -16,6 +17,12 @@ inline constexpr std::array<std::string_view, 5> kTwoApprovalsAtLeast = {
 
 inline bool is_admin_operation(std::string_view op) {
   return std::find(kAdminOperations.begin(), kAdminOperations.end(), op) != kAdminOperations.end();
+}
+// "create-key, rotate-key, …": for messages and help, so that no list of operations is typed twice.
+inline std::string admin_operation_list() {
+  std::string list;
+  for (auto op : kAdminOperations) (list += list.empty() ? "" : ", ") += op;
+  return list;
 }
 inline bool needs_two_approvals_at_least(std::string_view op) {
   return std::find(kTwoApprovalsAtLeast.begin(), kTwoApprovalsAtLeast.end(), op) != kTwoApprovalsAtLeast.end();

@@ -2,6 +2,7 @@
 
 #include <boost/json.hpp>
 
+#include "common/admin_operations.h"
 #include "common/duration.h"
 #include "daemon/core/import/import_jobs.h"
 #include "daemon/core/keys/key_json.h"
@@ -91,10 +92,7 @@ core::Outcome<Parsed> parse(const std::string& op, const boost::json::object& pa
       p.version = static_cast<std::uint32_t>(**v);
     }
   } else {
-    return fail(Code::invalid_argument,
-                "unknown operation '" + op +
-                    "'; one of create-key, rotate-key, disable-key, enable-key, schedule-destruction, "
-                    "cancel-destruction, set-policy, set-min-decrypt-version");
+    return fail(Code::invalid_argument, "unknown operation '" + op + "'; one of " + admin_operation_list());
   }
   if (!shape) return unexpected(shape.error());
   if (auto n = need_name(); !n) return unexpected(n.error());

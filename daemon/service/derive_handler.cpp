@@ -18,6 +18,13 @@ Handler make_derive_handler(ServiceContext& context) {
         if (!version) return unexpected(version.error());
         std::optional<std::uint32_t> v;
         if (*version) v = static_cast<std::uint32_t>(**version);
+        // A caller the key's policy names sees the key anyway (GET /v1/keys): tell them its
+        // algorithm cannot derive, not that the policy forbids derive.
+        if (auto named = context.registry.find(key);
+            named && named->algorithm != core::Algorithm::hmac_sha256 && named->policy.allows_any(peer))
+          return core::fail(core::Code::invalid_argument, "key '" + key + "' is " +
+                                                              core::algorithm_name(named->algorithm) +
+                                                              ", which cannot derive; derive needs an hmac-sha256 key");
         auto derived = context.data_plane.derive(peer, key, *info, static_cast<std::size_t>(**length), v, facts);
         if (!derived) return unexpected(derived.error());
         boost::json::object out(zeroizing_storage());
