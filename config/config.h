@@ -66,6 +66,13 @@ struct Limits {
   std::chrono::milliseconds request_timeout{10'000};    // one request: read, queue, run, write
 };
 
+// The Kubernetes KMS v2 socket (sockets.kms + kms): off unless both are configured.
+struct Kms {
+  Socket socket;
+  std::string key;  // the aes-256-gcm key it encrypts with
+  std::chrono::milliseconds healthz_interval{10'000};
+};
+
 struct OperatorConfig {
   std::string name;
   std::string public_key_path;  // PEM SubjectPublicKeyInfo: EC P-256 or RSA >= 2048
@@ -91,6 +98,7 @@ struct Config {
   Audit audit;
   Socket service_socket;
   Socket admin_socket;
+  std::optional<Kms> kms;
   Limits limits;
   DualControl dual_control;
   Lifecycle lifecycle;

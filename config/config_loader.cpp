@@ -161,6 +161,45 @@ void read_socket(Reader& r, const YAML::Node& node, const std::string& path, Soc
     r.error(node["group"], Reader::join(path, "group"), "no such group: " + *s.group);
 }
 
+bool valid_key_name(const std::string& name) {
+  if (name.empty() || name.size() > 63) return false;
+  for (std::size_t i = 0; i < name.size(); ++i) {
+    const char ch = name[i];
+    const bool alnum = (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9');
+    if (!alnum && (i == 0 || (ch != '.' && ch != '_' && ch != '-'))) return false;
+  }
+  return true;
+}
+
+// sockets.kms and kms (CONTRACT §10): the KMS v2 socket is served when both are given.
+void read_kms(Reader& r, const YAML::Node& root, Config& c) {
+  const bool has_socket = root["sockets"].IsMap() && root["sockets"]["kms"].IsDefined();
+  auto section = root["kms"];
+  if (!has_socket && !section.IsDefined()) return;
+  if (!section.IsDefined()) {
+    r.error(root["sockets"]["kms"], "sockets.kms", "needs a kms section naming the key it encrypts with (kms.key)");
+    return;
+  }
+  if (!has_socket) {
+    r.error(section, "kms", "needs sockets.kms, the socket kube-apiserver connects to");
+    return;
+  }
+  Kms kms;
+  kms.socket.path = "/run/custody/kms.sock";
+  auto socket = root["sockets"]["kms"];
+  read_socket(r, socket, "sockets.kms", kms.socket, false);
+  if (kms.socket.path == c.service_socket.path || kms.socket.path == c.admin_socket.path)
+    r.error(socket, "sockets.kms", "the kms socket must be a path of its own, not the service or admin socket's");
+  if (!r.mapping(section, "kms", {"key", "healthz_interval"})) return;
+  if (auto key = r.string(section, "kms", "key", true)) {
+    if (valid_key_name(*key)) kms.key = *key;
+    else r.error(section["key"], "kms.key", "must be a key name matching ^[a-z0-9][a-z0-9._-]{0,62}$");
+  }
+  r.duration(section, "kms", "healthz_interval", kms.healthz_interval, std::chrono::milliseconds(1'000),
+             std::chrono::milliseconds(3'600'000));
+  c.kms = std::move(kms);
+}
+
 }  // namespace
 
 Expected<Config, std::vector<ConfigError>> parse_config(const std::string& text, const std::string& path) {
@@ -218,12 +257,13 @@ Expected<Config, std::vector<ConfigError>> parse_config(const std::string& text,
     }
   }
 
-  if (auto sockets = root["sockets"]; sockets.IsDefined() && r.mapping(sockets, "sockets", {"service", "admin"})) {
+  if (auto sockets = root["sockets"]; sockets.IsDefined() && r.mapping(sockets, "sockets", {"service", "admin", "kms"})) {
     read_socket(r, sockets["service"], "sockets.service", c.service_socket, false);
     read_socket(r, sockets["admin"], "sockets.admin", c.admin_socket, true);
     if (c.service_socket.path == c.admin_socket.path)
       r.error(sockets, "sockets", "the service and admin sockets must be different paths");
   }
+  read_kms(r, root, c);
 
   if (auto limits = root["limits"]; limits.IsDefined() &&
       r.mapping(limits, "limits", {"max_body_bytes", "max_header_bytes", "max_json_depth", "max_connections",

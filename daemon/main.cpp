@@ -30,6 +30,7 @@
 #include "daemon/core/keys/key_admin.h"
 #include "daemon/core/keys/lifecycle_scheduler.h"
 #include "daemon/core/keys/token_key_vault.h"
+#include "daemon/kms/kms_server.h"
 #include "daemon/service/admin_operations.h"
 #include "daemon/service/routes.h"
 #include "daemon/service/service.h"
@@ -154,6 +155,8 @@ int main(int argc, char** argv) {
   if (auto ok = config::prepare_directory_of(cfg.audit.path, "audit.path", true); !ok) fatal(ok.error());
   if (auto ok = config::check_socket_path(cfg.service_socket, "sockets.service.path"); !ok) fatal(ok.error());
   if (auto ok = config::check_socket_path(cfg.admin_socket, "sockets.admin.path"); !ok) fatal(ok.error());
+  if (cfg.kms)
+    if (auto ok = config::check_socket_path(cfg.kms->socket, "sockets.kms.path"); !ok) fatal(ok.error());
   auto operators = config::load_operators(cfg.dual_control);
   if (!operators) fatal(operators.error());
 
@@ -366,11 +369,33 @@ int main(int argc, char** argv) {
   };
   const auto service_spec = socket_spec("service", cfg.service_socket);
   const auto admin_spec = socket_spec("admin", cfg.admin_socket);
+  const auto kms_spec = cfg.kms ? std::optional(socket_spec("kms", cfg.kms->socket)) : std::nullopt;
   for (const auto& extra : *inherited)
     fatal("socket activation: systemd passed a socket named '" + extra.name + "' bound to '" + extra.path +
           "' that is neither sockets.service.path nor sockets.admin.path; fix FileDescriptorName= or ListenStream=");
   if (auto ok = server.listen(service_spec, transport::ListenerKind::service, service_socket); !ok) fatal(ok.error());
   if (auto ok = server.listen(admin_spec, transport::ListenerKind::admin, admin_socket); !ok) fatal(ok.error());
+  // The Kubernetes KMS v2 socket: gRPC handlers run their token calls on the same worker pool.
+  std::unique_ptr<kms::KmsServer> kms_server;
+  if (cfg.kms) {
+    auto started = kms::KmsServer::start(
+        io, *kms_spec,
+        kms::KmsSettings{.key = cfg.kms->key,
+                         .healthz_interval = cfg.kms->healthz_interval,
+                         .max_message_bytes = lim.max_body_bytes,
+                         .request_timeout = lim.request_timeout,
+                         .idle_timeout = lim.idle_timeout,
+                         .max_connections = lim.max_connections,
+                         .max_connections_per_uid = lim.max_connections_per_uid,
+                         .max_in_flight = lim.max_in_flight},
+        kms::KmsCore{registry, data_plane, **audit, metrics,
+                     [&workers](std::function<void()> job) { boost::asio::post(workers, std::move(job)); }});
+    if (!started) fatal(started.error());
+    kms_server = std::move(*started);
+    if (!registry.find(cfg.kms->key))
+      spdlog::warn("kms.key '{}' does not exist yet; the KMS socket answers Status with PERMISSION_DENIED until it does",
+                   cfg.kms->key);
+  }
 
   boost::asio::signal_set signals(io, SIGTERM, SIGINT);
   boost::asio::steady_timer deadline(io);
@@ -386,6 +411,7 @@ int main(int argc, char** argv) {
         io.stop();
       }
     });
+    if (kms_server) kms_server->stop_accepting();
     server.drain([&deadline, &service_manager] {
       deadline.cancel();
       service_manager.stop_watchdog();
@@ -395,6 +421,7 @@ int main(int argc, char** argv) {
   spdlog::info("custodyd {} ready: token '{}' ({} {}), {} keys, {} mechanisms; service {} admin {}", CUSTODY_VERSION,
                info->label, info->manufacturer, info->model, registry.size(), caps->count(), cfg.service_socket.path,
                cfg.admin_socket.path);
+  if (kms_server) spdlog::info("kms v2 socket {} bound to key '{}'", kms_server->path(), cfg.kms->key);
   if (health.degraded()) spdlog::error("key check failed; health reports degraded until it is resolved");
   // Type=notify: systemd starts the units ordered after custodyd only now that both sockets listen.
   (void)service_manager.notify("READY=1\nSTATUS=serving " + std::to_string(registry.size()) + " keys on token '" +
@@ -414,6 +441,8 @@ int main(int argc, char** argv) {
       spdlog::error("an I/O handler failed with an unknown exception; serving on");
     }
   }
+  // KMS calls in flight finish on the pool, so gRPC stops before the pool is joined.
+  if (kms_server) kms_server->shutdown(std::chrono::seconds(5));
   workers.join();
   scheduler.stop();
   auto stop = lifecycle_event("daemon.stop");
