@@ -15,7 +15,12 @@ Result<Capabilities> Capabilities::probe(CK_FUNCTION_LIST* api, CK_SLOT_ID slot)
   Capabilities caps;
   for (CK_MECHANISM_TYPE m : list) {
     CK_MECHANISM_INFO info{};
-    if (api->C_GetMechanismInfo(slot, m, &info) == CKR_OK) caps.mechanisms_[m] = info;
+    const CK_RV rv = api->C_GetMechanismInfo(slot, m, &info);
+    // A listed mechanism the token then calls invalid is left out; any other failure is the
+    // token's, and must not read as "this token cannot do that".
+    if (rv == CKR_MECHANISM_INVALID) continue;
+    if (auto st = check(rv, "C_GetMechanismInfo"); !st) return unexpected(st.error());
+    caps.mechanisms_[m] = info;
   }
   return caps;
 }

@@ -176,6 +176,13 @@ bool SessionPool::healthy() const {
   return !needs_reset_;
 }
 
+bool SessionPool::try_recover() {
+  std::lock_guard lock(mutex_);
+  if (!needs_reset_) return true;
+  if (leased_ != 0 || std::chrono::steady_clock::now() - last_reset_attempt_ < kResetBackoff) return false;
+  return static_cast<bool>(reset_locked());
+}
+
 std::string SessionPool::last_error() const {
   std::lock_guard lock(mutex_);
   return last_error_;

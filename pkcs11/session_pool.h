@@ -57,6 +57,10 @@ class SessionPool {
   CK_SLOT_ID slot() const;
   Module& module() { return module_; }
   bool healthy() const;
+  // Performs a pending module reset now (when no lease is out and the back-off has passed)
+  // instead of waiting for the next acquire; true when the pool is healthy afterwards. A health
+  // check calls it: with no traffic, nothing else would ever bring a reset-pending pool back.
+  bool try_recover();
   std::string last_error() const;
   // How the token departs from the specification (pkcs11/token_quirks.h); known after start().
   quirks::TokenQuirks quirks() const;

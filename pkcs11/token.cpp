@@ -35,16 +35,22 @@ Expected<CK_SLOT_ID, std::string> find_slot(CK_FUNCTION_LIST* api, const TokenSe
   if (auto st = check(api->C_GetSlotList(CK_TRUE, slots.data(), &count), "C_GetSlotList"); !st)
     return unexpected(st.error().describe());
   slots.resize(count);
+  // A slot that cannot be read may be someone else's broken reader: look on, but say so if the
+  // token is not found, since it may have been that one.
+  std::string unreadable;
   for (CK_SLOT_ID slot : slots) {
     auto info = token_info(api, slot);
-    if (!info) continue;
+    if (!info) {
+      unreadable += "; slot " + std::to_string(slot) + " could not be read: " + info.error().describe();
+      continue;
+    }
     if (selector.label && info->label != *selector.label) continue;
     if (selector.serial && info->serial != *selector.serial) continue;
     if (!(info->flags & CKF_TOKEN_INITIALIZED)) continue;
     return slot;
   }
   return unexpected("no initialized token with " + selector.describe() + " among " +
-                    std::to_string(slots.size()) + " slot(s) with a token present");
+                    std::to_string(slots.size()) + " slot(s) with a token present" + unreadable);
 }
 
 }  // namespace custody::p11

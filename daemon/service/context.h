@@ -40,8 +40,9 @@ struct ServiceContext {
   HealthState& health;
   core::UsageMeter* meter = nullptr;
   std::uint64_t default_usage_limit = core::kDefaultUsageLimit;
-  // The token's session pool, for its metrics (sessions in use, resets, call latency); may be null.
-  const p11::SessionPool* pool = nullptr;
+  // The token's session pool, for its metrics (sessions in use, resets, call latency) and for
+  // health to bring back a pool waiting for a reset; may be null.
+  p11::SessionPool* pool = nullptr;
 };
 
 }  // namespace custody::service

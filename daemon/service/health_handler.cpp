@@ -7,7 +7,9 @@ namespace custody::service {
 
 Handler make_health_handler(ServiceContext& c, bool admin) {
   return [&c, admin](Call&) {
-    const bool token_ok = c.vault.available();
+    // A token error left the pool waiting for a reset that only the next request would make: a
+    // probe-only readiness check would then see "unavailable" for good. Make the reset here.
+    const bool token_ok = c.vault.available() || (c.pool && c.pool->try_recover() && c.vault.available());
     const bool audit_ok = c.audit.accepting();
     const auto storage = c.audit.storage();
     const auto report = c.health.reconcile();

@@ -7,6 +7,11 @@
 // While the file named by CUSTODY_SHIM_DECRYPT_RV_FILE exists, C_Decrypt answers the CK_RV written
 // in it (e.g. "0x5") after the real call ended the operation. CUSTODY_SHIM_MANUFACTURER replaces the
 // token's manufacturerID in C_GetTokenInfo: a token of another make, for the quirks table.
+// With CUSTODY_SHIM_FAIL_CALL=N, the Nth call through the shim (every entry point it wraps,
+// counted from the first) answers CKR_DEVICE_ERROR once, and the shim writes that call's name to
+// CUSTODY_SHIM_FAIL_HIT_FILE: a transient token error at one chosen point, so a test can walk
+// every token call of a code path (start-up) one failure at a time and know when it has passed
+// the last one (no hit file).
 #include <dlfcn.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -28,6 +33,24 @@ CK_FUNCTION_LIST* real = nullptr;
 CK_FUNCTION_LIST shim;
 
 std::atomic<bool> unplugged{false};
+
+std::atomic<unsigned long> calls_counted{0};
+
+// True for the one call CUSTODY_SHIM_FAIL_CALL names; records its name in the hit file.
+bool counted_fault(const char* call) {
+  static const unsigned long target = [] {
+    const char* text = std::getenv("CUSTODY_SHIM_FAIL_CALL");
+    return text ? std::strtoul(text, nullptr, 10) : 0UL;
+  }();
+  if (target == 0 || calls_counted.fetch_add(1) + 1 != target) return false;
+  if (const char* path = std::getenv("CUSTODY_SHIM_FAIL_HIT_FILE")) {
+    if (FILE* f = std::fopen(path, "w")) {
+      std::fputs(call, f);
+      std::fclose(f);
+    }
+  }
+  return true;
+}
 
 // When the fault starts, the real module is finalized: like a token that was pulled out, every
 // session, login and object handle is gone, and only C_Finalize + C_Initialize (a module reset
@@ -56,18 +79,23 @@ CK_RV Initialize(CK_VOID_PTR args) {
 }
 
 CK_RV GetSlotList(CK_BBOOL present, CK_SLOT_ID_PTR list, CK_ULONG_PTR count) {
+  if (counted_fault("C_GetSlotList")) return CKR_DEVICE_ERROR;
   return faulty() ? CKR_DEVICE_REMOVED : real->C_GetSlotList(present, list, count);
 }
 CK_RV OpenSession(CK_SLOT_ID slot, CK_FLAGS flags, CK_VOID_PTR app, CK_NOTIFY notify, CK_SESSION_HANDLE_PTR session) {
+  if (counted_fault("C_OpenSession")) return CKR_DEVICE_ERROR;
   return faulty() ? CKR_DEVICE_REMOVED : real->C_OpenSession(slot, flags, app, notify, session);
 }
 CK_RV EncryptInit(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k) {
+  if (counted_fault("C_EncryptInit")) return CKR_DEVICE_ERROR;
   return faulty() ? CKR_DEVICE_REMOVED : real->C_EncryptInit(s, m, k);
 }
 CK_RV DecryptInit(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k) {
+  if (counted_fault("C_DecryptInit")) return CKR_DEVICE_ERROR;
   return faulty() ? CKR_DEVICE_REMOVED : real->C_DecryptInit(s, m, k);
 }
 CK_RV SignInit(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k) {
+  if (counted_fault("C_SignInit")) return CKR_DEVICE_ERROR;
   return faulty() ? CKR_DEVICE_REMOVED : real->C_SignInit(s, m, k);
 }
 // Read once: the latency is fixed for the life of the process.
@@ -88,6 +116,7 @@ void network_round_trip() {
   std::this_thread::sleep_for(latency);
 }
 CK_RV Encrypt(CK_SESSION_HANDLE s, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
+  if (counted_fault("C_Encrypt")) return CKR_DEVICE_ERROR;
   network_round_trip();
   return real->C_Encrypt(s, in, in_len, out, out_len);
 }
@@ -104,6 +133,7 @@ std::optional<CK_RV> forced_decrypt_rv() {
   return static_cast<CK_RV>(std::strtoul(text, nullptr, 0));
 }
 CK_RV Decrypt(CK_SESSION_HANDLE s, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
+  if (counted_fault("C_Decrypt")) return CKR_DEVICE_ERROR;
   network_round_trip();
   const CK_RV rv = real->C_Decrypt(s, in, in_len, out, out_len);
   // A size query (no output buffer) leaves the operation open: only its real end is replaced.
@@ -111,6 +141,7 @@ CK_RV Decrypt(CK_SESSION_HANDLE s, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR 
   return forced_decrypt_rv().value_or(rv);
 }
 CK_RV GetTokenInfo(CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info) {
+  if (counted_fault("C_GetTokenInfo")) return CKR_DEVICE_ERROR;
   const CK_RV rv = real->C_GetTokenInfo(slot, info);
   const char* manufacturer = std::getenv("CUSTODY_SHIM_MANUFACTURER");
   if (rv != CKR_OK || !manufacturer) return rv;
@@ -119,16 +150,48 @@ CK_RV GetTokenInfo(CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info) {
   return rv;
 }
 CK_RV Sign(CK_SESSION_HANDLE s, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
+  if (counted_fault("C_Sign")) return CKR_DEVICE_ERROR;
   network_round_trip();
   return real->C_Sign(s, in, in_len, out, out_len);
 }
 CK_RV FindObjectsInit(CK_SESSION_HANDLE s, CK_ATTRIBUTE_PTR t, CK_ULONG n) {
+  if (counted_fault("C_FindObjectsInit")) return CKR_DEVICE_ERROR;
   return faulty() ? CKR_DEVICE_REMOVED : real->C_FindObjectsInit(s, t, n);
 }
 CK_RV GenerateRandom(CK_SESSION_HANDLE s, CK_BYTE_PTR out, CK_ULONG n) {
+  if (counted_fault("C_GenerateRandom")) return CKR_DEVICE_ERROR;
   if (faulty()) return CKR_DEVICE_REMOVED;
   network_round_trip();  // a network HSM's generator is across the network too
   return real->C_GenerateRandom(s, out, n);
+}
+
+// Counted only (CUSTODY_SHIM_FAIL_CALL): the rest of what start-up and admin changes call.
+CK_RV Login(CK_SESSION_HANDLE s, CK_USER_TYPE user, CK_UTF8CHAR_PTR pin, CK_ULONG pin_len) {
+  return counted_fault("C_Login") ? CKR_DEVICE_ERROR : real->C_Login(s, user, pin, pin_len);
+}
+CK_RV GetAttributeValue(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_PTR t, CK_ULONG n) {
+  return counted_fault("C_GetAttributeValue") ? CKR_DEVICE_ERROR : real->C_GetAttributeValue(s, o, t, n);
+}
+CK_RV FindObjects(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE_PTR found, CK_ULONG max, CK_ULONG_PTR count) {
+  return counted_fault("C_FindObjects") ? CKR_DEVICE_ERROR : real->C_FindObjects(s, found, max, count);
+}
+CK_RV GetMechanismList(CK_SLOT_ID slot, CK_MECHANISM_TYPE_PTR list, CK_ULONG_PTR count) {
+  return counted_fault("C_GetMechanismList") ? CKR_DEVICE_ERROR : real->C_GetMechanismList(slot, list, count);
+}
+CK_RV GetMechanismInfo(CK_SLOT_ID slot, CK_MECHANISM_TYPE type, CK_MECHANISM_INFO_PTR info) {
+  return counted_fault("C_GetMechanismInfo") ? CKR_DEVICE_ERROR : real->C_GetMechanismInfo(slot, type, info);
+}
+CK_RV GenerateKey(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR key) {
+  return counted_fault("C_GenerateKey") ? CKR_DEVICE_ERROR : real->C_GenerateKey(s, m, t, n, key);
+}
+CK_RV GenerateKeyPair(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR pub, CK_ULONG pub_n,
+                      CK_ATTRIBUTE_PTR priv, CK_ULONG priv_n, CK_OBJECT_HANDLE_PTR pub_key,
+                      CK_OBJECT_HANDLE_PTR priv_key) {
+  return counted_fault("C_GenerateKeyPair") ? CKR_DEVICE_ERROR
+                                            : real->C_GenerateKeyPair(s, m, pub, pub_n, priv, priv_n, pub_key, priv_key);
+}
+CK_RV DestroyObject(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o) {
+  return counted_fault("C_DestroyObject") ? CKR_DEVICE_ERROR : real->C_DestroyObject(s, o);
 }
 
 }  // namespace
@@ -153,6 +216,14 @@ extern "C" __attribute__((visibility("default"))) CK_RV C_GetFunctionList(CK_FUN
     shim.C_FindObjectsInit = FindObjectsInit;
     shim.C_GenerateRandom = GenerateRandom;
     shim.C_GetTokenInfo = GetTokenInfo;
+    shim.C_Login = Login;
+    shim.C_GetAttributeValue = GetAttributeValue;
+    shim.C_FindObjects = FindObjects;
+    shim.C_GetMechanismList = GetMechanismList;
+    shim.C_GetMechanismInfo = GetMechanismInfo;
+    shim.C_GenerateKey = GenerateKey;
+    shim.C_GenerateKeyPair = GenerateKeyPair;
+    shim.C_DestroyObject = DestroyObject;
   }
   *list = &shim;
   return CKR_OK;

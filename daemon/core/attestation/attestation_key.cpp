@@ -61,6 +61,11 @@ Expected<AttestationKey, std::string> AttestationKey::open(p11::SessionPool& poo
   created = false;
   auto pub = find_by_label(s, CKO_PUBLIC_KEY);
   auto priv = find_by_label(s, CKO_PRIVATE_KEY);
+  // Only "no such object" means absent. Any other failure (a token error, two objects with the
+  // label) stops here: read as absent, it would make a new key or blame a missing half.
+  for (const auto* found : {&pub, &priv})
+    if (!*found && found->error().fault != p11::Fault::not_found)
+      return unexpected("cannot look for the attestation key: " + found->error().describe());
   if (!pub || !priv) {
     if (pub || priv) return unexpected(std::string("the token holds half of the attestation key pair; remove it or restore the other half"));
     Bytes id(16);
@@ -101,7 +106,9 @@ Expected<AttestationKey, std::string> AttestationKey::open(p11::SessionPool& poo
         "the token's attestation key is not a sensitive, non-extractable, uncopyable, sign-only key"));
   auto point = s.get_bytes(*pub, CKA_EC_POINT);
   auto id = s.get_bytes(*priv, CKA_ID);
-  if (!point || !*point || !id || !*id) return unexpected(std::string("cannot read the attestation public key"));
+  if (!point) return unexpected("cannot read the attestation public key: " + point.error().describe());
+  if (!id) return unexpected("cannot read the attestation key's CKA_ID: " + id.error().describe());
+  if (!*point || !*id) return unexpected(std::string("the token's attestation key has no CKA_EC_POINT or no CKA_ID"));
   auto spki = spki_from_ec_point(**point);
   if (!spki) return unexpected(spki.error());
   auto pem = pem_of(*spki);
