@@ -821,8 +821,20 @@ int cmd_import(const Globals& g, const ImportOptions& o) {
                 << "); on the legacy side K.wrapped = C_WrapKey(CKM_AES_KEY_WRAP_PAD, T, K), or with T's bytes:\n"
                 << "openssl enc -id-aes256-wrap-pad -iv A65959A6 -K \"$(xxd -p -c 64 T.bin)\" -in K.bin -out payload.bin\n";
     }
+    // The key check value proves the token unwrapped the key meant (none for a transport key).
+    const std::string algorithm = str(job, "algorithm");
+    std::string kcv_field;
+    if (algorithm == "aes-256-gcm") {
+      std::cout << "kcv=\"$(head -c 16 /dev/zero | openssl enc -aes-256-ecb -nopad -K \"$(xxd -p -c 64 K.bin)\" "
+                   "| xxd -p | head -c 6)\"\n";
+      kcv_field = ",\\\"kcv\\\":\\\"$kcv\\\"";
+    } else if (algorithm == "hmac-sha256") {
+      std::cout << "kcv=\"$(head -c 16 /dev/zero | openssl mac -digest SHA256 -macopt hexkey:\"$(xxd -p -c 64 K.bin)\" "
+                   "HMAC | tr A-F a-f | head -c 6)\"\n";
+      kcv_field = ",\\\"kcv\\\":\\\"$kcv\\\"";
+    }
     std::cout << "curl --unix-socket \"$CUSTODY_ADMIN_SOCKET\" http://custody/v1/admin/import-jobs/" << o.job
-              << "/import -d \"{\\\"wrapped_key\\\":\\\"$(base64 -w0 payload.bin)\\\"}\"\n";
+              << "/import -d \"{\\\"wrapped_key\\\":\\\"$(base64 -w0 payload.bin)\\\"" << kcv_field << "}\"\n";
     return kOk;
   }
   if (!o.key_file) {

@@ -6,6 +6,7 @@
 #include <openssl/evp.h>
 #include <openssl/kdf.h>
 
+#include <filesystem>
 #include <thread>
 
 #include "common/base64.h"
@@ -240,6 +241,35 @@ TEST(ByokE2E, CustodyctlImportBuildsTheSameBytes) {
   ASSERT_EQ(run(ctl + " import " + field(job, "id") + " --key-file " + d.dir() + "/K.bin > " + d.dir() + "/out.txt"), 0)
       << read_file(d.dir() + "/out.txt");
   EXPECT_NE(read_file(d.dir() + "/out.txt").find(openssl_aes_kcv(d.dir())), std::string::npos);
+}
+
+// The printed recipe is the whole import: run as printed (bash, openssl, curl), it imports the
+// key, and its key check value is the one the token computes, for AES and HMAC keys alike (the
+// daemon refuses an import whose KCV differs).
+TEST(ByokE2E, ThePrintedRecipeImportsTheKeyWithItsKeyCheckValue) {
+  Daemon d;
+  const std::string ctl_dir = std::filesystem::path(CUSTODYCTL_PATH).parent_path().string();
+  for (const std::string algorithm : {"aes-256-gcm", "hmac-sha256"}) {
+    SCOPED_TRACE(algorithm);
+    const std::string name = algorithm == "aes-256-gcm" ? "recipe-aes" : "recipe-hmac";
+    auto job = make_job(d, {{"key_name", name}, {"algorithm", algorithm}, {"method", "rsa-oaep-3072-sha1-aes-256"},
+                            {"policy", json::parse(allow_me_everything())}});
+    const std::string env = "CUSTODY_ADMIN_SOCKET=" + d.admin_socket() + " PATH=" + ctl_dir + ":$PATH ";
+    ASSERT_EQ(run(env + CUSTODYCTL_PATH + " import " + field(job, "id") + " --print-recipe > " + d.dir() + "/recipe.sh"),
+              0);
+    const std::string recipe = read_file(d.dir() + "/recipe.sh");
+    EXPECT_NE(recipe.find("\\\"kcv\\\""), std::string::npos) << recipe;
+    ASSERT_EQ(run("cd " + d.dir() + " && openssl rand -out K.bin 32 && " + env + "bash -euo pipefail recipe.sh > answer.json"), 0)
+        << recipe;
+    auto answer = json::parse(read_file(d.dir() + "/answer.json"));
+    ASSERT_TRUE(answer.as_object().contains("kcv")) << json::serialize(answer);
+    if (algorithm == "aes-256-gcm") {
+      EXPECT_EQ(field(answer, "kcv"), openssl_aes_kcv(d.dir()));
+    }
+    auto shown = d.admin().call("GET", "/v1/keys/" + name);
+    ASSERT_TRUE(shown);
+    EXPECT_EQ(shown->status, 200) << shown->body;
+  }
 }
 
 // A crash between making a job's key pair and storing the job (or between using the job and
