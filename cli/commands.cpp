@@ -12,13 +12,12 @@
 #include <sstream>
 
 #include "cli/approval_signer.h"
-#include "cli/unix_http_client.h"
 #include "common/admin_operations.h"
 #include "common/base64.h"
 #include "common/byok_payload.h"
 #include "common/hex.h"
 #include "common/pem.h"
-#include "common/random.h"
+#include "custody/client.h"
 #include "daemon/core/audit/audit_verify.h"
 #include "daemon/core/crypto/blob_codec.h"
 #include "daemon/core/crypto/encryption_context.h"
@@ -112,31 +111,30 @@ struct Outcome {
   json::value body;
 };
 
-// Sends the request; prints the daemon's error (or the raw body with --json) and maps the status.
+// Says why a request failed (the daemon's error, raw with --json) and maps it to the exit status.
+int report_failure(const Globals& g, const client::Error& e) {
+  if (!e.from_daemon()) {
+    std::cerr << "custodyctl: " << e.message << " (is custodyd running? set --socket or CUSTODY_SERVICE_SOCKET)\n";
+    return kUnavailable;
+  }
+  if (g.json)
+    std::cout << e.body << '\n';
+  else
+    std::cerr << "custodyctl: " << client::to_string(e.code) << ": " << e.message << " (request " << e.request_id << ")\n";
+  return e.http_status >= 500 ? kUnavailable : kRefused;
+}
+
+// Sends the request through custody::client; prints the daemon's error (or the raw body with --json).
 Outcome send(const Globals& g, const std::string& socket, const std::string& method, const std::string& target,
              const json::value* body = nullptr) {
-  client::UnixHttpClient http(socket);
-  auto reply = http.call(method, target, body ? json::serialize(*body) : "");
-  if (!reply) {
-    std::cerr << "custodyctl: " << reply.error() << " (is custodyd running? set --socket or CUSTODY_SERVICE_SOCKET)\n";
-    return {kUnavailable, {}};
-  }
+  client::Client custody({.socket_path = socket});
+  // Only reads are sent again after a failure: a repeated POST could run twice.
+  auto reply = custody.request(method, target, body ? json::serialize(*body) : "", method == "GET");
+  if (!reply) return {report_failure(g, reply.error()), {}};
+  if (g.json) std::cout << reply->body.view() << '\n';
   boost::system::error_code ec;
-  json::value v = json::parse(reply->body, ec);
-  if (reply->status >= 200 && reply->status < 300) {
-    if (g.json) std::cout << reply->body << '\n';
-    return {kOk, std::move(v)};
-  }
-  if (g.json) {
-    std::cout << reply->body << '\n';
-  } else if (!ec && v.is_object() && v.as_object().contains("error")) {
-    const auto& e = v.at("error");
-    std::cerr << "custodyctl: " << json::value_to<std::string>(e.at("code")) << ": "
-              << json::value_to<std::string>(e.at("message")) << " (request " << reply->request_id << ")\n";
-  } else {
-    std::cerr << "custodyctl: HTTP " << reply->status << ": " << reply->body << '\n';
-  }
-  return {reply->status >= 500 ? kUnavailable : kRefused, std::move(v)};
+  json::value v = json::parse(reply->body.view(), ec);
+  return {kOk, std::move(v)};
 }
 
 std::string str(const json::value& v, const char* key) { return json::value_to<std::string>(v.at(key)); }
@@ -526,25 +524,23 @@ int cmd_admin_approve(const Globals& g, const ApproveOptions& o) {
 }
 
 int cmd_health(const Globals& g) {
-  client::UnixHttpClient http(g.service_socket);
-  auto reply = http.call("GET", "/v1/health");
-  if (!reply) {
-    std::cerr << "custodyctl: " << reply.error() << '\n';
+  client::Client custody({.socket_path = g.service_socket});
+  auto health = custody.health();
+  if (!health) {
+    std::cerr << "custodyctl: " << health.error().describe() << '\n';
     return kUnavailable;
   }
   if (g.json) {
-    std::cout << reply->body << '\n';
+    std::cout << health->body << '\n';
   } else {
-    boost::system::error_code ec;
-    auto v = json::parse(reply->body, ec);
-    if (ec) return kUnavailable;
+    auto v = json::parse(health->body);
     std::cout << "status: " << str(v, "status") << "\ntoken:  " << str(v.at("token"), "label")
               << (v.at("token").at("available").as_bool() ? " (available)" : " (UNAVAILABLE)") << "\naudit:  "
               << str(v.at("audit"), "path") << (v.at("audit").at("writable").as_bool() ? " (writable" : " (NOT WRITABLE")
               << ", seq " << v.at("audit").at("sequence") << ")\n";
     if (v.as_object().contains("keys")) std::cout << "keys:   " << v.at("keys") << '\n';
   }
-  return reply->status == 200 ? kOk : kUnavailable;
+  return health->http_status == 200 ? kOk : kUnavailable;
 }
 
 namespace {
@@ -563,17 +559,9 @@ void save(const std::optional<std::string>& path, const std::string& data) {
   std::ofstream(*path, std::ios::binary | std::ios::trunc) << data;
 }
 
-// A fetched attestation and what checking it found.
-struct FetchedAttestation {
-  std::string report;  // the exact signed bytes
-  Bytes signature;
-  std::string public_key;  // PEM, as the daemon sent it
-  std::string key_id;
-  std::string nonce;  // the one sent
-  json::value doc;    // the report parsed (null when it is not JSON)
-  bool signature_ok = false;
-  bool nonce_ok = false;
-  bool trusted() const { return signature_ok && nonce_ok; }
+// A fetched attestation, what checking it found, and the report parsed (null when it is not JSON).
+struct FetchedAttestation : client::Attestation {
+  json::value doc;
 };
 
 // Fetches an attestation for a fresh nonce (or the one given) and checks it: with the pinned key
@@ -581,54 +569,31 @@ struct FetchedAttestation {
 Expected<FetchedAttestation, int> fetch_attestation(const Globals& g, const std::optional<std::string>& nonce_b64,
                                                     const std::vector<std::string>& keys,
                                                     const std::optional<std::string>& pinned_pem) {
-  FetchedAttestation a;
+  client::AttestOptions options{std::nullopt, keys, pinned_pem};
   if (nonce_b64) {
     auto raw = base64_decode(*nonce_b64);
     if (!raw || raw->size() > 64) {
       std::cerr << "custodyctl: --nonce is base64 of 0..64 bytes\n";
       return unexpected(int{kUsage});
     }
-    a.nonce = *nonce_b64;
-  } else {
-    std::uint8_t raw[32];
-    // A nonce that is not random proves no freshness: refuse rather than send zeros.
-    if (auto random = fill_random(raw); !random) {
-      std::cerr << "custodyctl: cannot make a nonce: " << random.error() << '\n';
-      return unexpected(int{kUnavailable});
+    options.nonce = Bytes(raw->begin(), raw->end());
+  }
+  client::Client custody({.socket_path = g.service_socket});
+  auto fetched = custody.fetch_attestation(options);
+  if (!fetched) {
+    const auto& e = fetched.error();
+    if (e.code == client::ErrorCode::bad_reply) {
+      std::cerr << "custodyctl: the daemon's answer is not an attestation envelope\n";
+      return unexpected(int{kVerifyFailed});
     }
-    a.nonce = base64_encode(raw);
+    Globals quiet = g;
+    quiet.json = false;
+    return unexpected(report_failure(quiet, e));
   }
-  json::object body{{"nonce", a.nonce}};
-  if (!keys.empty()) {
-    json::array names;
-    for (const auto& k : keys) names.emplace_back(k);
-    body["keys"] = std::move(names);
-  }
-  json::value request = body;
-  Globals quiet = g;
-  quiet.json = false;
-  auto r = send(quiet, g.service_socket, "POST", "/v1/attestation", &request);
-  if (r.exit != kOk) return unexpected(r.exit);
-  const auto* report = r.body.is_object() ? r.body.as_object().if_contains("report") : nullptr;
-  const auto* signature = r.body.is_object() ? r.body.as_object().if_contains("signature") : nullptr;
-  auto report_bytes = report && report->is_string() ? base64_decode(std::string_view(report->as_string())) : std::nullopt;
-  auto signature_bytes =
-      signature && signature->is_string() ? base64_decode(std::string_view(signature->as_string())) : std::nullopt;
-  if (!report_bytes || !signature_bytes) {
-    std::cerr << "custodyctl: the daemon's answer is not an attestation envelope\n";
-    return unexpected(int{kVerifyFailed});
-  }
-  a.report.assign(report_bytes->begin(), report_bytes->end());
-  a.signature.assign(signature_bytes->begin(), signature_bytes->end());
-  a.public_key = str(r.body, "public_key");
-  a.key_id = str(r.body, "key_id");
-  auto key = read_public_key_pem(pinned_pem.value_or(a.public_key));
-  a.signature_ok = key && verify_sha256_signature(key.get(), a.report, a.signature);
+  FetchedAttestation a{std::move(*fetched), nullptr};
   boost::system::error_code ec;
   a.doc = json::parse(a.report, ec);
   if (ec || !a.doc.is_object()) a.doc = nullptr;
-  const auto* echoed = a.doc.is_object() ? a.doc.as_object().if_contains("nonce") : nullptr;
-  a.nonce_ok = echoed && echoed->is_string() && echoed->as_string() == a.nonce;
   return a;
 }
 

@@ -39,8 +39,7 @@ bool prepare_for_grpc(int fd) {
 
 KmsServer::KmsServer(asio::io_context& io, const KmsSettings& settings, KmsCore core, std::string path,
                      bool remove_on_close)
-    : io_(io),
-      core_(std::move(core)),
+    : core_(std::move(core)),
       path_(std::move(path)),
       remove_on_close_(remove_on_close),
       acceptor_(io),
@@ -48,7 +47,8 @@ KmsServer::KmsServer(asio::io_context& io, const KmsSettings& settings, KmsCore 
       peers_(settings.max_connections, settings.max_connections_per_uid),
       runner_(core_.run_on_workers, settings.request_timeout),
       probe_(core_.data_plane, core_.audit, runner_, settings.key, settings.healthz_interval),
-      service_(KmsParts{core_.registry, core_.data_plane, core_.audit, peers_, runner_, probe_, settings.key}) {}
+      service_(KmsParts{core_.registry, core_.data_plane, core_.audit, peers_, runner_, probe_, settings.key,
+                        core_.metrics}) {}
 
 KmsServer::~KmsServer() = default;
 

@@ -55,7 +55,6 @@ class KmsServer {
   void accept_next();
   void take(boost::asio::local::stream_protocol::socket socket);
 
-  boost::asio::io_context& io_;
   KmsCore core_;
   const std::string path_;
   const bool remove_on_close_;

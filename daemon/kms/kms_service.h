@@ -12,6 +12,7 @@
 #include "daemon/kms/healthz_probe.h"
 #include "daemon/kms/kms_peers.h"
 #include "daemon/kms/token_runner.h"
+#include "daemon/service/metrics.h"
 
 namespace custody::kms {
 
@@ -23,11 +24,12 @@ struct KmsParts {
   TokenRunner& runner;
   HealthzProbe& probe;
   std::string key;
+  service::Metrics& metrics;
 };
 
 class KmsService final : public v2::KeyManagementService::Service {
  public:
-  explicit KmsService(KmsParts parts) : parts_(std::move(parts)) {}
+  explicit KmsService(KmsParts parts);
 
   grpc::Status Status(grpc::ServerContext* context, const v2::StatusRequest* request,
                       v2::StatusResponse* response) override;
@@ -45,7 +47,15 @@ class KmsService final : public v2::KeyManagementService::Service {
   bool audit(const char* type, const std::string& uid, const core::Peer& peer, const core::AuditFacts& facts,
              const char* result);
 
+  // custody_requests_total / custody_request_duration_seconds{socket="kms"} for one call, with
+  // the HTTP status the service socket gives the same result; and custody_key_operations_total.
+  void count(service::RequestSeries& series, std::chrono::steady_clock::time_point start, const core::Error* error);
+  void count_key_operation(core::Operation op, const core::AuditFacts& facts, const core::Error* error);
+
   KmsParts parts_;
+  service::RequestSeries& status_series_;
+  service::RequestSeries& encrypt_series_;
+  service::RequestSeries& decrypt_series_;
 };
 
 }  // namespace custody::kms

@@ -3,7 +3,7 @@
 #include <random>
 
 #include "cli/approval_signer.h"
-#include "cli/unix_http_client.h"
+#include "custody/unix_http_client.h"
 #include "common/base64.h"
 #include "common/hex.h"
 #include "tests/support/softhsm_token.h"

@@ -23,7 +23,7 @@
 #include <string>
 #include <vector>
 
-#include "cli/unix_http_client.h"
+#include "custody/unix_http_client.h"
 #include "tests/support/softhsm_token.h"
 
 namespace custody::test {

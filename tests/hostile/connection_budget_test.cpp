@@ -8,7 +8,7 @@
 #include <sstream>
 #include <thread>
 
-#include "cli/unix_http_client.h"
+#include "custody/unix_http_client.h"
 #include "tests/hostile/hostile_support.h"
 
 using namespace custody;

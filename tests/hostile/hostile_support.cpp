@@ -20,7 +20,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "cli/unix_http_client.h"
+#include "custody/unix_http_client.h"
 
 namespace custody::hostile {
 

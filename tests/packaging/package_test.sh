@@ -20,7 +20,7 @@ dpkg-deb -x "$deb" "$root"
 dpkg-deb -c "$deb" | awk '{print $6}' >"$scratch/files"
 for f in ./usr/sbin/custodyd ./usr/bin/custodyctl \
          ./lib/systemd/system/custodyd.service ./lib/systemd/system/custodyd.socket \
-         ./lib/systemd/system/custodyd-admin.socket ./usr/lib/sysusers.d/custody.conf \
+         ./lib/systemd/system/custodyd-admin.socket ./lib/systemd/system/custodyd-kms.socket ./usr/lib/sysusers.d/custody.conf \
          ./usr/share/man/man8/custodyd.8.gz ./usr/share/man/man1/custodyctl.1.gz \
          ./usr/share/man/man5/custodyd.yaml.5.gz ./usr/share/doc/custody/copyright \
          ./usr/share/doc/custody/changelog.Debian.gz ./usr/share/doc/custody/examples/custodyd.yaml; do

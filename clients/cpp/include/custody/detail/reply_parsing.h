@@ -1,0 +1,27 @@
+#pragma once
+// How the transport turns the daemon's bytes into a reply: one parser configuration and one
+// extraction, shared by the socket path and by parse_reply_bytes (the unit tests and the fuzzer),
+// so that what they check is what a Client runs.
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <string_view>
+
+#include "custody/unix_http_client.h"
+
+namespace custody::client::detail {
+
+// Replies may carry plaintext or key bytes (base64): every buffer they pass through is wiped.
+using WipedBody = boost::beast::http::basic_string_body<char, std::char_traits<char>, ZeroizingAllocator<char>>;
+using WipedBuffer = boost::beast::basic_flat_buffer<ZeroizingAllocator<char>>;
+using ReplyParser = boost::beast::http::response_parser<WipedBody>;
+
+void apply_limits(ReplyParser& parser, const TransportLimits& limits);
+// The reply of a parser that is done.
+SecureHttpReply reply_from(ReplyParser& parser);
+// A reply held in memory, fed to the parser `chunk` bytes at a time (0: all at once). A reply
+// that is malformed, over the limits or incomplete is a bad_reply Error.
+Expected<SecureHttpReply, Error> parse_reply_bytes(std::string_view bytes, const TransportLimits& limits,
+                                                   std::size_t chunk = 0);
+
+}  // namespace custody::client::detail
