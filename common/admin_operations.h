@@ -8,12 +8,15 @@
 
 namespace custody {
 
-inline constexpr std::array<std::string_view, 9> kAdminOperations = {
+inline constexpr std::array<std::string_view, 11> kAdminOperations = {
     "create-key",         "rotate-key", "disable-key",             "enable-key",       "schedule-destruction",
-    "cancel-destruction", "set-policy", "set-min-decrypt-version", "create-import-job"};
+    "cancel-destruction", "set-policy", "set-min-decrypt-version", "create-import-job",
+    "export-recovery-bundle", "import-recovery-bundle"};
 
-inline constexpr std::array<std::string_view, 5> kTwoApprovalsAtLeast = {
-    "schedule-destruction", "set-policy", "create-import-job", "disable-key", "set-min-decrypt-version"};
+// Key material leaving or entering the token through a recovery bundle is never one person's call.
+inline constexpr std::array<std::string_view, 7> kTwoApprovalsAtLeast = {
+    "schedule-destruction", "set-policy", "create-import-job", "disable-key", "set-min-decrypt-version",
+    "export-recovery-bundle", "import-recovery-bundle"};
 
 inline bool is_admin_operation(std::string_view op) {
   return std::find(kAdminOperations.begin(), kAdminOperations.end(), op) != kAdminOperations.end();

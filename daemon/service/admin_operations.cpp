@@ -8,6 +8,7 @@
 #include "daemon/core/keys/key_json.h"
 #include "daemon/service/context.h"
 #include "daemon/service/json_body.h"
+#include "daemon/service/recovery_handler.h"
 
 namespace custody::service {
 namespace {
@@ -22,6 +23,7 @@ struct Parsed {
   core::RotationPolicy rotation;
   std::int64_t wait_seconds = 0;
   std::uint32_t version = 0;
+  bool recovery = false;  // create-key: backed up under a trusted recovery key (CONTRACT §11)
 };
 
 // Reads and checks the params of one operation. The fields each operation takes are listed
@@ -39,7 +41,7 @@ core::Outcome<Parsed> parse(const std::string& op, const boost::json::object& pa
   };
   core::Outcome<void> shape = {};
   if (op == "create-key") {
-    shape = f.only({"name", "algorithm", "policy", "rotation_period", "usage_limit"});
+    shape = f.only({"name", "algorithm", "policy", "rotation_period", "usage_limit", "recovery"});
     if (!shape) return unexpected(shape.error());
     if (auto n = need_name(); !n) return unexpected(n.error());
     auto alg = f.string("algorithm");
@@ -62,6 +64,9 @@ core::Outcome<Parsed> parse(const std::string& op, const boost::json::object& pa
     auto limit = f.number("usage_limit", 1, core::kDefaultUsageLimit);
     if (!limit) return unexpected(limit.error());
     if (*limit) p.rotation.usage_limit = **limit;
+    auto recovery = f.boolean("recovery", false);
+    if (!recovery) return unexpected(recovery.error());
+    p.recovery = *recovery;
     return p;
   }
   if (op == "rotate-key" || op == "disable-key" || op == "enable-key" || op == "cancel-destruction") {
@@ -167,6 +172,7 @@ core::Outcome<void> check_import_job(ServiceContext& c, const boost::json::objec
 
 core::Outcome<void> validate_admin_operation(ServiceContext& c, const core::LifecycleSettings& lifecycle,
                                              const std::string& operation, const boost::json::object& params) {
+  if (is_recovery_operation(operation)) return validate_recovery_operation(c, operation, params);
   if (operation == "create-import-job") {
     if (auto ok = c.jobs->validate(params); !ok) return ok;
     return check_import_job(c, params);
@@ -178,6 +184,7 @@ core::Outcome<void> validate_admin_operation(ServiceContext& c, const core::Life
 
 core::Outcome<boost::json::object> run_admin_operation(ServiceContext& c, const std::string& op,
                                                        const boost::json::object& params, const std::string& id) {
+  if (is_recovery_operation(op)) return run_recovery_operation(c, op, params, id);
   if (op == "create-import-job") {
     auto job = c.jobs->create(params, id);
     if (!job) return unexpected(job.error());
@@ -187,7 +194,7 @@ core::Outcome<boost::json::object> run_admin_operation(ServiceContext& c, const 
   if (!p) return unexpected(p.error());
   auto& admin = c.key_admin;
   core::KeyAdmin::KeyResult key = fail(Code::internal, "operation did not run");
-  if (op == "create-key") key = admin.create_key(p->name, p->algorithm, std::move(p->policy), p->rotation, id);
+  if (op == "create-key") key = admin.create_key(p->name, p->algorithm, std::move(p->policy), p->rotation, id, p->recovery);
   else if (op == "rotate-key") key = admin.rotate_key(p->name, "rotated", id);
   else if (op == "disable-key") key = admin.set_enabled(p->name, false, id);
   else if (op == "enable-key") key = admin.set_enabled(p->name, true, id);
@@ -201,6 +208,7 @@ core::Outcome<boost::json::object> run_admin_operation(ServiceContext& c, const 
 
 boost::json::object admin_operation_result(ServiceContext& c, const std::string& op, const boost::json::object& params) {
   if (op == "create-import-job") return {};  // the job exists; `GET /v1/admin/import-jobs` shows it
+  if (is_recovery_operation(op)) return {};   // a bundle is listed by GET /v1/admin/recovery-bundles/{id}
   const auto* name = params.if_contains("name");
   auto key = name && name->is_string() ? c.registry.find(std::string(name->as_string())) : nullptr;
   if (!key) return {};

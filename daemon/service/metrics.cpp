@@ -179,6 +179,10 @@ void Metrics::expose_keys(Exposition& out) const {
       out.sample("custody_denials_total", {{"key", name}, {"reason", kDenialNames[d]}}, n);
     }
   }
+  // With the keys: whether they could be restored is part of their health.
+  out.single("custody_recovery_drill_last_success_timestamp", "gauge",
+             "Unix time of the last recovery drill that passed (0: none since start).",
+             recovery_drill_last_success_.load(std::memory_order_relaxed));
 }
 
 }  // namespace custody::service

@@ -147,6 +147,10 @@ class Metrics {
   // An admin change ran but its admin.execute record (or its finished state) could not be written.
   void count_unaudited_admin_change() { unaudited_admin_changes_.fetch_add(1, std::memory_order_relaxed); }
   std::uint64_t unaudited_admin_changes() const { return unaudited_admin_changes_.load(); }
+  // When a recovery drill last passed (unix seconds; 0: never since start), for an alert on a
+  // drill overdue.
+  void recovery_drill_passed(std::int64_t at) { recovery_drill_last_success_.store(at, std::memory_order_relaxed); }
+  std::int64_t recovery_drill_last_success() const { return recovery_drill_last_success_.load(); }
 
   // The families above that Metrics holds itself (requests, durations, keys, denials).
   void expose_requests(Exposition& out) const;
@@ -159,6 +163,7 @@ class Metrics {
   std::array<std::atomic<std::uint64_t>, std::size(kRefusalNames)> refusals_{};
   std::array<std::atomic<std::uint64_t>, std::size(kAdminEventNames)> admin_events_{};
   std::atomic<std::uint64_t> unaudited_admin_changes_{0};
+  std::atomic<std::int64_t> recovery_drill_last_success_{0};
 
   mutable std::mutex requests_mutex_;     // registration and exposition only
   std::deque<RequestSeries> requests_;    // a deque: references stay valid as it grows

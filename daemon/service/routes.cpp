@@ -1,6 +1,7 @@
 #include "daemon/service/routes.h"
 
 #include "daemon/service/data_plane_handler.h"
+#include "daemon/service/recovery_handler.h"
 
 namespace custody::service {
 
@@ -30,6 +31,9 @@ Router admin_routes(ServiceContext& c) {
       .add("GET", "/v1/admin/import-jobs", make_list_jobs_handler(c)).as("admin.list-import-jobs")
       .add("GET", "/v1/admin/import-jobs/{id}", make_show_job_handler(c)).as("admin.show-import-job")
       .add("POST", "/v1/admin/import-jobs/{id}/import", make_import_handler(c)).as("admin.import")
+      .add("GET", "/v1/admin/recovery-bundles/{id}", make_show_recovery_bundle_handler(c)).as("admin.show-recovery-bundle")
+      .add("POST", "/v1/admin/recovery-drills", make_recovery_drill_handler(c)).as("admin.recovery-drill")
+      .add("POST", "/v1/admin/state-backup", make_state_backup_handler(c)).as("admin.state-backup")
       .add("GET", "/v1/keys", make_list_keys_handler(c, true)).as("keys.list")
       .add("GET", "/v1/keys/{name}", make_show_key_handler(c, true)).as("keys.show")
       .add("POST", "/v1/attestation", make_attestation_handler(c, true)).as("attestation")

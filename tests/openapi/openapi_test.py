@@ -304,7 +304,7 @@ class Checker:
             error = answer.json.get("error") if isinstance(answer.json, dict) else None
             if isinstance(error, dict) and "request_id" in error and error["request_id"] != answer.header("X-Request-Id"):
                 fail(f"{where}: error.request_id {error['request_id']!r} is not the X-Request-Id {answer.header('X-Request-Id')!r}")
-        else:
+        elif schema.get("format") != "binary":
             validate(schema, answer.body.decode("utf-8"), where)
 
     def validate_embedded(self, where, body):
@@ -351,7 +351,7 @@ def run(cmd, **kw):
 
 
 class Daemon:
-    def __init__(self, custodyd, module, workdir):
+    def __init__(self, custodyd, module, workdir, custodyctl=None):
         self.dir = workdir
         self.custodyd = custodyd
         self.env = dict(os.environ, SOFTHSM2_CONF=os.path.join(workdir, "softhsm2.conf"))
@@ -393,6 +393,19 @@ dual_control:
     - {{name: alice, public_key: {workdir}/alice.pub}}
     - {{name: bob, public_key: {workdir}/bob.pub}}
 """
+        # The recovery ceremony (docs/recovery.md) before the daemon starts: a recovery key pair in
+        # this token (user PIN) and its public half trusted by the SO, so the one daemon can export
+        # a bundle and check it.
+        self.recovery_key_id = None
+        if custodyctl:
+            token = ["--module", module, "--token-label", "custody-openapi"]
+            pem = os.path.join(workdir, "recovery.pem")
+            init = run([custodyctl, "--json", "recovery", "init", *token, "--pin-file", pin_file, "--out", pem], env=self.env)
+            self.recovery_key_id = json.loads(init)["key_id"]
+            so_pin = os.path.join(workdir, "so.pin")
+            with open(os.open(so_pin, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+                f.write("openapi-so-5678\n")
+            run([custodyctl, "recovery", "trust", pem, *token, "--so-pin-file", so_pin], env=self.env)
         self.config = os.path.join(workdir, "custodyd.yaml")
         with open(self.config, "w") as f:
             f.write(config)
@@ -689,6 +702,33 @@ def service_scenario(c, d):
     return wrapped
 
 
+def recovery_scenario(c, d, me):
+    """Export (dual control), the bundle, a drill, an import on the same token (already present), state backup."""
+    if not d.recovery_key_id:
+        fail("the recovery routes need --custodyctl for the recovery ceremony")
+    admin_operation(c, d, "create-key", {"name": "dr", "algorithm": "aes-256-gcm", "recovery": True,
+                                         "policy": [{"uid": me, "operations": ["wrap"]}]})
+    c.admin("POST", "/v1/admin/requests", {"operation": "export-recovery-bundle",
+                                           "params": {"recovery_key_id": d.recovery_key_id, "keys": ["app"]}}, expect=409)
+    executed = admin_operation(c, d, "export-recovery-bundle", {"recovery_key_id": d.recovery_key_id, "keys": ["dr"]})
+    bundle_id = executed["result"]["recovery_bundle"]["id"]
+    envelope = c.admin("GET", f"/v1/admin/recovery-bundles/{bundle_id}", expect=200).json
+    c.admin("GET", f"/v1/admin/recovery-bundles/{'0' * 32}", expect=404)
+    pinned = c.admin("POST", "/v1/attestation", {"nonce": ""}, expect=200).json["public_key"]
+    check = {"bundle": envelope, "attestation_public_key": pinned}
+    drill = c.admin("POST", "/v1/admin/recovery-drills", check, expect=200).json
+    if not drill["passed"]:
+        fail(f"recovery drill: {drill}")
+    flipped = dict(envelope, signature=b64(b"\x30\x06\x02\x01\x01\x02\x01\x01"))
+    c.admin("POST", "/v1/admin/recovery-drills", {"bundle": flipped, "attestation_public_key": pinned}, expect=400)
+    imported = admin_operation(c, d, "import-recovery-bundle", check)
+    if imported["result"]["keys"] != [{"name": "dr", "result": "already-present"}]:
+        fail(f"import-recovery-bundle: {imported['result']}")
+    backup = c.call("admin", "POST", "/v1/admin/state-backup", expect=200)
+    if not backup.body.startswith(b"SQLite format 3\x00"):
+        fail("state-backup: the body is not an SQLite database")
+
+
 def admin_read_scenario(c):
     keys = c.admin("GET", "/v1/keys", expect=200).json
     if {"app", "kdf", "other", "off", "byok"} - {k["name"] for k in keys["keys"]}:
@@ -806,6 +846,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--source-dir", required=True)
     ap.add_argument("--custodyd", required=True)
+    ap.add_argument("--custodyctl", help="for the recovery ceremony (the recovery routes)")
     ap.add_argument("--softhsm-module", default="/usr/lib/softhsm/libsofthsm2.so")
     ap.add_argument("--spec", help="the document to check (default: SOURCE/docs/openapi.yaml)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
@@ -832,12 +873,13 @@ def main():
     daemon = None
     c = None
     try:
-        daemon = Daemon(args.custodyd, args.softhsm_module, workdir)
+        daemon = Daemon(args.custodyd, args.softhsm_module, workdir, args.custodyctl)
         c = Checker(spec, {"service": daemon.service_socket, "admin": daemon.admin_socket})
         route_probes(c, spec)
         admin_scenario(c, daemon, os.getuid())
         wrapped = service_scenario(c, daemon)
         admin_read_scenario(c)
+        recovery_scenario(c, daemon, os.getuid())
         version_scenario(c, daemon, wrapped)
         lifecycle_scenario(c, daemon)
         connection_limit_scenario(c, daemon)

@@ -7,12 +7,13 @@
 #include "common/hex.h"
 #include "daemon/core/keys/key_json.h"
 #include "daemon/core/keys/key_templates.h"
+#include "daemon/core/recovery/recovery.h"
 
 namespace custody::core {
 namespace {
 
 // The §6 "object" block: id, label and the attributes as the token reported them just now.
-boost::json::value object_block(const ObjectRef& ref, Outcome<AttributeReport> report) {
+boost::json::object object_block(const ObjectRef& ref, Outcome<AttributeReport> report) {
   boost::json::object attributes;
   for (const auto& [name, type] : reported_attributes()) {
     if (report && (*report)[name]) attributes[name] = *(*report)[name];
@@ -59,6 +60,7 @@ Outcome<boost::json::object> Attestor::attest(std::span<const std::uint8_t> nonc
                         {"algorithm", algorithm_name(key->algorithm)},
                         {"state", key_state_name(key->state)},
                         {"current_version", key->current_version},
+                        {"recovery", key->recovery},
                         {"versions", std::move(versions)}});
   }
   r["keys"] = std::move(key_list);
@@ -74,6 +76,20 @@ Outcome<boost::json::object> Attestor::attest(std::span<const std::uint8_t> nonc
     }
   }
   r["import_jobs"] = std::move(jobs);
+  if (recovery_) {
+    // Read live, like the keys' attributes: an auditor sees every key a custody key could be
+    // wrapped under, whoever put it there.
+    auto trusted = recovery_->token().trusted_keys();
+    if (!trusted) return unexpected(trusted.error());
+    boost::json::array list;
+    for (const auto& t : *trusted) {
+      boost::json::object o = object_block(t.object, t.attributes);
+      if (t.key_id) o["key_id"] = *t.key_id;
+      else o["key_id"] = nullptr;
+      list.push_back(std::move(o));
+    }
+    r["trusted_wrapping_keys"] = std::move(list);
+  }
   const std::string report = boost::json::serialize(r);
   auto signature = key_.sign(report);
   if (!signature) return unexpected(signature.error());

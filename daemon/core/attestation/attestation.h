@@ -14,6 +14,10 @@
 #include "daemon/core/keys/key_vault.h"
 
 namespace custody::core {
+class Recovery;
+}
+
+namespace custody::core {
 
 struct AttestedToken {
   std::string label, manufacturer, model, serial, hardware_version, firmware_version;
@@ -33,6 +37,9 @@ class Attestor {
 
   // The envelope: report (base64 of the exact signed bytes), signature, public_key, key_id.
   void set_import_jobs(ImportJobs* jobs) { jobs_ = jobs; }
+  // With recovery, the report lists the token's trusted wrapping keys: where keys can go.
+  void set_recovery(Recovery* recovery) { recovery_ = recovery; }
+  Recovery* recovery() const { return recovery_; }
 
   Outcome<boost::json::object> attest(std::span<const std::uint8_t> nonce,
                                       const std::vector<std::shared_ptr<const Key>>& keys);
@@ -46,6 +53,7 @@ class Attestor {
   AttestedDaemon daemon_;
   const Clock& clock_;
   ImportJobs* jobs_ = nullptr;
+  Recovery* recovery_ = nullptr;
 };
 
 }  // namespace custody::core

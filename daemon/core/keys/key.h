@@ -34,7 +34,7 @@ struct ObjectRef {
 struct KeyVersion {
   std::uint32_t version = 0;
   std::string state = "enabled";     // enabled | destroyed
-  std::string origin = "generated";  // generated | imported
+  std::string origin = "generated";  // generated | imported | recovered (from a recovery bundle)
   std::string reason = "created";    // created | rotated | auto-rotated:period | auto-rotated:usage
   std::int64_t created_at = 0;       // unix seconds
   std::optional<std::string> kcv;
@@ -60,6 +60,9 @@ struct Key {
   RotationPolicy rotation;
   Policy policy;
   std::vector<KeyVersion> versions;  // ascending by version
+  // Created for recovery (CONTRACT §11): extractable, but only under a key the token's Security
+  // Officer marked trusted. Fixed at creation; rotation keeps it.
+  bool recovery = false;
 
   const KeyVersion* find_version(std::uint32_t v) const;
 };

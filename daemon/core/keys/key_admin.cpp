@@ -31,7 +31,8 @@ KeyAdmin::KeyResult KeyAdmin::publish(Key key) {
 }
 
 Outcome<KeyVersion> KeyAdmin::make_version(const std::string& name, Algorithm algorithm, std::uint32_t version,
-                                           const std::string& reason, const char* intent_kind, std::int64_t& intent_id) {
+                                           const std::string& reason, const char* intent_kind, std::int64_t& intent_id,
+                                           bool recovery) {
   KeyVersion v;
   v.version = version;
   v.reason = reason;
@@ -43,7 +44,7 @@ Outcome<KeyVersion> KeyAdmin::make_version(const std::string& name, Algorithm al
   if (!intent) return unexpected(intent.error());
   intent_id = *intent;
   fault_point((std::string(intent_kind) + ".after-intent").c_str());
-  if (auto r = vault_.generate(algorithm, v.object); !r) {
+  if (auto r = vault_.generate(algorithm, v.object, recovery); !r) {
     (void)store_.drop_intent(intent_id);
     return unexpected(r.error());
   }
@@ -60,12 +61,12 @@ Outcome<KeyVersion> KeyAdmin::make_version(const std::string& name, Algorithm al
 }
 
 KeyAdmin::KeyResult KeyAdmin::create_key(const std::string& name, Algorithm algorithm, Policy policy,
-                                         RotationPolicy rotation, const std::string& request_id) {
+                                         RotationPolicy rotation, const std::string& request_id, bool recovery) {
   std::lock_guard lock(mutex_);
   if (!valid_key_name(name)) return fail(Code::invalid_argument, "key names match ^[a-z0-9][a-z0-9._-]{0,62}$");
   if (registry_.find(name)) return fail(Code::failed_precondition, "a key named '" + name + "' already exists");
   std::int64_t intent = 0;
-  auto v = make_version(name, algorithm, 1, "created", "create-key", intent);
+  auto v = make_version(name, algorithm, 1, "created", "create-key", intent, recovery);
   if (!v) return unexpected(v.error());
   Key key;
   key.name = name;
@@ -74,6 +75,7 @@ KeyAdmin::KeyResult KeyAdmin::create_key(const std::string& name, Algorithm algo
   key.created_at = v->created_at;
   key.policy = std::move(policy);
   key.rotation = rotation;
+  key.recovery = recovery;
   key.versions.push_back(std::move(*v));
   if (auto r = store_.insert_key(key, intent, request_id); !r) return unexpected(r.error());
   return publish(std::move(key));
@@ -88,7 +90,8 @@ KeyAdmin::KeyResult KeyAdmin::rotate_key(const std::string& name, const std::str
     return fail(Code::failed_precondition,
                 "key '" + name + "' is " + key_state_name((*current)->state) + "; only enabled keys rotate");
   std::int64_t intent = 0;
-  auto v = make_version(name, (*current)->algorithm, (*current)->current_version + 1, reason, "rotate-key", intent);
+  auto v = make_version(name, (*current)->algorithm, (*current)->current_version + 1, reason, "rotate-key", intent,
+                        (*current)->recovery);
   if (!v) return unexpected(v.error());
   if (auto r = store_.add_version(name, *v, intent, request_id); !r) return unexpected(r.error());
   Key next = **current;
@@ -155,6 +158,34 @@ KeyAdmin::KeyResult KeyAdmin::import_version(const std::string& name, Algorithm 
     (void)store_.drop_intent(*intent);
     return unexpected(r.error());
   }
+  return publish(std::move(key));
+}
+
+KeyAdmin::KeyResult KeyAdmin::restore_key(Key key, const VersionUnwrapper& unwrap) {
+  std::lock_guard lock(mutex_);
+  if (!valid_key_name(key.name)) return fail(Code::invalid_argument, "key names match ^[a-z0-9][a-z0-9._-]{0,62}$");
+  if (registry_.find(key.name)) return fail(Code::failed_precondition, "a key named '" + key.name + "' already exists");
+  std::vector<std::int64_t> intents;
+  std::vector<ObjectRef> made;
+  // Nothing half restored may stay: every object made so far goes, with its intent.
+  auto undo = [&](const Error& why) -> KeyResult {
+    for (const auto& obj : made) (void)vault_.destroy(obj);
+    for (auto id : intents) (void)store_.drop_intent(id);
+    return unexpected(why);
+  };
+  for (auto& v : key.versions) {
+    v.object.id.resize(16);
+    if (RAND_bytes(v.object.id.data(), 16) != 1) return undo({Code::internal, "no randomness for the object id"});
+    v.object.label = object_label(key.name, v.version);
+    if (v.state == "destroyed") continue;  // shredded at the source: there is nothing to restore
+    auto intent = store_.begin_intent(Intent{0, "restore-key", key.name, v.version, v.object, unix_seconds(clock_.now())});
+    if (!intent) return undo(intent.error());
+    intents.push_back(*intent);
+    made.push_back(v.object);
+    if (auto r = unwrap(v, v.object); !r) return undo(r.error());
+    if (auto ok = vault_.verify(key.algorithm, v.object, false, key.recovery); !ok) return undo(ok.error());
+  }
+  if (auto r = store_.insert_restored_key(key, intents); !r) return undo(r.error());
   return publish(std::move(key));
 }
 
@@ -343,7 +374,7 @@ Outcome<ReconcileReport> KeyAdmin::reconcile() {
                                  " token objects carry its CKA_ID or label; custody made one");
         continue;
       }
-      if (auto ok = vault_.verify(key->algorithm, v.object, v.origin == "generated"); !ok) {
+      if (auto ok = vault_.verify(key->algorithm, v.object, v.origin == "generated", key->recovery); !ok) {
         if (ok.error().code == Code::unavailable) return unexpected(ok.error());
         report.altered.push_back(describe(*key, v) + ": " + ok.error().message);
       }

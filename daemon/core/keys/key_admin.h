@@ -28,15 +28,16 @@ struct ReconcileReport {
 
 class KeyAdmin {
  public:
-  KeyAdmin(KeyRegistry& registry, StateStore& store, KeyVault& vault, const Clock& clock,
+  KeyAdmin(KeyRegistry& registry, StateStoreApi& store, KeyVault& vault, const Clock& clock,
            LifecycleSettings settings = {})
       : registry_(registry), store_(store), vault_(vault), clock_(clock), settings_(settings) {}
 
   // request_id: the admin request making the change, marked applied in the same transaction
   // (empty for the daemon's own changes).
   using KeyResult = Outcome<std::shared_ptr<const Key>>;
+  // recovery: the key can be backed up under a trusted recovery key (CONTRACT §11); never changes.
   KeyResult create_key(const std::string& name, Algorithm algorithm, Policy policy, RotationPolicy rotation = {},
-                       const std::string& request_id = {});
+                       const std::string& request_id = {}, bool recovery = false);
   // reason: rotated | auto-rotated:period | auto-rotated:usage
   KeyResult rotate_key(const std::string& name, const std::string& reason = "rotated", const std::string& request_id = {});
   KeyResult set_enabled(const std::string& name, bool enabled, const std::string& request_id = {});
@@ -52,6 +53,13 @@ class KeyAdmin {
   KeyResult import_version(const std::string& name, Algorithm algorithm, const Policy& policy_if_new,
                            const Unwrapper& unwrap, const std::string& import_job);
 
+  // Recovery (CONTRACT §11): makes key as a recovery bundle describes it (name, policy, state,
+  // versions, min_decrypt_version), each live version in a fresh token object that
+  // unwrap(version, target) fills; origin and attributes are checked afterwards. All or nothing:
+  // a failure leaves no object behind. The key must not exist.
+  using VersionUnwrapper = std::function<Outcome<void>(const KeyVersion& version, const ObjectRef& target)>;
+  KeyResult restore_key(Key key, const VersionUnwrapper& unwrap);
+
   // Destroys every key whose destruction is due; returns their names.
   Outcome<std::vector<std::string>> destroy_due();
   // Finishes or undoes changes a crash cut short; returns what it did, for the log and audit.
@@ -61,14 +69,15 @@ class KeyAdmin {
 
  private:
   Outcome<KeyVersion> make_version(const std::string& name, Algorithm algorithm, std::uint32_t version,
-                                   const std::string& reason, const char* intent_kind, std::int64_t& intent_id);
+                                   const std::string& reason, const char* intent_kind, std::int64_t& intent_id,
+                                   bool recovery);
   Outcome<void> destroy_locked(const Key& key, std::int64_t intent_id);
   KeyResult publish(Key key);
   Outcome<std::shared_ptr<const Key>> existing(const std::string& name);
 
   std::mutex mutex_;
   KeyRegistry& registry_;
-  StateStore& store_;
+  StateStoreApi& store_;
   KeyVault& vault_;
   const Clock& clock_;
   LifecycleSettings settings_;

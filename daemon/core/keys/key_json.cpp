@@ -24,6 +24,7 @@ boost::json::object key_to_json(const Key& key, UsageMeter* meter) {
   o["algorithm"] = algorithm_name(key.algorithm);
   o["state"] = key_state_name(key.state);
   o["current_version"] = key.current_version;
+  o["recovery"] = key.recovery;
   o["min_decrypt_version"] = key.min_decrypt_version;
   if (key.destroy_at) o["destroy_at"] = rfc3339_seconds(*key.destroy_at);
   o["created_at"] = rfc3339_seconds(key.created_at);

@@ -32,7 +32,7 @@ CK_MECHANISM_TYPE generation_mechanism(Algorithm algorithm) {
 }
 
 void fill_key_template(p11::AttributeTemplate& t, Algorithm algorithm, const ObjectRef& ref,
-                       bool set_modifiable_false, bool set_copyable_false) {
+                       bool set_modifiable_false, bool set_copyable_false, bool recovery) {
   const bool aes = algorithm == Algorithm::aes_256_gcm;
   const bool transport = algorithm == Algorithm::aes_256_kwp_transport;
   t.add_ulong(CKA_CLASS, CKO_SECRET_KEY)
@@ -42,7 +42,8 @@ void fill_key_template(p11::AttributeTemplate& t, Algorithm algorithm, const Obj
       .add_bool(CKA_TOKEN, true)
       .add_bool(CKA_PRIVATE, true)
       .add_bool(CKA_SENSITIVE, true)
-      .add_bool(CKA_EXTRACTABLE, false)
+      // A recovery key may leave the token, and then only under a key the SO marked trusted.
+      .add_bool(CKA_EXTRACTABLE, recovery)
       // One role per key: never wrap/unwrap next to encrypt/decrypt/sign (Clulow).
       .add_bool(CKA_ENCRYPT, aes)
       .add_bool(CKA_DECRYPT, aes)
@@ -52,24 +53,26 @@ void fill_key_template(p11::AttributeTemplate& t, Algorithm algorithm, const Obj
       // A transport key does one thing: unwrap keys migrated from a legacy HSM.
       .add_bool(CKA_UNWRAP, transport)
       .add_bool(CKA_DERIVE, false);
+  if (recovery) t.add_bool(CKA_WRAP_WITH_TRUSTED, true);
   // No copy of a custody key may ever exist, in the token or out of it (DESIGN invariant 2).
   if (set_copyable_false) t.add_bool(CKA_COPYABLE, false);
   // Last: see p11::quirks::refuses_optional_restriction for why the order matters.
   if (set_modifiable_false) t.add_bool(CKA_MODIFIABLE, false);
 }
 
-std::vector<RequiredAttribute> required_attributes(Algorithm algorithm, bool generated) {
+std::vector<RequiredAttribute> required_attributes(Algorithm algorithm, bool generated, bool recovery) {
   const bool aes = algorithm == Algorithm::aes_256_gcm;
   const bool transport = algorithm == Algorithm::aes_256_kwp_transport;
   const bool mac = algorithm == Algorithm::hmac_sha256;
   std::vector<RequiredAttribute> r = {
-      {"token", true},  {"private", true},     {"sensitive", true}, {"extractable", false},
+      {"token", true},  {"private", true},     {"sensitive", true}, {"extractable", recovery},
       {"encrypt", aes}, {"decrypt", aes},      {"sign", mac},       {"verify", mac},
       {"wrap", false},  {"unwrap", transport}, {"derive", false},   {"copyable", false, true},
   };
+  if (recovery) r.push_back({"wrap_with_trusted", true});
   if (generated) {
     r.push_back({"always_sensitive", true});
-    r.push_back({"never_extractable", true});
+    r.push_back({"never_extractable", !recovery});
   }
   return r;
 }

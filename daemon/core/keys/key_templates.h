@@ -19,8 +19,9 @@ const std::vector<std::pair<std::string, CK_ATTRIBUTE_TYPE>>& reported_attribute
 // class, key type, storage and usage flags for a custody key of this algorithm. Key generation
 // adds CKA_VALUE_LEN (32); the test-only route that creates a key from known bytes adds CKA_VALUE.
 // CKA_MODIFIABLE and CKA_COPYABLE false are optional: some tokens refuse them in a template.
+// recovery: CKA_EXTRACTABLE true with CKA_WRAP_WITH_TRUSTED true (CONTRACT §11), nothing else differs.
 void fill_key_template(p11::AttributeTemplate& t, Algorithm algorithm, const ObjectRef& ref,
-                       bool set_modifiable_false, bool set_copyable_false = true);
+                       bool set_modifiable_false, bool set_copyable_false = true, bool recovery = false);
 CK_MECHANISM_TYPE generation_mechanism(Algorithm algorithm);
 
 // Makes a custody key with create(template) (generate or unwrap): first with every optional
@@ -28,16 +29,20 @@ CK_MECHANISM_TYPE generation_mechanism(Algorithm algorithm);
 // (p11::quirks::refuses_optional_restriction), without the one or the other, then without both.
 // The caller reads the attributes back afterwards (KeyVault::verify).
 template <class Create>
-p11::Result<CK_OBJECT_HANDLE> make_custody_key(Algorithm algorithm, const ObjectRef& ref, Create&& create) {
+p11::Result<CK_OBJECT_HANDLE> make_custody_key(Algorithm algorithm, const ObjectRef& ref, bool recovery, Create&& create) {
   constexpr std::pair<bool, bool> kAttempts[] = {{true, true}, {false, true}, {true, false}, {false, false}};
   p11::Result<CK_OBJECT_HANDLE> made = CK_INVALID_HANDLE;
   for (auto [not_modifiable, not_copyable] : kAttempts) {
     p11::AttributeTemplate t;
-    fill_key_template(t, algorithm, ref, not_modifiable, not_copyable);
+    fill_key_template(t, algorithm, ref, not_modifiable, not_copyable, recovery);
     made = create(t);
     if (made || !p11::quirks::refuses_optional_restriction(made.error().rv)) break;
   }
   return made;
+}
+template <class Create>
+p11::Result<CK_OBJECT_HANDLE> make_custody_key(Algorithm algorithm, const ObjectRef& ref, Create&& create) {
+  return make_custody_key(algorithm, ref, false, std::forward<Create>(create));
 }
 
 struct RequiredAttribute {
@@ -47,7 +52,8 @@ struct RequiredAttribute {
   bool unreported_is_fine = false;
 };
 // always_sensitive and never_extractable are required for generated keys only: an imported key
-// honestly reports false for them.
-std::vector<RequiredAttribute> required_attributes(Algorithm algorithm, bool generated);
+// honestly reports false for them. A recovery key must be extractable only under a trusted key
+// (extractable and wrap_with_trusted true, never_extractable false).
+std::vector<RequiredAttribute> required_attributes(Algorithm algorithm, bool generated, bool recovery = false);
 
 }  // namespace custody::core

@@ -23,7 +23,8 @@ class KeyVault {
   virtual ~KeyVault() = default;
   // Generates a key with the fixed custody template for the algorithm, reads the attributes
   // back and refuses (destroying it) a key that does not match.
-  virtual Outcome<void> generate(Algorithm algorithm, const ObjectRef& ref) = 0;
+  // recovery: the CONTRACT §11 template (extractable only under a trusted key).
+  virtual Outcome<void> generate(Algorithm algorithm, const ObjectRef& ref, bool recovery = false) = 0;
   virtual Outcome<SecureBytes> gcm_encrypt(const ObjectRef& key, std::span<const std::uint8_t> iv,
                                            std::span<const std::uint8_t> aad,
                                            std::span<const std::uint8_t> plaintext) = 0;
@@ -34,7 +35,7 @@ class KeyVault {
   virtual Outcome<void> random(std::span<std::uint8_t> out) = 0;
   virtual Outcome<AttributeReport> attributes(const ObjectRef& key) = 0;
   // Checks the attributes against the custody template; the message lists what differs.
-  virtual Outcome<void> verify(Algorithm algorithm, const ObjectRef& key, bool generated) = 0;
+  virtual Outcome<void> verify(Algorithm algorithm, const ObjectRef& key, bool generated, bool recovery = false) = 0;
   // Destroys the object and every copy of it: each object carrying its CKA_ID or its label
   // (cryptographic shredding). Fails if any is still there afterwards. Nothing there is success.
   virtual Outcome<void> destroy(const ObjectRef& key) = 0;

@@ -81,15 +81,15 @@ void TokenKeyVault::forget(const ObjectRef& ref) {
   handles_.erase(id_key(ref));
 }
 
-Outcome<void> TokenKeyVault::generate(Algorithm algorithm, const ObjectRef& ref) {
+Outcome<void> TokenKeyVault::generate(Algorithm algorithm, const ObjectRef& ref, bool recovery) {
   auto made = with_session<CK_OBJECT_HANDLE>([&](p11::Session& s) -> p11::Result<CK_OBJECT_HANDLE> {
-    return make_custody_key(algorithm, ref, [&](p11::AttributeTemplate& t) {
+    return make_custody_key(algorithm, ref, recovery, [&](p11::AttributeTemplate& t) {
       t.add_ulong(CKA_VALUE_LEN, 32);
       return s.generate_key(generation_mechanism(algorithm), t);
     });
   });
   if (!made) return unexpected(token_error(made.error(), "key generation"));
-  if (auto ok = verify(algorithm, ref, true); !ok) {
+  if (auto ok = verify(algorithm, ref, true, recovery); !ok) {
     spdlog::error("generated key {} does not have the custody template ({}); destroying it", ref.label,
                   ok.error().message);
     (void)with_session<bool>([&](p11::Session& s) -> p11::Result<bool> {
@@ -184,11 +184,11 @@ Outcome<AttributeReport> TokenKeyVault::attributes(const ObjectRef& key) {
   return std::move(*r);
 }
 
-Outcome<void> TokenKeyVault::verify(Algorithm algorithm, const ObjectRef& key, bool generated) {
+Outcome<void> TokenKeyVault::verify(Algorithm algorithm, const ObjectRef& key, bool generated, bool recovery) {
   auto report = attributes(key);
   if (!report) return unexpected(report.error());
   std::string differs;
-  for (const auto& want : required_attributes(algorithm, generated)) {
+  for (const auto& want : required_attributes(algorithm, generated, recovery)) {
     const auto& have = (*report)[want.name];
     if (!have && !want.unreported_is_fine) differs += " " + want.name + "=unreported";
     else if (have && *have != want.value) differs += " " + want.name + "=" + (*have ? "true" : "false");

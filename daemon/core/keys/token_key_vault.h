@@ -32,7 +32,7 @@ class TokenKeyVault final : public KeyVault {
  public:
   explicit TokenKeyVault(p11::SessionPool& pool);
 
-  Outcome<void> generate(Algorithm algorithm, const ObjectRef& ref) override;
+  Outcome<void> generate(Algorithm algorithm, const ObjectRef& ref, bool recovery = false) override;
   Outcome<SecureBytes> gcm_encrypt(const ObjectRef& key, std::span<const std::uint8_t> iv,
                                    std::span<const std::uint8_t> aad,
                                    std::span<const std::uint8_t> plaintext) override;
@@ -42,7 +42,7 @@ class TokenKeyVault final : public KeyVault {
   Outcome<SecureBytes> hmac_sha256(const ObjectRef& key, std::span<const std::uint8_t> message) override;
   Outcome<void> random(std::span<std::uint8_t> out) override;
   Outcome<AttributeReport> attributes(const ObjectRef& key) override;
-  Outcome<void> verify(Algorithm algorithm, const ObjectRef& key, bool generated) override;
+  Outcome<void> verify(Algorithm algorithm, const ObjectRef& key, bool generated, bool recovery = false) override;
   Outcome<void> destroy(const ObjectRef& key) override;
   Outcome<bool> exists(const ObjectRef& key) override;
   Outcome<std::size_t> carriers(const ObjectRef& key) override;

@@ -21,7 +21,7 @@ inline constexpr std::uint64_t kGcmInvocationBound = std::uint64_t{1} << 32;
 
 class UsageMeter {
  public:
-  explicit UsageMeter(StateStore& store) : store_(store) {}
+  explicit UsageMeter(StateStoreApi& store) : store_(store) {}
 
   // Called when a version's count reaches its key's usage limit (once per version).
   void on_limit(std::function<void(const std::string& key)> callback) { on_limit_ = std::move(callback); }
@@ -41,7 +41,7 @@ class UsageMeter {
   };
   Outcome<Entry*> entry(const std::string& key, std::uint32_t version);
 
-  StateStore& store_;
+  StateStoreApi& store_;
   std::function<void(const std::string&)> on_limit_;
   std::shared_mutex mutex_;
   std::unordered_map<std::string, std::unique_ptr<Entry>> entries_;

@@ -96,6 +96,16 @@ CREATE TABLE import_jobs (
   policy TEXT NOT NULL
 ) STRICT;
 )sql",
+    // Recovery (CONTRACT §11): which keys may be backed up, and the bundles made.
+    R"sql(
+ALTER TABLE keys ADD COLUMN recovery INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE recovery_bundles (
+  id TEXT PRIMARY KEY,
+  created_at INTEGER NOT NULL,
+  request_id TEXT NOT NULL,
+  envelope TEXT NOT NULL
+) STRICT;
+)sql",
 };
 
 // A prepared statement that finalizes itself. A failed prepare or bind is kept and reported by
@@ -200,6 +210,21 @@ Outcome<void> mark_job_used(sqlite3* db, const std::string& job_id) {
   Statement st(db, "UPDATE import_jobs SET state = 'used' WHERE id = ? AND state = 'active'");
   st.text(1, job_id);
   return change(db, st, "use import job", 1);
+}
+
+Outcome<void> insert_key_rows(sqlite3* db, const Key& key) {
+  Statement st(db,
+               "INSERT INTO keys(name, algorithm, state, current_version, min_decrypt_version, destroy_at, policy,"
+               " created_at, rotation_period, usage_limit, recovery) VALUES(?,?,?,?,?,?,?,?,?,?,?)");
+  st.text(1, key.name).text(2, algorithm_name(key.algorithm)).text(3, key_state_name(key.state));
+  st.integer(4, key.current_version).integer(5, key.min_decrypt_version).optional(6, key.destroy_at);
+  st.text(7, boost::json::serialize(policy_to_json(key.policy))).integer(8, key.created_at);
+  st.optional(9, key.rotation.period_seconds).integer(10, static_cast<std::int64_t>(key.rotation.usage_limit));
+  st.integer(11, key.recovery ? 1 : 0);
+  if (auto r = change(db, st, "insert key"); !r) return r;
+  for (const auto& v : key.versions)
+    if (auto r = insert_version(db, key.name, v); !r) return r;
+  return {};
 }
 
 Outcome<void> delete_intent(sqlite3* db, std::int64_t id) {
@@ -319,7 +344,7 @@ Outcome<std::vector<Key>> StateStore::load_keys() {
   auto load = [&]() -> Outcome<void> {
     Statement ks(db_,
                  "SELECT name, algorithm, state, current_version, min_decrypt_version, destroy_at, policy, created_at,"
-                 " rotation_period, usage_limit FROM keys ORDER BY name");
+                 " rotation_period, usage_limit, recovery FROM keys ORDER BY name");
     auto scanned = scan(db_, ks, "keys", [&]() -> Outcome<void> {
       Key k;
       k.name = ks.column_text(0);
@@ -339,6 +364,7 @@ Outcome<std::vector<Key>> StateStore::load_keys() {
       k.created_at = ks.column_int(7);
       if (!ks.column_null(8)) k.rotation.period_seconds = ks.column_int(8);
       k.rotation.usage_limit = static_cast<std::uint64_t>(ks.column_int(9));
+      k.recovery = ks.column_int(10) != 0;
       keys.push_back(std::move(k));
       return {};
     });
@@ -414,20 +440,99 @@ Outcome<void> StateStore::insert_key(const Key& key, std::int64_t intent_id, con
                                      const std::string& used_import_job) {
   std::lock_guard lock(mutex_);
   return track(transaction([&]() -> Outcome<void> {
-    Statement st(db_,
-                 "INSERT INTO keys(name, algorithm, state, current_version, min_decrypt_version, destroy_at, policy,"
-                 " created_at, rotation_period, usage_limit) VALUES(?,?,?,?,?,?,?,?,?,?)");
-    st.text(1, key.name).text(2, algorithm_name(key.algorithm)).text(3, key_state_name(key.state));
-    st.integer(4, key.current_version).integer(5, key.min_decrypt_version).optional(6, key.destroy_at);
-    st.text(7, boost::json::serialize(policy_to_json(key.policy))).integer(8, key.created_at);
-    st.optional(9, key.rotation.period_seconds).integer(10, static_cast<std::int64_t>(key.rotation.usage_limit));
-    if (auto r = change(db_, st, "insert key"); !r) return r;
-    for (const auto& v : key.versions)
-      if (auto r = insert_version(db_, key.name, v); !r) return r;
+    if (auto r = insert_key_rows(db_, key); !r) return r;
     if (auto r = mark_applied(db_, request_id); !r) return r;
     if (auto r = mark_job_used(db_, used_import_job); !r) return r;
     return delete_intent(db_, intent_id);
   }));
+}
+
+Outcome<std::vector<std::string>> StateStore::approvers(const std::string& request_id) {
+  std::lock_guard lock(mutex_);
+  Statement st(db_, "SELECT operator FROM approvals WHERE request_id = ? ORDER BY approved_at, rowid");
+  st.text(1, request_id);
+  std::vector<std::string> names;
+  auto r = track(scan(db_, st, "approvals", [&]() -> Outcome<void> {
+    names.push_back(st.column_text(0));
+    return {};
+  }));
+  if (!r) return unexpected(r.error());
+  return names;
+}
+
+Outcome<void> StateStore::insert_restored_key(const Key& key, const std::vector<std::int64_t>& intent_ids) {
+  std::lock_guard lock(mutex_);
+  return track(transaction([&]() -> Outcome<void> {
+    if (auto r = insert_key_rows(db_, key); !r) return r;
+    for (auto id : intent_ids)
+      if (auto r = delete_intent(db_, id); !r) return r;
+    return {};
+  }));
+}
+
+Outcome<void> StateStore::insert_recovery_bundle(const std::string& id, std::int64_t created_at,
+                                                 const std::string& envelope, const std::string& request_id) {
+  std::lock_guard lock(mutex_);
+  return track(transaction([&]() -> Outcome<void> {
+    Statement st(db_, "INSERT INTO recovery_bundles(id, created_at, request_id, envelope) VALUES(?,?,?,?)");
+    st.text(1, id).integer(2, created_at).text(3, request_id).text(4, envelope);
+    if (auto r = change(db_, st, "insert recovery bundle"); !r) return r;
+    return mark_applied(db_, request_id);
+  }));
+}
+
+Outcome<std::optional<std::string>> StateStore::recovery_bundle(const std::string& id) {
+  std::lock_guard lock(mutex_);
+  Statement st(db_, "SELECT envelope FROM recovery_bundles WHERE id = ?");
+  st.text(1, id);
+  auto found = track(read_one(db_, st, "recovery_bundles"));
+  if (!found) return unexpected(found.error());
+  if (!*found) return std::optional<std::string>{};
+  return std::optional<std::string>{st.column_text(0)};
+}
+
+Outcome<std::optional<std::string>> StateStore::recovery_bundle_of_request(const std::string& request_id) {
+  std::lock_guard lock(mutex_);
+  Statement st(db_, "SELECT id FROM recovery_bundles WHERE request_id = ?");
+  st.text(1, request_id);
+  auto found = track(read_one(db_, st, "recovery_bundles"));
+  if (!found) return unexpected(found.error());
+  if (!*found) return std::optional<std::string>{};
+  return std::optional<std::string>{st.column_text(0)};
+}
+
+Outcome<void> StateStore::backup_to(const std::string& destination) {
+  // A private file from the start: the copy holds what the state does.
+  const int fd = ::open(destination.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return fail(Code::failed_precondition, "cannot create " + destination + ": " + std::strerror(errno));
+  ::close(fd);
+  sqlite3* out = nullptr;
+  if (sqlite3_open_v2(destination.c_str(), &out, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) {
+    std::string msg = out ? sqlite3_errmsg(out) : "out of memory";
+    sqlite3_close(out);
+    ::unlink(destination.c_str());
+    return fail(Code::unavailable, "cannot open " + destination + ": " + msg);
+  }
+  // The online backup API copies a consistent snapshot while the daemon keeps writing. It runs
+  // under the store's lock, in one step: the copy is one transaction's view of the database.
+  std::string error;
+  {
+    std::lock_guard lock(mutex_);
+    sqlite3_backup* backup = sqlite3_backup_init(out, "main", db_, "main");
+    if (!backup) {
+      error = sqlite3_errmsg(out);
+    } else {
+      const int rc = sqlite3_backup_step(backup, -1);
+      if (rc != SQLITE_DONE) error = sqlite3_errstr(rc);
+      if (sqlite3_backup_finish(backup) != SQLITE_OK && error.empty()) error = sqlite3_errmsg(out);
+    }
+  }
+  if (sqlite3_close(out) != SQLITE_OK && error.empty()) error = "closing the copy failed";
+  if (!error.empty()) {
+    ::unlink(destination.c_str());
+    return fail(Code::unavailable, "state backup to " + destination + " failed: " + error);
+  }
+  return {};
 }
 
 Outcome<void> StateStore::add_version(const std::string& key_name, const KeyVersion& version, std::int64_t intent_id,
