@@ -2,7 +2,7 @@
 
 namespace custody::transport {
 
-ConnectionBudget::Verdict ConnectionBudget::admit(uid_t uid) {
+ConnectionBudget::Verdict ConnectionBudget::admit(PeerKey uid) {
   if (open_ >= total_) return Verdict::listener_full;
   auto& mine = by_uid_[uid];
   if (mine >= per_uid_) return Verdict::uid_full;
@@ -11,14 +11,14 @@ ConnectionBudget::Verdict ConnectionBudget::admit(uid_t uid) {
   return Verdict::admitted;
 }
 
-void ConnectionBudget::release(uid_t uid) {
+void ConnectionBudget::release(PeerKey uid) {
   auto it = by_uid_.find(uid);
   if (it == by_uid_.end() || it->second == 0) return;
   --open_;
   if (--it->second == 0) by_uid_.erase(it);
 }
 
-unsigned ConnectionBudget::open_for(uid_t uid) const {
+unsigned ConnectionBudget::open_for(PeerKey uid) const {
   auto it = by_uid_.find(uid);
   return it == by_uid_.end() ? 0 : it->second;
 }

@@ -4,6 +4,8 @@
 // owns it.
 #include <sys/types.h>
 
+#include "daemon/transport/peer_key.h"
+
 #include <unordered_map>
 
 namespace custody::transport {
@@ -14,16 +16,16 @@ class ConnectionBudget {
 
   enum class Verdict { admitted, listener_full, uid_full };
   // Takes a slot for uid when one is free; release() gives it back.
-  Verdict admit(uid_t uid);
-  void release(uid_t uid);
+  Verdict admit(PeerKey uid);
+  void release(PeerKey uid);
 
   unsigned open() const { return open_; }
-  unsigned open_for(uid_t uid) const;
+  unsigned open_for(PeerKey uid) const;
 
  private:
   unsigned total_, per_uid_;
   unsigned open_ = 0;
-  std::unordered_map<uid_t, unsigned> by_uid_;
+  std::unordered_map<PeerKey, unsigned> by_uid_;
 };
 
 }  // namespace custody::transport

@@ -6,6 +6,8 @@
 // most). Not thread-safe: the I/O thread owns it.
 #include <sys/types.h>
 
+#include "daemon/transport/peer_key.h"
+
 #include <cstddef>
 #include <deque>
 #include <unordered_map>
@@ -15,7 +17,7 @@ namespace custody::transport {
 template <class T>
 class FairQueue {
  public:
-  void push(uid_t uid, T* item) {
+  void push(PeerKey uid, T* item) {
     auto& queue = by_uid_[uid];
     if (queue.empty()) turns_.push_back(uid);
     queue.push_back(item);
@@ -25,7 +27,7 @@ class FairQueue {
   // The next item in turn, or nullptr when nothing waits.
   T* pop() {
     if (turns_.empty()) return nullptr;
-    const uid_t uid = turns_.front();
+    const PeerKey uid = turns_.front();
     turns_.pop_front();
     auto it = by_uid_.find(uid);
     T* item = it->second.front();
@@ -40,8 +42,8 @@ class FairQueue {
   bool empty() const { return size_ == 0; }
 
  private:
-  std::unordered_map<uid_t, std::deque<T*>> by_uid_;
-  std::deque<uid_t> turns_;  // uids with something waiting, in the order of their next turn
+  std::unordered_map<PeerKey, std::deque<T*>> by_uid_;
+  std::deque<PeerKey> turns_;  // uids with something waiting, in the order of their next turn
   std::size_t size_ = 0;
 };
 

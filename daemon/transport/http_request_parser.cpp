@@ -3,6 +3,7 @@
 #include <openssl/crypto.h>
 
 #include <algorithm>
+#include <cctype>
 #include <boost/asio/buffer.hpp>
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/error.hpp>
@@ -128,6 +129,12 @@ void HttpRequestParser::on_field_impl(http::field name, string_view name_string,
   if (in_trailer_) return refuse(400, "trailer fields are not accepted", ec);
   if (++fields_ > limits_.max_fields)
     return refuse(400, "more than " + std::to_string(limits_.max_fields) + " header fields", ec);
+  if (limits_.keep_fields) {
+    std::string lower(name_string.data(), name_string.size());
+    std::transform(lower.begin(), lower.end(), lower.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    kept_fields_.push_back({std::move(lower), std::string(trim(value))});
+  }
   switch (name) {
     case http::field::content_length:
       if (++content_lengths_ > 1) return refuse(400, "more than one Content-Length", ec);

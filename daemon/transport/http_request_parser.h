@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace custody::transport {
 
@@ -17,6 +18,14 @@ struct HttpLimits {
   std::size_t max_header_bytes = 16 * 1024;
   std::size_t max_body_bytes = 64 * 1024;
   unsigned max_fields = 100;
+  // Keep every header field (name lowercased, value trimmed): for a listener that authenticates
+  // requests by signed headers (SigV4). The Unix sockets keep none.
+  bool keep_fields = false;
+};
+
+struct HttpField {
+  std::string name;  // lowercase
+  std::string value;
 };
 
 // Why a request was refused before it reached a route.
@@ -40,6 +49,8 @@ class HttpRequestParser final : public boost::beast::http::basic_parser<true> {
   const std::string& target() const { return target_; }
   unsigned version() const { return version_; }
   const std::string& request_id() const { return request_id_; }
+  // Every field in arrival order, when HttpLimits::keep_fields; else empty.
+  const std::vector<HttpField>& fields() const { return kept_fields_; }
   // The client waits for "100 Continue" before it sends the body (curl does for larger bodies).
   bool expects_continue() const { return expect_continue_; }
   bool started() const { return started_; }
@@ -68,6 +79,7 @@ class HttpRequestParser final : public boost::beast::http::basic_parser<true> {
   bool refused_ = false;
   bool started_ = false;
   std::string method_, target_, request_id_, body_;
+  std::vector<HttpField> kept_fields_;
   unsigned version_ = 11;
   unsigned fields_ = 0;
   std::size_t header_scanned_ = 0;  // bytes of the unfinished header already checked for obs-fold

@@ -1,6 +1,7 @@
 #pragma once
-// HTTP/1.1 over Unix sockets (Asio, C++20 coroutines), hardened against the local peers it
-// serves. One I/O thread reads and writes. Requests are taken in turns across uids (FairQueue) and
+// HTTP/1.1 over Unix sockets and one TCP listener (plain or TLS, for the XKS front end) (Asio,
+// C++20 coroutines), hardened against the peers it serves: the same loop, framing, limits and
+// timeouts for both; a peer is a uid on a Unix socket and an address on TCP (PeerKey). One I/O thread reads and writes. Requests are taken in turns across uids (FairQueue) and
 // run either on the I/O thread itself (workers = 0: a local token answers in microseconds, and
 // every hand-over between threads would cost more than the call) or on the worker pool, where
 // PKCS#11 calls may block for a network round trip. Long work always goes to the pool, so that it
@@ -14,7 +15,9 @@
 // io_context run out of work.
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <chrono>
@@ -26,8 +29,10 @@
 #include "daemon/service/service.h"
 #include "daemon/transport/buffer_pool.h"
 #include "daemon/transport/connection_budget.h"
+#include "daemon/transport/endpoint.h"
 #include "daemon/transport/fair_queue.h"
 #include "daemon/transport/http_request_parser.h"
+#include "daemon/transport/tcp_listener.h"
 #include "daemon/transport/uid_rate_limiter.h"
 #include "daemon/transport/unix_listener.h"
 
@@ -59,6 +64,13 @@ class Server {
   ~Server();
 
   Expected<void, std::string> listen(const SocketSpec& spec, ListenerKind kind, service::Service& service);
+  // A TCP listener (plain HTTP, or TLS when spec.tls) handing its requests to endpoint, with the
+  // service socket's limits: connections in total and per peer address, requests in flight, the
+  // per-peer rate, header and body sizes, every timeout. Answers the port it listens on.
+  Expected<std::uint16_t, std::string> listen_tcp(const TcpSpec& spec, Endpoint& endpoint);
+  // New TLS connections on the listener at port use context from now on (certificate reload);
+  // connections already open keep theirs.
+  void replace_tls_context(std::uint16_t port, std::shared_ptr<boost::asio::ssl::context> context);
   // Must be called on the I/O thread (e.g. from a signal handler posted to it).
   // on_drained runs once the last connection has closed.
   void drain(std::function<void()> on_drained);
@@ -69,11 +81,21 @@ class Server {
   struct Listener;
   struct Pending;
   boost::asio::awaitable<void> accept_loop(Listener& listener);
-  boost::asio::awaitable<void> serve(std::shared_ptr<Connection> connection, Listener& listener);
+  template <class Socket>
+  struct SocketConnection;
+  void start_connection(std::shared_ptr<Connection> connection, boost::asio::awaitable<void> work);
+  boost::asio::awaitable<void> serve_unix(std::shared_ptr<SocketConnection<boost::asio::local::stream_protocol::socket>> connection,
+                                          Listener& listener);
+  boost::asio::awaitable<void> serve_tcp(std::shared_ptr<SocketConnection<boost::asio::ip::tcp::socket>> connection,
+                                         Listener& listener);
+  // The request loop of one connection, whatever carries its bytes (Unix socket, TCP, TLS).
+  template <class Stream>
+  boost::asio::awaitable<void> serve_requests(Connection& connection, Stream& stream, Listener& listener,
+                                              core::Peer peer, PeerKey key, Origin origin);
   // Cancels the read or write of every connection past its deadline, every 100 ms.
   boost::asio::awaitable<void> sweep_loop();
-  void refuse_connection(boost::asio::local::stream_protocol::socket& socket, service::Refusal reason,
-                         const std::string& why);
+  // Answers 429 on a fresh plain connection without waiting for the peer; the caller closes it.
+  void refuse_connection(int fd, Endpoint& endpoint, service::Refusal reason, const std::string& why);
   // Queues a request; its connection's coroutine waits until it is answered.
   void submit(Pending& pending);
   void dispatch();

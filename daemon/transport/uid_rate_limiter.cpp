@@ -13,7 +13,7 @@ constexpr std::size_t kPruneAbove = 4096;
 UidRateLimiter::UidRateLimiter(double per_second, unsigned burst)
     : per_second_(per_second), burst_(burst ? burst : std::max(1.0, per_second)) {}
 
-bool UidRateLimiter::allow(uid_t uid, Clock::time_point now, double cost) {
+bool UidRateLimiter::allow(PeerKey uid, Clock::time_point now, double cost) {
   if (!enabled()) return true;
   if (buckets_.size() > kPruneAbove) {
     std::erase_if(buckets_, [&](const auto& entry) {

@@ -3,6 +3,8 @@
 // Not thread-safe: the I/O thread owns it.
 #include <sys/types.h>
 
+#include "daemon/transport/peer_key.h"
+
 #include <chrono>
 #include <unordered_map>
 
@@ -16,7 +18,7 @@ class UidRateLimiter {
 
   bool enabled() const { return per_second_ > 0; }
   // Takes `cost` tokens from uid's bucket; false (and nothing taken) when there are not enough.
-  bool allow(uid_t uid, Clock::time_point now, double cost = 1);
+  bool allow(PeerKey uid, Clock::time_point now, double cost = 1);
 
  private:
   struct Bucket {
@@ -24,7 +26,7 @@ class UidRateLimiter {
     Clock::time_point updated;
   };
   double per_second_, burst_;
-  std::unordered_map<uid_t, Bucket> buckets_;
+  std::unordered_map<PeerKey, Bucket> buckets_;
 };
 
 }  // namespace custody::transport
