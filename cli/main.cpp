@@ -9,6 +9,9 @@
 #include "common/duration.h"
 
 #include "cli/commands.h"
+#include "cli/migrate_state.h"
+#include "cli/recovery_commands.h"
+#include "cli/xks_commands.h"
 
 namespace {
 
@@ -193,6 +196,13 @@ int main(int argc, char** argv) {
   import->add_flag("--print-recipe", imp.print_recipe, "print the openssl commands for this job instead");
   import->add_flag("!--no-kcv", imp.send_kcv, "do not send the KCV for the daemon to check");
   import->callback([&] { status = cmd_import(g, imp); });
+  MigrateStateOptions migrate;
+  auto* migrate_state = admin->add_subcommand(
+      "migrate-state", "copy a host's SQLite state into an empty PostgreSQL state store (custodyd stopped)");
+  migrate_state->add_option("--from", migrate.from, "the SQLite state.db")->required();
+  migrate_state->add_option("--dsn", migrate.dsn, "libpq connection string of the target (no password)")->required();
+  migrate_state->add_option("--password-file", migrate.password_file, "the target's password (mode 0400/0600)");
+  migrate_state->callback([&] { status = cmd_migrate_state(migrate); });
   admin->add_subcommand("import-jobs", "import jobs and the methods the token offers")->callback([&] {
     status = cmd_import_jobs(g);
   });
@@ -270,6 +280,63 @@ int main(int argc, char** argv) {
     if (attest->get_subcommands().empty()) status = cmd_attest(g, att);
   });
   attest->add_subcommand("key", "print the attestation public key and its key_id")->callback([&] { status = cmd_attest_key(g); });
+
+  // The AWS KMS External Key Store (docs/xks.md): the proxy configuration file for the KMS console.
+  XksCredentialsOptions xks_o;
+  xks_o.config_path = env_or("CUSTODY_CONFIG", "/etc/custody/custodyd.yaml");
+  auto* xks = app.add_subcommand("xks", "AWS KMS External Key Store proxy");
+  xks->require_subcommand(1);
+  auto* xks_credentials = xks->add_subcommand(
+      "credentials", "print the proxy configuration file for the KMS console (XksProxyUriPath, credential)");
+  xks_credentials->add_option("--config", xks_o.config_path, "custodyd's configuration (env CUSTODY_CONFIG)")->capture_default_str();
+  xks_credentials->add_option("--access-key-id", xks_o.access_key_id, "which of xks.credentials (default: the first)");
+  xks_credentials->add_option("--endpoint", xks_o.endpoint, "also print XksProxyUriEndpoint, e.g. https://xks.example.com");
+  xks_credentials->callback([&] { status = cmd_xks_credentials(xks_o); });
+
+  // Recovery (CONTRACT §11; docs/recovery.md): the ceremony on the tokens, bundles and the drill.
+  auto* recovery = app.add_subcommand("recovery", "backup and disaster recovery without plaintext");
+  recovery->require_subcommand(1);
+  auto add_token = [](CLI::App* cmd, TokenOptions& t, const char* pin_option, const char* pin_help) {
+    cmd->add_option("--module", t.module, "the PKCS#11 module path")->required();
+    cmd->add_option("--token-label", t.token_label, "the token's label");
+    cmd->add_option("--token-serial", t.token_serial, "or its serial number");
+    cmd->add_option(pin_option, t.pin_file, pin_help);
+  };
+  RecoveryInitOptions rinit;
+  auto* rinit_cmd = recovery->add_subcommand(
+      "init", "recovery (DR) side: make the recovery RSA key pair in the recovery token; prints its public key");
+  add_token(rinit_cmd, rinit.token, "--pin-file", "the recovery token's user PIN, from this file (else asked for)");
+  rinit_cmd->add_option("--bits", rinit.bits, "RSA modulus size, at least 3072")->capture_default_str();
+  rinit_cmd->add_option("--out", rinit.out, "write the public key (PEM) here instead of stdout");
+  rinit_cmd->callback([&] { status = cmd_recovery_init(g, rinit); });
+  RecoveryTrustOptions rtrust;
+  auto* rtrust_cmd = recovery->add_subcommand(
+      "trust", "primary side, by the token's Security Officer: import the recovery public key as a trusted wrapping key");
+  rtrust_cmd->add_option("public_key", rtrust.public_key_file, "the recovery public key (PEM) from recovery init")->required();
+  add_token(rtrust_cmd, rtrust.token, "--so-pin-file", "the primary token's SO PIN, from this file (else asked for)");
+  rtrust_cmd->callback([&] { status = cmd_recovery_trust(g, rtrust); });
+  std::string rexp_id, rexp_out;
+  auto* rexp = recovery->add_subcommand(
+      "export", "write the bundle an executed export-recovery-bundle request made to a file (admin socket)");
+  rexp->add_option("bundle_id", rexp_id, "the id in the request's result (recovery_bundle.id)")->required();
+  rexp->add_option("--out", rexp_out, "the bundle file")->required();
+  rexp->callback([&] { status = cmd_recovery_export(g, rexp_id, rexp_out); });
+  std::string rb_file, rb_key;
+  auto* rimp = recovery->add_subcommand(
+      "import", "recovery (DR) side: propose import-recovery-bundle with a bundle file (admin socket; needs approvals)");
+  rimp->add_option("bundle", rb_file, "the bundle file")->required();
+  rimp->add_option("--attestation-key", rb_key, "the primary's attestation public key (PEM), pinned")->required();
+  rimp->callback([&] { status = cmd_recovery_import(g, rb_file, rb_key); });
+  auto* rver = recovery->add_subcommand(
+      "verify", "the recovery drill: unwrap each version into session objects, check, destroy; changes nothing");
+  rver->add_option("bundle", rb_file, "the bundle file")->required();
+  rver->add_option("--attestation-key", rb_key, "the primary's attestation public key (PEM), pinned")->required();
+  rver->callback([&] { status = cmd_recovery_verify(g, rb_file, rb_key); });
+  std::string backup_out;
+  auto* backup = admin->add_subcommand(
+      "backup-state", "copy the daemon's state database, consistently while it serves, to a new file (mode 0600)");
+  backup->add_option("file", backup_out, "the new file")->required();
+  backup->callback([&] { status = cmd_admin_backup_state(g, backup_out); });
 
   try {
     app.parse(argc, argv);

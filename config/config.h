@@ -73,6 +73,40 @@ struct Kms {
   std::chrono::milliseconds healthz_interval{10'000};
 };
 
+// The AWS KMS External Key Store proxy listener (xks): off unless the section is present.
+struct XksCredential {
+  std::string access_key_id;
+  // The secret access key lives in a file (0400/0600) or a systemd credential, never in this file.
+  std::string secret_file;
+  bool systemd_credential = false;  // secret_file names a credential in $CREDENTIALS_DIRECTORY
+};
+struct XksTls {
+  std::string certificate;  // PEM chain
+  std::string private_key;  // PEM
+  std::optional<std::string> client_ca;  // mTLS: clients need a certificate this CA signed
+  std::string client_subject;            // with client_ca: required substring of the client subject
+};
+// One secondary authorization rule of the xks section (docs/xks.md): empty lists match anything.
+struct XksAuthorizationRule {
+  std::string name;
+  std::vector<std::string> keys, principals, kms_key_arns, operations, source_vpcs, source_vpces;
+};
+struct Xks {
+  std::string address = "127.0.0.1";
+  std::uint16_t port = 8443;
+  std::optional<XksTls> tls;  // nullopt: plain_http (behind a TLS-terminating load balancer)
+  std::string region;
+  std::string uri_prefix;  // "" or "/a/b": the API is at {uri_prefix}/kms/xks/v1
+  std::vector<XksCredential> credentials;
+  uid_t acts_as_uid = 0;  // key policies grant this uid wrap (ENCRYPT) and unwrap (DECRYPT)
+  gid_t acts_as_gid = 0;
+  std::map<std::string, std::string> keys;  // externalKeyId → custody key name
+  std::string health_key;
+  std::string ping_path = "/ping";
+  std::chrono::milliseconds health_cache{10'000};  // deep health results reused this long (≤ 60 s)
+  std::vector<XksAuthorizationRule> authorization;  // empty: every authenticated call is allowed
+};
+
 struct OperatorConfig {
   std::string name;
   std::string public_key_path;  // PEM SubjectPublicKeyInfo: EC P-256 or RSA >= 2048
@@ -95,10 +129,17 @@ struct Config {
   std::string sha256;  // of the file's exact bytes, for attestation
   Token token;
   std::string state_path;
+  // state.backend: sqlite (state_path, the default) or postgresql (a fleet sharing one database,
+  // docs/fleet.md): a libpq conninfo without a password, the password in a file or a systemd credential.
+  std::string state_backend = "sqlite";
+  std::string state_dsn;
+  std::string state_password_file;
+  bool state_password_credential = false;  // state_password_file names a credential in $CREDENTIALS_DIRECTORY
   Audit audit;
   Socket service_socket;
   Socket admin_socket;
   std::optional<Kms> kms;
+  std::optional<Xks> xks;
   Limits limits;
   DualControl dual_control;
   Lifecycle lifecycle;

@@ -2,6 +2,7 @@
 #include <grp.h>
 #include <yaml-cpp/yaml.h>
 
+#include <cctype>
 #include <fstream>
 #include <initializer_list>
 #include <limits>
@@ -200,6 +201,172 @@ void read_kms(Reader& r, const YAML::Node& root, Config& c) {
   c.kms = std::move(kms);
 }
 
+bool xks_token_char(char ch) {
+  return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' ||
+         ch == '-';
+}
+
+// The state section: SQLite at a path (one host, the default) or PostgreSQL shared by a fleet.
+void read_state(Reader& r, const YAML::Node& state, Config& c) {
+  if (auto v = r.string(state, "state", "backend", false)) {
+    if (*v != "sqlite" && *v != "postgresql") r.error(state["backend"], "state.backend", "must be sqlite or postgresql");
+    else c.state_backend = *v;
+  }
+  const bool postgres = c.state_backend == "postgresql";
+  if (auto v = r.string(state, "state", "path", !postgres)) {
+    if (postgres) r.error(state["path"], "state.path", "is for backend sqlite; backend postgresql uses state.dsn");
+    else c.state_path = *v;
+  }
+  auto dsn = r.string(state, "state", "dsn", postgres);
+  auto file = r.string(state, "state", "password_file", false);
+  auto credential = r.string(state, "state", "password_credential", false);
+  if (!postgres) {
+    for (const char* name : {"dsn", "password_file", "password_credential"})
+      if (state[name].IsDefined()) r.error(state[name], std::string("state.") + name, "is for backend postgresql");
+    return;
+  }
+  if (dsn) {
+    // A password in the conninfo (key=value or URI form) would sit in this file, logs and `ps`.
+    std::string lower = *dsn;
+    for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    const auto scheme = lower.find("://");
+    const auto at = lower.find('@');
+    const bool uri_password = scheme != std::string::npos && at != std::string::npos &&
+                              lower.substr(scheme + 3, at - scheme - 3).find(':') != std::string::npos;
+    if (lower.find("password") != std::string::npos || uri_password)
+      r.error(state["dsn"], "state.dsn", "must not hold a password: use state.password_file or state.password_credential");
+    else c.state_dsn = *dsn;
+  }
+  if (file && credential)
+    r.error(state, "state", "takes at most one of password_file or password_credential");
+  c.state_password_file = file ? *file : credential ? *credential : "";
+  c.state_password_credential = credential.has_value() && !file;
+}
+
+// The xks section (docs/xks.md): the listener, TLS or plain HTTP, SigV4 credentials from files,
+// the identity whose key policies give keyUsage, and the external key ids.
+void read_xks(Reader& r, const YAML::Node& root, Config& c) {
+  auto section = root["xks"];
+  if (!section.IsDefined() || section.IsNull()) return;
+  const std::string path = "xks";
+  if (!r.mapping(section, path, {"address", "port", "tls", "plain_http", "region", "uri_prefix", "credentials",
+                                 "acts_as_uid", "acts_as_gid", "keys", "health_key", "ping_path", "health_cache", "authorization"}))
+    return;
+  Xks x;
+  if (auto v = r.string(section, path, "address", false)) x.address = *v;
+  r.number<std::uint16_t>(section, path, "port", x.port, 0, 65535);
+  bool plain = false;
+  if (auto p = section["plain_http"]; p.IsDefined() && (!p.IsScalar() || !YAML::convert<bool>::decode(p, plain)))
+    r.error(p, "xks.plain_http", "must be true or false");
+  auto tls = section["tls"];
+  if (tls.IsDefined() == plain)
+    r.error(section, path, "needs exactly one of tls (certificate, private_key) or plain_http: true");
+  if (tls.IsDefined() && r.mapping(tls, "xks.tls", {"certificate", "private_key", "client_ca", "client_subject"})) {
+    XksTls t;
+    if (auto v = r.string(tls, "xks.tls", "certificate", true)) t.certificate = *v;
+    if (auto v = r.string(tls, "xks.tls", "private_key", true)) t.private_key = *v;
+    t.client_ca = r.string(tls, "xks.tls", "client_ca", false);
+    if (auto v = r.string(tls, "xks.tls", "client_subject", false)) {
+      if (!t.client_ca) r.error(tls["client_subject"], "xks.tls.client_subject", "needs xks.tls.client_ca");
+      t.client_subject = *v;
+    }
+    x.tls = std::move(t);
+  }
+  if (auto v = r.string(section, path, "region", true)) x.region = *v;
+  if (auto v = r.string(section, path, "uri_prefix", false)) {
+    bool ok = v->size() <= 64 && v->front() == '/' && v->back() != '/' && v->find("//") == std::string::npos;
+    for (char ch : *v) ok = ok && (ch == '/' || xks_token_char(ch));
+    if (!ok) r.error(section["uri_prefix"], "xks.uri_prefix", "must be like /example/prefix: up to 64 of A-Z a-z 0-9 . _ - and /, no trailing /");
+    else x.uri_prefix = *v;
+  }
+  auto creds = section["credentials"];
+  if (!creds.IsDefined() || !creds.IsSequence() || creds.size() == 0 || creds.size() > 4) {
+    r.error(creds.IsDefined() ? creds : section, "xks.credentials", "needs 1 to 4 credentials (two for a rotation)");
+  } else {
+    for (std::size_t i = 0; i < creds.size(); ++i) {
+      const std::string item = "xks.credentials[" + std::to_string(i) + "]";
+      auto cred = creds[i];
+      if (!r.mapping(cred, item, {"access_key_id", "secret_file", "secret_credential", "secret_access_key"})) continue;
+      if (cred["secret_access_key"].IsDefined()) {
+        r.error(cred["secret_access_key"], item + ".secret_access_key", "must not be in the configuration; use secret_file or secret_credential");
+        continue;
+      }
+      XksCredential xc;
+      if (auto v = r.string(cred, item, "access_key_id", true)) {
+        bool ok = v->size() >= 20 && v->size() <= 30;
+        for (char ch : *v) ok = ok && ((ch >= 'A' && ch <= 'Z') || (ch >= '2' && ch <= '7'));
+        if (!ok) r.error(cred["access_key_id"], item + ".access_key_id", "must be 20 to 30 of A-Z and 2-7 (what KMS accepts)");
+        for (const auto& other : x.credentials)
+          if (other.access_key_id == *v) r.error(cred["access_key_id"], item + ".access_key_id", "is listed twice");
+        xc.access_key_id = *v;
+      }
+      auto file = r.string(cred, item, "secret_file", false);
+      auto credential = r.string(cred, item, "secret_credential", false);
+      if (!file == !credential) r.error(cred, item, "needs exactly one of secret_file or secret_credential");
+      xc.secret_file = file ? *file : credential ? *credential : "";
+      xc.systemd_credential = credential.has_value();
+      x.credentials.push_back(std::move(xc));
+    }
+  }
+  r.number<uid_t>(section, path, "acts_as_uid", x.acts_as_uid, 0, 4'294'967'294U);
+  r.number<gid_t>(section, path, "acts_as_gid", x.acts_as_gid, 0, 4'294'967'294U);
+  if (!section["acts_as_uid"].IsDefined())
+    r.error(section, "xks.acts_as_uid", "is required: the uid key policies name to let KMS encrypt (wrap) and decrypt (unwrap)");
+  auto keys = section["keys"];
+  if (keys.IsDefined() && !keys.IsMap()) r.error(keys, "xks.keys", "must map external key ids to custody key names");
+  if (keys.IsMap()) {
+    for (const auto& kv : keys) {
+      const std::string id = kv.first.Scalar();
+      bool ok = !id.empty() && id.size() <= 128;
+      for (char ch : id) ok = ok && xks_token_char(ch);
+      if (!ok) r.error(kv.first, "xks.keys." + id, "an external key id is 1 to 128 of A-Z a-z 0-9 . _ -");
+      if (!kv.second.IsScalar() || !valid_key_name(kv.second.Scalar()))
+        r.error(kv.second, "xks.keys." + id, "must be a custody key name");
+      else if (ok) x.keys[id] = kv.second.Scalar();
+    }
+  }
+  if (auto v = r.string(section, path, "health_key", true)) {
+    if (valid_key_name(*v)) x.health_key = *v;
+    else r.error(section["health_key"], "xks.health_key", "must be a custody key name");
+  }
+  if (auto v = r.string(section, path, "ping_path", false)) {
+    if (v->front() != '/' || v->find("/kms/xks/") != std::string::npos)
+      r.error(section["ping_path"], "xks.ping_path", "must be a path outside the XKS API");
+    else x.ping_path = *v;
+  }
+  // The spec: a cached health answer must not be older than one minute.
+  r.duration(section, path, "health_cache", x.health_cache, std::chrono::milliseconds(0), std::chrono::milliseconds(60'000));
+  auto rules = section["authorization"];
+  if (rules.IsDefined() && (!rules.IsSequence() || rules.size() > 64)) {
+    r.error(rules, "xks.authorization", "must be a list of up to 64 rules");
+  } else if (rules.IsDefined()) {
+    for (std::size_t i = 0; i < rules.size(); ++i) {
+      const std::string item = "xks.authorization[" + std::to_string(i) + "]";
+      auto rule = rules[i];
+      if (!r.mapping(rule, item, {"name", "keys", "principals", "kms_key_arns", "operations", "source_vpcs", "source_vpces"}))
+        continue;
+      XksAuthorizationRule out;
+      if (auto v = r.string(rule, item, "name", true)) out.name = *v;
+      for (auto [key, list] : {std::pair{"keys", &out.keys}, std::pair{"principals", &out.principals},
+                               std::pair{"kms_key_arns", &out.kms_key_arns}, std::pair{"operations", &out.operations},
+                               std::pair{"source_vpcs", &out.source_vpcs}, std::pair{"source_vpces", &out.source_vpces}}) {
+        auto node = rule[key];
+        if (!node.IsDefined()) continue;
+        if (!node.IsSequence() || node.size() == 0 || node.size() > 64) {
+          r.error(node, item + "." + key, "must be a list of 1 to 64 patterns (* and ? are wildcards)");
+          continue;
+        }
+        for (const auto& p : node) {
+          if (!p.IsScalar() || p.Scalar().empty() || p.Scalar().size() > 2048) r.error(p, item + "." + key, "must be a non-empty pattern");
+          else list->push_back(p.Scalar());
+        }
+      }
+      x.authorization.push_back(std::move(out));
+    }
+  }
+  c.xks = std::move(x);
+}
+
 }  // namespace
 
 Expected<Config, std::vector<ConfigError>> parse_config(const std::string& text, const std::string& path) {
@@ -223,7 +390,7 @@ Expected<Config, std::vector<ConfigError>> parse_config(const std::string& text,
   c.admin_socket.path = "/run/custody/admin.sock";
   c.admin_socket.mode = 0600;
   Reader r(errors);
-  if (!r.mapping(root, "", {"token", "state", "audit", "sockets", "kms", "limits", "dual_control", "lifecycle"}))
+  if (!r.mapping(root, "", {"token", "state", "audit", "sockets", "kms", "xks", "limits", "dual_control", "lifecycle"}))
     return unexpected(errors);
 
   if (root["token"].IsDefined()) read_token(r, root["token"], c.token);
@@ -231,8 +398,8 @@ Expected<Config, std::vector<ConfigError>> parse_config(const std::string& text,
 
   if (auto state = root["state"]; !state.IsDefined()) {
     r.error(root, "state", "is required");
-  } else if (r.mapping(state, "state", {"path"})) {
-    if (auto v = r.string(state, "state", "path", true)) c.state_path = *v;
+  } else if (r.mapping(state, "state", {"backend", "path", "dsn", "password_file", "password_credential"})) {
+    read_state(r, state, c);
   }
 
   if (auto audit = root["audit"]; !audit.IsDefined()) {
@@ -264,6 +431,7 @@ Expected<Config, std::vector<ConfigError>> parse_config(const std::string& text,
       r.error(sockets, "sockets", "the service and admin sockets must be different paths");
   }
   read_kms(r, root, c);
+  read_xks(r, root, c);
 
   if (auto limits = root["limits"]; limits.IsDefined() &&
       r.mapping(limits, "limits", {"max_body_bytes", "max_header_bytes", "max_json_depth", "max_connections",

@@ -30,12 +30,18 @@
 #include "daemon/core/keys/key_admin.h"
 #include "daemon/core/keys/lifecycle_scheduler.h"
 #include "daemon/core/keys/token_key_vault.h"
+#include "daemon/core/recovery/recovery.h"
 #include "daemon/kms/kms_server.h"
 #include "daemon/service/admin_operations.h"
 #include "daemon/service/routes.h"
+#include "daemon/core/state/postgres/fleet_sync.h"
+#include "daemon/core/state/postgres/leased_work.h"
+#include "daemon/core/state/postgres/postgres_state_store.h"
 #include "daemon/service/service.h"
 #include "daemon/service_manager.h"
 #include "daemon/transport/server.h"
+#include "daemon/xks/secret_file.h"
+#include "daemon/xks/xks_front_end.h"
 #include "pkcs11/call_latency.h"
 #include "pkcs11/capabilities.h"
 #include "pkcs11/pin_source.h"
@@ -67,6 +73,30 @@ void harden_process() {
   std::signal(SIGPIPE, SIG_IGN);
   // A full disk or file size limit must make the audit write fail (and requests 503), not kill us.
   std::signal(SIGXFSZ, SIG_IGN);
+}
+
+// The state backend (docs/fleet.md): SQLite at state.path, or the PostgreSQL database a fleet shares.
+core::PgSettings postgres_settings(const config::Config& cfg) {
+  core::PgSettings settings{cfg.state_dsn, cfg.state_password_file};
+  if (cfg.state_password_credential) {
+    const char* dir = std::getenv("CREDENTIALS_DIRECTORY");
+    if (!dir || !*dir)
+      fatal("state.password_credential " + cfg.state_password_file + " needs $CREDENTIALS_DIRECTORY (LoadCredential=)");
+    settings.password_file = std::string(dir) + "/" + cfg.state_password_file;
+  }
+  return settings;
+}
+
+std::optional<std::unique_ptr<core::StateStoreApi>> open_state_store(const config::Config& cfg) {
+  if (cfg.state_backend == "postgresql") {
+    auto pg = core::PostgresStateStore::open(postgres_settings(cfg));
+    if (!pg) fatal(pg.error() + " (state.dsn)");
+    spdlog::info("state: PostgreSQL {}", cfg.state_dsn);
+    return std::unique_ptr<core::StateStoreApi>(std::move(*pg));
+  }
+  auto sqlite = core::StateStore::open(cfg.state_path);
+  if (!sqlite) fatal(sqlite.error() + " (state.path)");
+  return std::unique_ptr<core::StateStoreApi>(std::move(*sqlite));
 }
 
 core::AuditDurability durability(config::Durability d) {
@@ -106,6 +136,17 @@ unsigned choose_workers(const config::Token& token, p11::SessionPool& pool) {
   spdlog::info("token.workers auto: the token answers in {} µs; a pool of {} workers overlaps its calls",
                latency->count(), token.sessions);
   return token.sessions;
+}
+
+// The xks credentials' secrets, read from their files (at start and on SIGHUP).
+Expected<std::vector<xks::SigV4Credential>, std::string> read_xks_credentials(const config::Xks& x) {
+  std::vector<xks::SigV4Credential> out;
+  for (const auto& c : x.credentials) {
+    auto secret = xks::read_secret(c.secret_file, c.systemd_credential);
+    if (!secret) return unexpected("xks.credentials " + c.access_key_id + ": " + secret.error());
+    out.push_back({c.access_key_id, std::move(*secret)});
+  }
+  return out;
 }
 
 }  // namespace
@@ -175,8 +216,7 @@ int main(int argc, char** argv) {
   if (!caps->hmac_sha256())
     fatal("the token lacks CKM_GENERIC_SECRET_KEY_GEN or CKM_SHA256_HMAC sign; custody needs them for hmac-sha256 keys");
 
-  auto store = core::StateStore::open(cfg.state_path);
-  if (!store) fatal(store.error() + " (state.path)");
+  auto store = open_state_store(cfg);
   auto keys = (*store)->load_keys();
   if (!keys) state_fatal(cfg.state_path, "read", keys.error().message);
 
@@ -222,11 +262,17 @@ int main(int argc, char** argv) {
       state_fatal(cfg.state_path, "read during recovery of interrupted key changes", recovered.error().message);
     fatal("recovery of interrupted key changes failed: " + recovered.error().message);
   }
-  for (const auto& what : *recovered) {
-    spdlog::warn("recovery: {}", what);
+  // What start-up itself changed must be on record before anything is served: without the
+  // record the daemon does not start (the change is redone or found again at the next start).
+  const auto audit_recovery = [&audit, &cfg](const std::string& what) {
     auto e = lifecycle_event("daemon.recovery");
     e.extra["action"] = what;
-    (*audit)->write({e});
+    if (!(*audit)->write({e}))
+      fatal("cannot write the audit record of a start-up recovery (" + what + ") to " + cfg.audit.path);
+  };
+  for (const auto& what : *recovered) {
+    spdlog::warn("recovery: {}", what);
+    audit_recovery(what);
   }
   service::HealthState health;
   health.watch_store(store->get());
@@ -283,11 +329,24 @@ int main(int argc, char** argv) {
                              (destroyed ? "destroyed" : "NOT destroyed: " + destroyed.error().message);
     if (destroyed) spdlog::warn("recovery: {}", what);
     else spdlog::error("recovery: {}", what);
-    auto e = lifecycle_event("daemon.recovery");
-    e.extra["action"] = what;
-    (*audit)->write({e});
+    audit_recovery(what);
   }
   context.jobs = &jobs;
+  auto library = (*module)->info();
+  core::Attestor attestor(*attestation_key, vault, **audit, requests,
+                          core::AttestedToken{info->label, info->manufacturer, info->model, info->serial,
+                                              info->hardware_version, info->firmware_version, cfg.token.module,
+                                              library ? library->manufacturer : "", library ? library->description : "",
+                                              library ? library->version : ""},
+                          core::AttestedDaemon{CUSTODY_VERSION, *instance_id, cfg.sha256}, clock);
+  context.attestor = &attestor;
+  attestor.set_import_jobs(&jobs);
+  // Recovery (CONTRACT §11) before admin requests are recovered: an export or import a crash cut
+  // short runs again through it.
+  core::RecoveryToken recovery_token(pool);
+  core::Recovery recovery(recovery_token, registry, key_admin, vault, **store, *attestation_key, clock,
+                          core::RecoveryIdentity{CUSTODY_VERSION, *instance_id});
+  attestor.set_recovery(&recovery);
   if (auto ok = requests.load(); !ok) state_fatal(cfg.state_path, "read", ok.error().message);
   const auto self = lifecycle_event("daemon.recovery");
   auto finished = requests.recover(core::AdminCaller{self.request_id, self.client});
@@ -298,32 +357,49 @@ int main(int argc, char** argv) {
   }
   for (const auto& what : *finished) {
     spdlog::warn("recovery: {}", what);
-    auto e = lifecycle_event("daemon.recovery");
-    e.extra["action"] = what;
-    (*audit)->write({e});
+    audit_recovery(what);
   }
   for (const auto& op : requests.operators().all()) spdlog::info("operator {} key_id {}", op.name, op.key_id);
 
-  auto library = (*module)->info();
-  core::Attestor attestor(*attestation_key, vault, **audit, requests,
-                          core::AttestedToken{info->label, info->manufacturer, info->model, info->serial,
-                                              info->hardware_version, info->firmware_version, cfg.token.module,
-                                              library ? library->manufacturer : "", library ? library->description : "",
-                                              library ? library->version : ""},
-                          core::AttestedDaemon{CUSTODY_VERSION, *instance_id, cfg.sha256}, clock);
-  context.attestor = &attestor;
-  attestor.set_import_jobs(&jobs);
   // Expired import jobs lose their key pairs, also those that expired while the daemon was down.
-  scheduler.add_task([&jobs, &audit] {
+  // The scheduler runs only while the log accepts records; an expiry whose record still fails is
+  // counted with the unaudited admin changes, which an alert watches.
+  scheduler.add_task([&jobs, &audit, &metrics] {
     for (const auto& id : jobs.expire_due()) {
       auto e = lifecycle_event("lifecycle.import-job-expired");
       e.extra["import_job"] = id;
-      (*audit)->write({e});
+      if ((*audit)->write({e})) continue;
+      spdlog::error("import job {} expired but its audit record could not be written", id);
+      metrics.count_unaudited_admin_change();
     }
   });
   // Destructions and job expiries that fell due while the daemon was down run now, before serving.
-  scheduler.run_once();
-  scheduler.start();
+  // A fleet runs it on one daemon at a time: the one holding the lease (taken over when it dies).
+  std::unique_ptr<core::LeasedWork> leased_lifecycle;
+  if (auto* shared = dynamic_cast<core::PostgresStateStore*>(store->get())) {
+    leased_lifecycle = std::make_unique<core::LeasedWork>(*shared, "lifecycle", cfg.lifecycle.check_interval,
+                                                          [&scheduler] { scheduler.run_once(); });
+    meter.on_limit([&leased_lifecycle](const std::string&) { leased_lifecycle->wake(); });
+    leased_lifecycle->start();
+  } else {
+    scheduler.run_once();
+    scheduler.start();
+  }
+  // A fleet (state.backend postgresql): what other daemons commit is served here within the
+  // resync interval at worst; the change feed usually brings it sooner.
+  std::unique_ptr<core::FleetSync> fleet;
+  if (cfg.state_backend == "postgresql") {
+    core::FleetReloads reloads{
+        [&store, &registry]() -> core::Outcome<void> {
+          auto loaded = (*store)->load_keys();
+          if (!loaded) return unexpected(loaded.error());
+          for (auto& key : *loaded) registry.put(std::move(key));
+          return {};
+        },
+        [&requests] { return requests.load(); }, [&jobs] { return jobs.load(); }};
+    fleet = std::make_unique<core::FleetSync>(postgres_settings(cfg), std::move(reloads), std::chrono::milliseconds(1000));
+    fleet->start();
+  }
   service::Service service_socket(service::service_routes(context), context);
   service::Service admin_socket(service::admin_routes(context), context);
 
@@ -372,9 +448,77 @@ int main(int argc, char** argv) {
   const auto kms_spec = cfg.kms ? std::optional(socket_spec("kms", cfg.kms->socket)) : std::nullopt;
   for (const auto& extra : *inherited)
     fatal("socket activation: systemd passed a socket named '" + extra.name + "' bound to '" + extra.path +
-          "' that is neither sockets.service.path nor sockets.admin.path; fix FileDescriptorName= or ListenStream=");
+          "' that is neither sockets.service.path nor sockets.admin.path nor sockets.kms.path" +
+          (cfg.kms ? "" : " (the kms socket is off: this config has no sockets.kms and kms sections)") +
+          "; fix FileDescriptorName= (service, admin or kms) or ListenStream=");
   if (auto ok = server.listen(service_spec, transport::ListenerKind::service, service_socket); !ok) fatal(ok.error());
   if (auto ok = server.listen(admin_spec, transport::ListenerKind::admin, admin_socket); !ok) fatal(ok.error());
+  // The AWS KMS External Key Store proxy: a TCP listener sharing the Unix sockets' transport.
+  xks::CredentialSet xks_credentials;
+  std::unique_ptr<xks::XksFrontEnd> xks_front_end;
+  std::uint16_t xks_port = 0;
+  if (cfg.xks) {
+    const auto& x = *cfg.xks;
+    auto credentials = read_xks_credentials(x);
+    if (!credentials) fatal(credentials.error());
+    xks_credentials.replace(std::move(*credentials));
+    xks::XksSettings settings;
+    settings.uri_prefix = x.uri_prefix;
+    settings.sigv4.region = x.region;
+    settings.peer = core::Peer{x.acts_as_uid, x.acts_as_gid, 0};
+    settings.keys = x.keys;
+    settings.health_key = x.health_key;
+    settings.ping_path = x.ping_path;
+    settings.health_cache = x.health_cache;
+    for (const auto& rule : x.authorization)
+      settings.authorization.push_back({rule.name, rule.keys, rule.principals, rule.kms_key_arns, rule.operations,
+                                        rule.source_vpcs, rule.source_vpces});
+    settings.proxy_model = std::string("custodyd ") + CUSTODY_VERSION;
+    settings.ekm_vendor = info->manufacturer;
+    settings.ekm_model = info->model;
+    settings.ekm_id = info->label + (info->serial.empty() ? "" : " " + info->serial);
+    xks_front_end = std::make_unique<xks::XksFrontEnd>(std::move(settings), xks_credentials, registry, vault, **audit,
+                                                       metrics, &health);
+    transport::TcpSpec spec{x.address, x.port, std::nullopt};
+    if (x.tls)
+      spec.tls = transport::TlsSpec{x.tls->certificate, x.tls->private_key, x.tls->client_ca, x.tls->client_subject};
+    auto port = server.listen_tcp(spec, *xks_front_end);
+    if (!port) fatal("xks: " + port.error());
+    xks_port = *port;
+    for (const auto& [id, name] : x.keys)
+      if (!registry.find(name)) spdlog::warn("xks.keys: external key '{}' names key '{}', which does not exist yet", id, name);
+    if (!registry.find(x.health_key))
+      spdlog::warn("xks.health_key '{}' does not exist yet; health answers UNAVAILABLE until it does", x.health_key);
+  }
+  // SIGHUP: the xks credentials and TLS certificate are read again (rotation without a restart).
+  boost::asio::signal_set reload_signals(io);
+  std::function<void()> wait_for_reload;
+  if (cfg.xks) {
+    if (boost::system::error_code ec; reload_signals.add(SIGHUP, ec), ec) fatal("cannot catch SIGHUP: " + ec.message());
+    wait_for_reload = [&] {
+      reload_signals.async_wait([&](const boost::system::error_code& ec, int) {
+        if (ec) return;
+        auto fresh = read_xks_credentials(*cfg.xks);
+        if (fresh) {
+          xks_credentials.replace(std::move(*fresh));
+          spdlog::info("SIGHUP: xks credentials reloaded");
+        } else {
+          spdlog::error("SIGHUP: xks credentials NOT reloaded, the old ones stay: {}", fresh.error());
+        }
+        if (const auto& t = cfg.xks->tls) {
+          auto context = transport::make_tls_context({t->certificate, t->private_key, t->client_ca, t->client_subject});
+          if (context) {
+            server.replace_tls_context(xks_port, std::move(*context));
+            spdlog::info("SIGHUP: xks TLS certificate reloaded");
+          } else {
+            spdlog::error("SIGHUP: xks TLS certificate NOT reloaded: {}", context.error());
+          }
+        }
+        wait_for_reload();
+      });
+    };
+    wait_for_reload();
+  }
   // The Kubernetes KMS v2 socket: gRPC handlers run their token calls on the same worker pool.
   std::unique_ptr<kms::KmsServer> kms_server;
   if (cfg.kms) {
@@ -412,6 +556,8 @@ int main(int argc, char** argv) {
       }
     });
     if (kms_server) kms_server->stop_accepting();
+    boost::system::error_code ignored;
+    reload_signals.cancel(ignored);
     server.drain([&deadline, &service_manager] {
       deadline.cancel();
       service_manager.stop_watchdog();
@@ -422,6 +568,10 @@ int main(int argc, char** argv) {
                info->label, info->manufacturer, info->model, registry.size(), caps->count(), cfg.service_socket.path,
                cfg.admin_socket.path);
   if (kms_server) spdlog::info("kms v2 socket {} bound to key '{}'", kms_server->path(), cfg.kms->key);
+  if (cfg.xks)
+    spdlog::info("xks listener on {}:{} ({}) at {}/kms/xks/v1", cfg.xks->address, xks_port,
+                 cfg.xks->tls ? (cfg.xks->tls->client_ca ? "TLS, client certificates required" : "TLS") : "plain HTTP",
+                 cfg.xks->uri_prefix);
   if (health.degraded()) spdlog::error("key check failed; health reports degraded until it is resolved");
   // Type=notify: systemd starts the units ordered after custodyd only now that both sockets listen.
   (void)service_manager.notify("READY=1\nSTATUS=serving " + std::to_string(registry.size()) + " keys on token '" +
@@ -444,11 +594,17 @@ int main(int argc, char** argv) {
   // KMS calls in flight finish on the pool, so gRPC stops before the pool is joined.
   if (kms_server) kms_server->shutdown(std::chrono::seconds(5));
   workers.join();
+  if (fleet) fleet->stop();
+  if (leased_lifecycle) leased_lifecycle->stop();
   scheduler.stop();
-  auto stop = lifecycle_event("daemon.stop");
-  (*audit)->write({stop});
-  if (!(*audit)->checkpoint()) spdlog::error("could not write the closing audit checkpoint");
+  // A stop the log could not record exits non-zero, so the service manager shows it.
+  bool closed = (*audit)->write({lifecycle_event("daemon.stop")});
+  if (!closed) spdlog::error("could not write the daemon.stop audit record to {}", cfg.audit.path);
+  if (!(*audit)->checkpoint()) {
+    spdlog::error("could not write the closing audit checkpoint");
+    closed = false;
+  }
   (*audit)->stop();
   spdlog::info("custodyd stopped");
-  return 0;
+  return closed ? 0 : 1;
 }

@@ -1,4 +1,5 @@
 #include "daemon/startup_checks.h"
+#include "daemon/core/state/postgres/pg_connection.h"
 
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -148,10 +149,15 @@ std::vector<std::string> check_startup(const Config& config) {
     if (!outcome) problems.push_back(outcome.error());
   };
   note(check_pin_file(config.token.pin));
-  note(prepare_directory_of(config.state_path, "state.path", false));
+  if (config.state_backend == "sqlite") note(prepare_directory_of(config.state_path, "state.path", false));
+  // A PostgreSQL password file must be private and non-empty (a credential is checked at start).
+  if (config.state_backend == "postgresql" && !config.state_password_file.empty() && !config.state_password_credential)
+    if (auto password = core::read_password_file(config.state_password_file); !password)
+      problems.push_back("state.password_file: " + password.error().message);
   note(prepare_directory_of(config.audit.path, "audit.path", false));
   note(check_socket_path(config.service_socket, "sockets.service.path"));
   note(check_socket_path(config.admin_socket, "sockets.admin.path"));
+  if (config.kms) note(check_socket_path(config.kms->socket, "sockets.kms.path"));
   note(load_operators(config.dual_control));
   return problems;
 }

@@ -25,15 +25,15 @@ class HealthState {
     return !report_.missing.empty() || !report_.altered.empty() || !report_.undestroyed.empty();
   }
 
-  void watch_store(const core::StateStore* store) { store_ = store; }
-  const core::StateStore* store() const { return store_; }
+  void watch_store(const core::StateStoreApi* store) { store_ = store; }
+  const core::StateStoreApi* store() const { return store_; }
   // The store's error when its latest call failed: requests that need it fail meanwhile.
   std::optional<std::string> store_failing() const { return store_ ? store_->failing() : std::nullopt; }
 
  private:
   mutable std::mutex mutex_;
   core::ReconcileReport report_;
-  const core::StateStore* store_ = nullptr;
+  const core::StateStoreApi* store_ = nullptr;
 };
 
 }  // namespace custody::service

@@ -18,11 +18,17 @@
 namespace custody::test {
 
 Daemon::Daemon(DaemonOptions options) : options_(std::move(options)) {
-  token_ = make_softhsm_token(dir(), "custody-e2e");
+  token_ = options_.shared_token ? *options_.shared_token : make_softhsm_token(dir(), "custody-e2e");
   for (auto [name, algorithm] : {std::pair{"alice", "EC -pkeyopt ec_paramgen_curve:P-256"},
                                  std::pair{"bob", "EC -pkeyopt ec_paramgen_curve:P-256"},
                                  std::pair{"carol", "RSA -pkeyopt rsa_keygen_bits:2048"}}) {
     const std::string key = operator_key(name);
+    if (!options_.operator_keys_from.empty()) {
+      const std::string from = options_.operator_keys_from + "/" + name;
+      if (run("cp " + from + ".key " + key + " && cp " + from + ".pub " + dir() + "/" + name + ".pub") != 0)
+        throw std::runtime_error("cannot copy the test operator keys");
+      continue;
+    }
     if (run("openssl genpkey -algorithm " + std::string(algorithm) + " -out " + key + " 2>/dev/null && openssl pkey -in " +
             key + " -pubout -out " + dir() + "/" + name + ".pub 2>/dev/null") != 0)
       throw std::runtime_error("cannot make the test operator keys");
@@ -36,7 +42,7 @@ Daemon::Daemon(DaemonOptions options) : options_(std::move(options)) {
        << "  module: " << options_.module << "\n  label: " << token_.label << "\n  pin: {file: "
        << token_.pin_file << "}\n  sessions: " << options_.token_sessions
        << "\n  workers: " << options_.token_workers << "\n"
-       << "state:\n  path: " << dir() << "/state.db\n"
+       << "state:\n" << (options_.state_yaml.empty() ? "  path: " + dir() + "/state.db\n" : options_.state_yaml)
        << "audit:\n  path: " << audit_path() << "\n  durability: " << options_.durability << "\n" << options_.extra_audit
        << "sockets:\n  service: {path: " << service_socket() << ", mode: \"" << options_.service_mode << "\""
        << (options_.service_group.empty() ? "" : ", group: " + options_.service_group) << "}\n"

@@ -11,7 +11,7 @@
 #include <optional>
 #include <string>
 
-#include "cli/unix_http_client.h"
+#include "custody/unix_http_client.h"
 #include "tests/support/softhsm_token.h"
 
 namespace custody::test {
@@ -32,6 +32,12 @@ struct DaemonOptions {
   std::string token_workers = "auto";           // token.workers
   std::string extra_dual_control;  // YAML lines under "dual_control:" (e.g. "  quorum: {rotate-key: 1}"), each indented by two spaces
   std::chrono::seconds start_timeout{20};  // start() gives up when health has not answered by then
+  // A fleet (docs/fleet.md): the token another daemon made (one token, many daemons), that
+  // daemon's dir to take the operator keys from, and the state section's lines (each indented by
+  // two spaces) instead of "path: <dir>/state.db".
+  std::optional<TokenFiles> shared_token;
+  std::string operator_keys_from;
+  std::string state_yaml;
 };
 
 class Daemon {

@@ -45,7 +45,7 @@ std::uint32_t QuorumPolicy::required_for(const std::string& operation) const {
   return it == required.end() ? 2 : it->second;
 }
 
-AdminRequests::AdminRequests(StateStore& store, OperatorSet operators, QuorumPolicy quorum, const Clock& clock,
+AdminRequests::AdminRequests(StateStoreApi& store, OperatorSet operators, QuorumPolicy quorum, const Clock& clock,
                              std::string instance_id, std::chrono::seconds ttl, Validator validate, Executor execute,
                              ResultOf result_of, Recorder record)
     : store_(store), operators_(std::move(operators)), quorum_(std::move(quorum)), clock_(clock),

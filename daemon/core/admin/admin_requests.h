@@ -47,7 +47,7 @@ class AdminRequests {
   // Writes audit records and waits until they are durable (AuditLog::write); false if it could not.
   using Recorder = std::function<bool(std::vector<AuditEvent> events)>;
 
-  AdminRequests(StateStore& store, OperatorSet operators, QuorumPolicy quorum, const Clock& clock,
+  AdminRequests(StateStoreApi& store, OperatorSet operators, QuorumPolicy quorum, const Clock& clock,
                 std::string instance_id, std::chrono::seconds ttl, Validator validate, Executor execute, ResultOf result_of,
                 Recorder record);
 
@@ -76,7 +76,7 @@ class AdminRequests {
   AuditEvent event_for(const StoredRequest& r, const char* type, const AdminCaller& caller) const;
 
   std::mutex mutex_;
-  StateStore& store_;
+  StateStoreApi& store_;
   OperatorSet operators_;
   QuorumPolicy quorum_;
   const Clock& clock_;

@@ -23,7 +23,7 @@ struct ImportResult {
 
 class ImportJobs {
  public:
-  ImportJobs(StateStore& store, TokenImporter& importer, KeyRegistry& registry, KeyAdmin& admin, const Clock& clock)
+  ImportJobs(StateStoreApi& store, TokenImporter& importer, KeyRegistry& registry, KeyAdmin& admin, const Clock& clock)
       : store_(store), importer_(importer), registry_(registry), admin_(admin), clock_(clock) {}
 
   Outcome<void> load();
@@ -52,7 +52,7 @@ class ImportJobs {
   bool destroy_pair_locked(const ObjectRef& pair);
 
   std::mutex mutex_;
-  StateStore& store_;
+  StateStoreApi& store_;
   TokenImporter& importer_;
   KeyRegistry& registry_;
   KeyAdmin& admin_;

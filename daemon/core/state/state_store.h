@@ -14,52 +14,16 @@
 #include <vector>
 
 #include "daemon/core/keys/key.h"
+#include "daemon/core/state/state_store_api.h"
 
 struct sqlite3;
 
 namespace custody::core {
 
-struct Intent {
-  std::int64_t id = 0;
-  std::string kind;  // create-key | rotate-key | destroy-key
-  std::string key_name;
-  std::uint32_t version = 0;  // the version being created (create/rotate)
-  ObjectRef object;           // the object being created (create/rotate)
-  std::int64_t created_at = 0;
-};
-
-struct StoredApproval {
-  std::string operator_name;
-  std::string signature;  // base64, as given
-  std::int64_t approved_at = 0;
-};
-
-// An admin request as stored; its meaning lives in AdminRequests.
-struct StoredRequest {
-  std::string id, operation, params, state;
-  std::int64_t created_at = 0, expires_at = 0;
-  std::uint32_t required = 0;
-  std::string challenge;  // the exact bytes operators sign
-  std::uint32_t proposer_uid = 0;
-  std::optional<std::string> outcome;  // JSON: result or error
-  std::vector<StoredApproval> approvals;
-};
-
-// A BYOK import job as stored; its meaning lives in ImportJobs.
-struct StoredJob {
-  std::string id, key_name, algorithm, method;
-  std::optional<std::string> transport_key;
-  std::string state;  // active | used | expired
-  std::int64_t created_at = 0, expires_at = 0;
-  ObjectRef wrapping;  // the job's RSA key pair (rsa methods)
-  std::optional<std::string> public_key;
-  std::string policy;  // JSON, for a key the job creates
-};
-
 // Every read is all or nothing: a scan that SQLite cannot finish (a read error, a corrupt page) is
 // an error naming the table and SQLite's message, never a shorter list. Errors from SQLite are
 // Code::unavailable (503); the store also remembers whether its latest call failed, for health.
-class StateStore {
+class StateStore : public StateStoreApi {
  public:
   static Expected<std::unique_ptr<StateStore>, std::string> open(const std::string& path);
   ~StateStore();
@@ -77,6 +41,8 @@ class StateStore {
   // used_import_job: the BYOK job whose import this is, marked used in the same transaction.
   Outcome<void> insert_key(const Key& key, std::int64_t intent_id, const std::string& request_id = {},
                            const std::string& used_import_job = {});
+  // A key restored from a recovery bundle, committed with dropping each of its versions' intents.
+  Outcome<void> insert_restored_key(const Key& key, const std::vector<std::int64_t>& intent_ids);
   Outcome<void> add_version(const std::string& key_name, const KeyVersion& version, std::int64_t intent_id,
                             const std::string& request_id = {}, const std::string& used_import_job = {});
   // Marks exactly the given versions destroyed (the ones whose objects were destroyed) and the key
@@ -96,11 +62,23 @@ class StateStore {
                                const std::optional<std::string>& outcome);
   Outcome<std::vector<StoredRequest>> load_requests();
   Outcome<bool> applied(const std::string& request_id);
+  // The operators whose approvals of request_id are stored, in the order they approved.
+  Outcome<std::vector<std::string>> approvers(const std::string& request_id);
 
   // BYOK import jobs.
   Outcome<void> insert_job(const StoredJob& job, const std::string& request_id);
   Outcome<void> set_job_state(const std::string& id, const std::string& state);
   Outcome<std::vector<StoredJob>> load_jobs();
+
+  // Recovery bundles (CONTRACT §11): the signed envelope as JSON text, stored with marking the
+  // export request applied.
+  Outcome<void> insert_recovery_bundle(const std::string& id, std::int64_t created_at, const std::string& envelope,
+                                       const std::string& request_id);
+  Outcome<std::optional<std::string>> recovery_bundle(const std::string& id);
+  Outcome<std::optional<std::string>> recovery_bundle_of_request(const std::string& request_id);
+  // A consistent copy of the whole database into a new file (mode 0600) with SQLite's online
+  // backup API, while the daemon serves. Refuses an existing destination.
+  Outcome<void> backup_to(const std::string& destination);
 
   // A named value fixed at first use (e.g. the instance id): returns the stored one.
   Outcome<std::string> meta(const std::string& name, const std::string& initial);

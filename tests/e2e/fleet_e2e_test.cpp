@@ -1,0 +1,338 @@
+// A fleet (docs/fleet.md): several real custodyd on ONE SoftHSMv2 token (the stand-in for a
+// network HSM partition) sharing their state in one scratch PostgreSQL. What one daemon commits
+// is served by the others within the propagation bound; admin requests move between daemons and
+// run exactly once, also when the executing daemon is killed.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <memory>
+#include <thread>
+
+#include "tests/support/daemon_process.h"
+#include "tests/support/postgres_cluster.h"
+
+using namespace custody;
+using namespace custody::test;
+namespace json = boost::json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// The documented bound (docs/fleet.md): the 1 s periodic resync, plus SoftHSMv2's own delay in
+// showing one process the objects another made (the change feed is usually much faster).
+constexpr std::chrono::milliseconds kPropagationBound{2500};
+
+class Cluster : public ::testing::Environment {
+ public:
+  static PostgresCluster* get() { return cluster_.get(); }
+  static const std::string& why_not() { return why_not_; }
+  void SetUp() override {
+    if (auto reason = PostgresCluster::unavailable_reason(); !reason.empty()) {
+      why_not_ = reason;
+      return;
+    }
+    auto started = PostgresCluster::start();
+    ASSERT_TRUE(started) << started.error();
+    cluster_ = std::move(*started);
+  }
+  void TearDown() override { cluster_.reset(); }
+
+ private:
+  static inline std::unique_ptr<PostgresCluster> cluster_;
+  static inline std::string why_not_;
+};
+[[maybe_unused]] auto* const kCluster = ::testing::AddGlobalTestEnvironment(new Cluster);
+
+// How long until check() holds, polling; nullopt when it did not within the deadline.
+std::optional<std::chrono::milliseconds> time_until(const std::function<bool()>& check,
+                                                    std::chrono::milliseconds deadline = std::chrono::seconds(10)) {
+  const auto start = Clock::now();
+  while (Clock::now() - start < deadline) {
+    if (check()) return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
+  }
+  return std::nullopt;
+}
+
+json::value get_json(client::UnixHttpClient& c, const std::string& target, int& status) {
+  auto r = c.call("GET", target);
+  status = r ? r->status : -1;
+  return r && !r->body.empty() ? json::parse(r->body) : json::value{};
+}
+
+class FleetE2E : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!Cluster::get()) GTEST_SKIP() << Cluster::why_not();
+    static int next = 0;
+    database_ = "custody_fleet_" + std::to_string(::getpid()) + "_" + std::to_string(next++);
+    auto made = Cluster::get()->create_database(database_);
+    ASSERT_TRUE(made) << made.error();
+  }
+
+  DaemonOptions fleet_options(const Daemon* first) const {
+    DaemonOptions o;
+    if (first) {
+      o.shared_token = first->token();
+      o.operator_keys_from = first->dir();
+    }
+    const auto settings = Cluster::get()->settings(database_);
+    o.state_yaml = "  backend: postgresql\n  dsn: \"" + settings.dsn + "\"\n  password_file: " + settings.password_file + "\n";
+    return o;
+  }
+  std::unique_ptr<Daemon> start_member(const Daemon* first) { return std::make_unique<Daemon>(fleet_options(first)); }
+
+  std::string database_;
+};
+
+int wrap_status(Daemon& d, const std::string& key) { return d.post("/v1/keys/" + key + "/wrap", {{"plaintext", "aGk="}}).first; }
+
+TEST_F(FleetE2E, AKeyCreatedOnOneDaemonIsServedByEveryOtherWithinTheBound) {
+  auto a = start_member(nullptr);
+  auto b = start_member(a.get());
+  auto c = start_member(a.get());
+  ASSERT_EQ(a->create_key("shared", "aes-256-gcm", allow_me_everything()), 201) << a->log();
+  for (Daemon* d : {b.get(), c.get()}) {
+    auto took = time_until([&] { return wrap_status(*d, "shared") == 200; });
+    ASSERT_TRUE(took) << "never served by the other daemon:\n" << d->log();
+    std::printf("[fleet] create-key on A served by %s after %lld ms\n", d == b.get() ? "B" : "C",
+                static_cast<long long>(took->count()));
+    EXPECT_LE(*took, kPropagationBound);
+  }
+  // What one daemon wraps, another unwraps: one key in the token, found by CKA_ID.
+  auto [s, wrapped] = b->post("/v1/keys/shared/wrap", {{"plaintext", "ZmxlZXQ="}});
+  ASSERT_EQ(s, 200);
+  auto [s2, opened] = c->post("/v1/keys/shared/unwrap", {{"ciphertext", wrapped.at("ciphertext")}});
+  ASSERT_EQ(s2, 200) << json::serialize(opened);
+  EXPECT_EQ(opened.at("plaintext").as_string(), "ZmxlZXQ=");
+}
+
+TEST_F(FleetE2E, ADisableOnOneDaemonIsRefusedByTheOthersWithinTheBound) {
+  auto a = start_member(nullptr);
+  auto b = start_member(a.get());
+  ASSERT_EQ(a->create_key("revoked", "aes-256-gcm", allow_me_everything()), 201);
+  ASSERT_TRUE(time_until([&] { return wrap_status(*b, "revoked") == 200; }));
+  ASSERT_EQ(a->admin_operation("disable-key", {{"name", "revoked"}}).first, 201);
+  const auto disabled_at = Clock::now();
+  EXPECT_EQ(wrap_status(*a, "revoked"), 409);
+  auto took = time_until([&] { return wrap_status(*b, "revoked") == 409; });
+  ASSERT_TRUE(took) << b->log();
+  const auto since = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - disabled_at);
+  std::printf("[fleet] disable-key on A refused by B after %lld ms\n", static_cast<long long>(since.count()));
+  EXPECT_LE(since, kPropagationBound);
+}
+
+// Proposed on A, approved by alice on A and by bob on B: B runs it, once, and both serve the result.
+TEST_F(FleetE2E, AnAdminRequestProposedOnOneDaemonIsApprovedOnAnotherAndRunsOnce) {
+  auto a = start_member(nullptr);
+  auto b = start_member(a.get());
+  ASSERT_EQ(a->create_key("rotated", "aes-256-gcm", allow_me_everything()), 201);
+  auto proposed = a->admin().call("POST", "/v1/admin/requests",
+                                  json::serialize(json::value{{"operation", "rotate-key"}, {"params", {{"name", "rotated"}}}}));
+  ASSERT_EQ(proposed->status, 201) << proposed->body;
+  const std::string id(json::parse(proposed->body).at("request").at("id").as_string());
+  ASSERT_EQ(a->approve(id, "alice").first, 200);
+  int status = 0;
+  ASSERT_TRUE(time_until([&] {
+    auto shown = get_json(b->admin(), "/v1/admin/requests/" + id, status);
+    return status == 200 && shown.at("request").at("approvals").as_array().size() == 1;
+  })) << "B never saw the request and alice's approval";
+  auto [s, approved] = b->approve(id, "bob");
+  ASSERT_EQ(s, 200) << json::serialize(approved);
+  EXPECT_EQ(approved.at("request").at("state").as_string(), "executed");
+  // A sees it executed, and the key at version 2 (a second run would make 3).
+  EXPECT_TRUE(time_until([&] {
+    auto shown = get_json(a->admin(), "/v1/admin/requests/" + id, status);
+    return status == 200 && shown.at("request").at("state") == "executed";
+  }));
+  for (Daemon* d : {a.get(), b.get()}) {
+    EXPECT_TRUE(time_until([&] { return get_json(d->service(), "/v1/keys/rotated", status).at("current_version") == 2; }))
+        << json::serialize(get_json(d->service(), "/v1/keys/rotated", status));
+  }
+  // A second final approval, on A, is refused: the request is no longer pending.
+  EXPECT_EQ(a->approve(id, "bob").first, 409);
+}
+
+// Final approvals on two daemons at the same moment: one runs the request, the other is refused.
+TEST_F(FleetE2E, ConcurrentFinalApprovalsOnTwoDaemonsRunTheRequestOnce) {
+  auto a = start_member(nullptr);
+  auto b = start_member(a.get());
+  ASSERT_EQ(a->create_key("raced", "aes-256-gcm", allow_me_everything()), 201);
+  auto proposed = a->admin().call("POST", "/v1/admin/requests",
+                                  json::serialize(json::value{{"operation", "rotate-key"}, {"params", {{"name", "raced"}}}}));
+  ASSERT_EQ(proposed->status, 201) << proposed->body;
+  const std::string id(json::parse(proposed->body).at("request").at("id").as_string());
+  ASSERT_EQ(a->approve(id, "alice").first, 200);
+  int status = 0;
+  ASSERT_TRUE(time_until([&] {
+    auto shown = get_json(b->admin(), "/v1/admin/requests/" + id, status);
+    return status == 200 && shown.at("request").at("approvals").as_array().size() == 1;
+  }));
+  std::atomic<int> ready{0};
+  std::pair<int, json::value> results[2];
+  auto approve = [&](Daemon* d, const char* op, int slot) {
+    ++ready;
+    while (ready.load() < 2) std::this_thread::yield();
+    results[slot] = d->approve(id, op);
+  };
+  std::thread on_a(approve, a.get(), "bob", 0), on_b(approve, b.get(), "carol", 1);
+  on_a.join();
+  on_b.join();
+  std::printf("[fleet] concurrent final approvals: A %d, B %d\n", results[0].first, results[1].first);
+  ASSERT_EQ((results[0].first == 200) + (results[1].first == 200), 1) << json::serialize(results[0].second) << "\n"
+                                                                       << json::serialize(results[1].second);
+  EXPECT_EQ(results[results[0].first == 200 ? 1 : 0].first, 409);
+  for (Daemon* d : {a.get(), b.get()})
+    EXPECT_TRUE(time_until([&] { return get_json(d->service(), "/v1/keys/raced", status).at("current_version") == 2; }));
+  EXPECT_EQ(get_json(a->service(), "/v1/keys/raced", status).at("current_version"), 2) << "ran twice";
+}
+
+// The daemon that reaches the quorum is killed before it runs the operation; restarted, it runs
+// it exactly once, and the other daemon serves the result.
+TEST_F(FleetE2E, AnExecutingDaemonKilledAfterTheQuorumRunsTheOperationOnceAfterRestart) {
+  auto a = start_member(nullptr);
+  auto options = fleet_options(a.get());
+  options.env["CUSTODY_FAULT_POINT"] = "admin.after-quorum";
+  Daemon b(options);
+  ASSERT_EQ(a->create_key("once", "aes-256-gcm", allow_me_everything()), 201);
+  auto proposed = a->admin().call("POST", "/v1/admin/requests",
+                                  json::serialize(json::value{{"operation", "rotate-key"}, {"params", {{"name", "once"}}}}));
+  ASSERT_EQ(proposed->status, 201) << proposed->body;
+  const std::string id(json::parse(proposed->body).at("request").at("id").as_string());
+  ASSERT_EQ(a->approve(id, "alice").first, 200);
+  int status = 0;
+  ASSERT_TRUE(time_until([&] {
+    auto shown = get_json(b.admin(), "/v1/admin/requests/" + id, status);
+    return status == 200 && shown.at("request").at("approvals").as_array().size() == 1;
+  }));
+  EXPECT_EQ(b.approve(id, "bob").first, -1) << "B should have died at the fault point";
+  ASSERT_EQ(b.wait_exit(), 86) << b.log();
+  b.options().env.clear();
+  b.start();
+  for (Daemon* d : {a.get(), &b}) {
+    EXPECT_TRUE(time_until([&] { return get_json(d->service(), "/v1/keys/once", status).at("current_version") == 2; }))
+        << json::serialize(get_json(d->service(), "/v1/keys/once", status));
+    EXPECT_TRUE(time_until([&] {
+      auto shown = get_json(d->admin(), "/v1/admin/requests/" + id, status);
+      return status == 200 && shown.at("request").at("state") == "executed";
+    }));
+  }
+  EXPECT_EQ(get_json(b.service(), "/v1/keys/once", status).at("current_version"), 2) << "ran twice";
+}
+
+int destroy_records(const Daemon& d, const std::string& key) {
+  int n = 0;
+  for (const auto& r : d.audit_records()) n += r.at("type") == "lifecycle.destroy" && r.contains("key") && r.at("key").as_string() == key;
+  return n;
+}
+
+// Scheduled work runs on the daemon holding the lease only; when it dies, another takes over.
+TEST_F(FleetE2E, DueDestructionsRunOnOneDaemonAndAreTakenOverWhenItDies) {
+  const char* fast = "lifecycle:\n  min_destruction_wait: 0s\n  check_interval: 100ms\n";
+  auto a_options = fleet_options(nullptr);
+  a_options.extra_yaml = fast;
+  auto a = std::make_unique<Daemon>(a_options);
+  auto b_options = fleet_options(a.get());
+  b_options.extra_yaml = fast;
+  Daemon b(b_options);
+  int status = 0;
+  auto destroyed_on = [&](Daemon& d, const std::string& key) {
+    return time_until([&] { return get_json(d.service(), "/v1/keys/" + key, status).at("state") == "destroyed"; });
+  };
+  ASSERT_EQ(a->create_key("doomed", "aes-256-gcm", allow_me_everything()), 201);
+  ASSERT_EQ(b.admin_operation("schedule-destruction", {{"name", "doomed"}, {"wait_seconds", 0}}).first, 201);
+  ASSERT_TRUE(destroyed_on(*a, "doomed")) << a->log();
+  ASSERT_TRUE(destroyed_on(b, "doomed")) << b.log();
+  // Several passes of both schedulers later, still one destruction, by the lease holder A.
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // let any second run show itself
+  EXPECT_EQ(destroy_records(*a, "doomed"), 1);
+  EXPECT_EQ(destroy_records(b, "doomed"), 0);
+
+  a->kill_hard();
+  ASSERT_EQ(b.create_key("next", "aes-256-gcm", allow_me_everything()), 201);
+  ASSERT_EQ(b.admin_operation("schedule-destruction", {{"name", "next"}, {"wait_seconds", 0}}).first, 201);
+  auto took = destroyed_on(b, "next");
+  ASSERT_TRUE(took) << b.log();
+  std::printf("[fleet] B took over scheduled work %lld ms after the destruction was due\n", static_cast<long long>(took->count()));
+  EXPECT_EQ(destroy_records(b, "next"), 1);
+}
+
+// custodyd --check-config accepts a fleet member's state section, and refuses a password file open
+// to others and a password written in the dsn, naming the key.
+TEST_F(FleetE2E, CheckConfigValidatesTheStateSection) {
+  auto a = start_member(nullptr);
+  const std::string config = read_file(a->config_path());
+  auto check = [&](const std::string& text, const std::string& out) {
+    write_file(a->dir() + "/check.yaml", text);
+    return run(std::string(CUSTODYD_PATH) + " --check-config --config " + a->dir() + "/check.yaml >" + out + " 2>&1");
+  };
+  EXPECT_EQ(check(config, a->dir() + "/good.out"), 0) << read_file(a->dir() + "/good.out");
+
+  const std::string loose = a->dir() + "/loose-password";
+  write_file(loose, "secret\n");
+  ASSERT_EQ(::chmod(loose.c_str(), 0644), 0);
+  std::string with_loose = config;
+  const auto file_at = with_loose.find("password_file: ") + std::string("password_file: ").size();
+  with_loose.replace(file_at, with_loose.find('\n', file_at) - file_at, loose);
+  EXPECT_NE(check(with_loose, a->dir() + "/loose.out"), 0);
+  EXPECT_NE(read_file(a->dir() + "/loose.out").find("state.password_file"), std::string::npos)
+      << read_file(a->dir() + "/loose.out");
+
+  std::string with_password = config;
+  with_password.insert(with_password.find("dsn: \"") + 6, "password=hunter2 ");
+  EXPECT_NE(check(with_password, a->dir() + "/inline.out"), 0);
+  const std::string inline_out = read_file(a->dir() + "/inline.out");
+  EXPECT_NE(inline_out.find("state.dsn"), std::string::npos) << inline_out;
+  EXPECT_EQ(inline_out.find("hunter2"), std::string::npos) << "the password must not be echoed: " << inline_out;
+}
+
+// A host's SQLite state moved into PostgreSQL: a daemon on the database serves the same keys and
+// opens what the SQLite daemon wrapped; a second migration into the now non-empty target is refused.
+TEST_F(FleetE2E, MigrateStateMovesAHostsSqliteStateIntoPostgresql) {
+  Daemon host;  // SQLite, the default
+  ASSERT_EQ(host.create_key("moved", "aes-256-gcm", allow_me_everything()), 201);
+  ASSERT_EQ(host.admin_operation("rotate-key", {{"name", "moved"}}).first, 201);
+  auto [s, wrapped] = host.post("/v1/keys/moved/wrap", {{"plaintext", "bW92ZWQ="}});
+  ASSERT_EQ(s, 200);
+  ASSERT_EQ(host.terminate(), 0);
+
+  const auto settings = Cluster::get()->settings(database_);
+  const std::string migrate = std::string(CUSTODYCTL_PATH) + " admin migrate-state --from " + host.dir() +
+                              "/state.db --dsn \"" + settings.dsn + "\" --password-file " + settings.password_file;
+  ASSERT_EQ(run(migrate + " >" + host.dir() + "/migrate.out 2>&1"), 0) << read_file(host.dir() + "/migrate.out");
+  EXPECT_NE(run(migrate + " >" + host.dir() + "/again.out 2>&1"), 0);
+  EXPECT_NE(read_file(host.dir() + "/again.out").find("not empty"), std::string::npos) << read_file(host.dir() + "/again.out");
+
+  auto member = start_member(&host);
+  int status = 0;
+  auto meta = get_json(member->service(), "/v1/keys/moved", status);
+  ASSERT_EQ(status, 200) << member->log();
+  EXPECT_EQ(meta.at("current_version"), 2);
+  auto [s2, opened] = member->post("/v1/keys/moved/unwrap", {{"ciphertext", wrapped.at("ciphertext")}});
+  ASSERT_EQ(s2, 200) << json::serialize(opened);
+  EXPECT_EQ(opened.at("plaintext").as_string(), "bW92ZWQ=");
+}
+
+// The database away: admin operations fail closed at once, the data plane serves from memory, and
+// service resumes by itself when the database returns. Last: it stops the shared cluster.
+TEST_F(FleetE2E, WithTheDatabaseAwayAdminFailsClosedAndServiceResumesWithoutARestart) {
+  auto a = start_member(nullptr);
+  ASSERT_EQ(a->create_key("steady", "aes-256-gcm", allow_me_everything()), 201);
+  ASSERT_EQ(wrap_status(*a, "steady"), 200);  // takes a usage block while the database is there
+  ASSERT_TRUE(Cluster::get()->stop());
+  const auto refused_at = Clock::now();
+  auto [s, body] = a->admin_operation("create-key", {{"name", "later"}, {"algorithm", "aes-256-gcm"}});
+  EXPECT_EQ(s, 503) << json::serialize(body);
+  std::printf("[fleet] admin refused %lld ms after the database went away\n",
+              static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - refused_at).count()));
+  EXPECT_EQ(wrap_status(*a, "steady"), 200) << "the data plane should serve from memory";
+  ASSERT_TRUE(Cluster::get()->restart());
+  EXPECT_TRUE(time_until([&] { return a->create_key("later", "aes-256-gcm", allow_me_everything()) == 201; }))
+      << a->log();
+  EXPECT_TRUE(a->running());
+}
+
+}  // namespace
