@@ -88,7 +88,7 @@ class PostgresStateStore : public StateStoreApi {
   // pass `limit`: the whole block when it fits, the rest of the budget when it does not.
   // resource_exhausted when the count is already at the limit; not_found when the version has no row.
   Outcome<UsageBlock> reserve_encryptions(const std::string& key_name, std::uint32_t version, std::uint64_t wanted,
-                                          std::uint64_t limit) override;
+                                          std::uint64_t limit);
   // A named lease for scheduled work: true when this store's connection now holds it (or already
   // did). The server drops it when the connection ends.
   Outcome<bool> try_lease(const std::string& name);
