@@ -58,7 +58,7 @@ def _key(name: str) -> str:
 
 
 def _ciphertext(key: str, data: bytes) -> str:
-    """The base64 text of a version 1 blob (CONTRACT §4) made with this key, or a usage error."""
+    """The base64 text of a version 1 blob (docs/formats.md) made with this key, or a usage error."""
     text = data.decode("ascii", "replace").strip()
     try:
         raw = base64.b64decode(text, validate=True)

@@ -61,7 +61,7 @@ class Derived:
 
 @dataclass(frozen=True)
 class Attestation:
-    """An attestation envelope (CONTRACT §6). `signature_verified` is True only when the
+    """An attestation envelope (docs/formats.md). `signature_verified` is True only when the
     signature was checked with `cryptography`; None means it was NOT checked (verify=False)."""
     report: Dict[str, Any]
     report_bytes: bytes  # the exact signed bytes
@@ -118,7 +118,7 @@ _KEY_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 
 
 def _key_path(key: str, operation: str = "") -> str:
-    # CONTRACT §2's rule, checked before the name goes into a URL path.
+    # The key-name rule of docs/api.md, checked before the name goes into a URL path.
     if not isinstance(key, str) or not _KEY_NAME.fullmatch(key):
         raise InvalidArgument(f"'{key}' is not a key name (^[a-z0-9][a-z0-9._-]{{0,62}}$)")
     return f"/v1/keys/{key}" + (f"/{operation}" if operation else "")
@@ -389,7 +389,7 @@ class Client:
 
     def attest(self, nonce: Optional[bytes] = None, keys: Optional[Sequence[str]] = None,
                public_key: Optional[Union[str, bytes]] = None, verify: bool = True) -> Attestation:
-        """Fetches a signed attestation report (CONTRACT §6) bound to a nonce (default: 32 random
+        """Fetches a signed attestation report (docs/formats.md) bound to a nonce (default: 32 random
         bytes) and checks it: the nonce is echoed (always), and with verify=True the ECDSA
         signature over the exact report bytes and the key id, against `public_key` (a pinned PEM)
         when given, else the key the daemon sent (which proves integrity, not identity: pin it).

@@ -9,7 +9,7 @@ Format version 1 (all integers big-endian; clients/python/README.md shows it as 
            || u8 len(key) || key || u16 len(ctx) || ctx || u16 len(wrapped) || wrapped
   body   = chunk_0 || chunk_1 || ... || chunk_last, each chunk = GCM ciphertext || 16-byte tag
 
-  ctx          the context encoding of CONTRACT §4 (u16 count, pairs sorted by key bytes,
+  ctx          the context encoding of docs/formats.md (u16 count, pairs sorted by key bytes,
                each u16 len(key) || key || u16 len(value) || value)
   wrapped      the §4 blob of a 32-byte data key from POST /v1/keys/{key}/datakey with ctx
   message_key  HKDF-SHA256(IKM = data key, salt = message_id, info = "custody.envelope.v1", 32)
@@ -53,7 +53,7 @@ _FIXED = struct.Struct(">4sBBI32s")  # magic, version, suite, chunk_size, messag
 
 
 def encode_context(context: Optional[Mapping[str, str]]) -> bytes:
-    """The context encoding of CONTRACT §4, the bytes custody binds into a blob's AAD."""
+    """The context encoding of docs/formats.md, the bytes custody binds into a blob's AAD."""
     pairs = sorted((k.encode(), v.encode()) for k, v in (context or {}).items())
     out = bytearray(struct.pack(">H", len(pairs)))
     for k, v in pairs:
