@@ -1,6 +1,6 @@
 #include "cli/commands.h"
+#include "cli/local_input.h"
 
-#include <termios.h>
 #include <unistd.h>
 
 #include <boost/json.hpp>
@@ -417,37 +417,6 @@ int cmd_admin_cancel(const Globals& g, const std::string& id) {
 
 namespace {
 
-// Reads the PIN from a file, or asks for it on the terminal without echo.
-std::optional<SecureString> read_pin(const std::optional<std::string>& file) {
-  SecureString pin;
-  if (file) {
-    std::ifstream in(*file);
-    if (!in) return std::nullopt;
-    std::getline(in, pin);
-    return pin;
-  }
-  std::FILE* tty = std::fopen("/dev/tty", "r+");
-  if (!tty) return std::nullopt;
-  std::fputs("Token PIN: ", tty);
-  std::fflush(tty);
-  // A PIN is never read with echo on: refuse when echo cannot be turned off.
-  termios old{};
-  if (::tcgetattr(::fileno(tty), &old) != 0) {
-    std::fclose(tty);
-    return std::nullopt;
-  }
-  termios quiet = old;
-  quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
-  if (::tcsetattr(::fileno(tty), TCSANOW, &quiet) != 0) {
-    std::fclose(tty);
-    return std::nullopt;
-  }
-  for (int c; (c = std::fgetc(tty)) != EOF && c != '\n';) pin.push_back(static_cast<char>(c));
-  ::tcsetattr(::fileno(tty), TCSANOW, &old);
-  std::fputs("\n", tty);
-  std::fclose(tty);
-  return pin;
-}
 
 enum class Answer { yes, no, none };
 
@@ -501,7 +470,7 @@ int cmd_admin_approve(const Globals& g, const ApproveOptions& o) {
   if (o.key_file) {
     signature = client::sign_with_key_file(*o.key_file, challenge_text);
   } else {
-    auto pin = read_pin(o.pin_file);
+    auto pin = read_pin(o.pin_file, "Token PIN: ");
     if (!pin) {
       std::cerr << "custodyctl: cannot read the PIN (use --pin-file)\n";
       return kUsage;
@@ -546,12 +515,9 @@ int cmd_health(const Globals& g) {
 namespace {
 
 std::optional<std::string> read_text_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    std::cerr << "custodyctl: cannot read " << path << '\n';
-    return std::nullopt;
-  }
-  return std::string(std::istreambuf_iterator<char>(in), {});
+  auto text = read_text(path);
+  if (!text) std::cerr << "custodyctl: cannot read " << path << '\n';
+  return text;
 }
 
 void save(const std::optional<std::string>& path, const std::string& data) {
