@@ -82,6 +82,11 @@ void apply_limits(ReplyParser& parser, const TransportLimits& limits) {
   parser.body_limit(limits.max_body_bytes);
 }
 
+void refuse_chunked(const ReplyParser& parser, boost::system::error_code& ec) {
+  if ((!ec || ec == http::error::need_more) && parser.is_header_done() && parser.chunked())
+    ec = http::error::bad_transfer_encoding;
+}
+
 SecureHttpReply reply_from(ReplyParser& parser) {
   auto& res = parser.get();
   SecureHttpReply reply;
@@ -97,7 +102,6 @@ Expected<SecureHttpReply, Error> parse_reply_bytes(std::string_view bytes, const
                                                    std::size_t chunk) {
   ReplyParser parser;
   apply_limits(parser, limits);
-  parser.eager(true);
   boost::system::error_code ec;
   std::size_t start = 0, end = 0;  // [start, end): offered to the parser and not yet taken
   auto offer_more = [&] {
@@ -113,6 +117,7 @@ Expected<SecureHttpReply, Error> parse_reply_bytes(std::string_view bytes, const
       break;
     }
     start += parser.put(asio::buffer(bytes.data() + start, end - start), ec);
+    refuse_chunked(parser, ec);
     if (ec == http::error::need_more) {
       ec = {};
       if (!offer_more()) {
@@ -268,6 +273,7 @@ Expected<SecureHttpReply, Error> UnixHttpClient::exchange(std::string_view metho
       ec = {};
       while (!parser.is_done()) {
         http::read_some(*s.stream, s.buffer, parser, ec);
+        detail::refuse_chunked(parser, ec);
         if (is_timeout(ec)) {
           ec = {};
           if (!wait_ready(fd, POLLIN, deadline)) {

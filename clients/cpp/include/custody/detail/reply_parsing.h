@@ -17,6 +17,11 @@ using WipedBuffer = boost::beast::basic_flat_buffer<ZeroizingAllocator<char>>;
 using ReplyParser = boost::beast::http::response_parser<WipedBody>;
 
 void apply_limits(ReplyParser& parser, const TransportLimits& limits);
+// custodyd always sends a Content-Length. A chunked reply is refused as soon as its header is
+// parsed (ec = bad_transfer_encoding): Beast 1.81 asserts on some chunked bodies that arrive split
+// across reads, and the parser must never be fed one. The parser is never eager, so each put or
+// read_some stops after the header and this check runs before any chunk is parsed.
+void refuse_chunked(const ReplyParser& parser, boost::system::error_code& ec);
 // The reply of a parser that is done.
 SecureHttpReply reply_from(ReplyParser& parser);
 // A reply held in memory, fed to the parser `chunk` bytes at a time (0: all at once). A reply
