@@ -354,6 +354,7 @@ int cmd_keys_create(const Globals& g, const CreateOptions& o) {
   json::object params{{"name", o.key}, {"algorithm", o.algorithm}, {"policy", policy}};
   if (o.rotation_period) params["rotation_period"] = *o.rotation_period;
   if (o.usage_limit) params["usage_limit"] = *o.usage_limit;
+  if (o.recovery) params["recovery"] = true;
   return admin_request(g, "create-key", std::move(params));
 }
 

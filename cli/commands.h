@@ -47,6 +47,7 @@ struct CreateOptions {
   bool no_policy = false;
   std::optional<std::string> rotation_period;
   std::optional<std::uint64_t> usage_limit;
+  bool recovery = false;  // exportable to the recovery key only (docs/recovery.md); fixed for life
 };
 int cmd_keys_create(const Globals& g, const CreateOptions& o);
 // Any other admin operation on one key: rotate-key, disable-key, enable-key,

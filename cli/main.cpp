@@ -121,6 +121,9 @@ int main(int argc, char** argv) {
   create->add_option("--rotation-period", create_o.rotation_period, "rotate automatically this often, e.g. 90d");
   create->add_option("--usage-limit", create_o.usage_limit,
                      "rotate automatically after this many encryptions per version (default 2^31)");
+  create->add_flag("--recovery", create_o.recovery,
+                   "let the key be exported in recovery bundles, wrapped to the trusted recovery key only "
+                   "(cannot be changed later)");
   create->callback([&] { status = cmd_keys_create(g, create_o); });
 
   // The admin operations that take just a key name.

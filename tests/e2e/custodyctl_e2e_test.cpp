@@ -64,6 +64,16 @@ TEST_F(CustodyctlE2E, CreatesKeysAndRoundTripsThroughPipesAndFiles) {
   EXPECT_EQ(ctl("health >/dev/null"), 0);
 }
 
+TEST_F(CustodyctlE2E, KeysCreateProposesRecoveryOnlyWhenAsked) {
+  ASSERT_EQ(ctl("--json keys create kept --recovery --policy '[]' > " + path("kept.json") + " 2>/dev/null"), 0);
+  ASSERT_EQ(ctl("--json keys create plain --policy '[]' > " + path("plain.json") + " 2>/dev/null"), 0);
+  const auto kept = boost::json::parse(read_file(path("kept.json"))).at("request").at("params").as_object();
+  const auto plain = boost::json::parse(read_file(path("plain.json"))).at("request").at("params").as_object();
+  ASSERT_TRUE(kept.contains("recovery")) << kept;
+  EXPECT_TRUE(kept.at("recovery").as_bool());
+  EXPECT_FALSE(plain.contains("recovery")) << plain;
+}
+
 TEST_F(CustodyctlE2E, ApproveAsksFirstAndAnswerNoApprovesNothing) {
   ASSERT_EQ(ctl("--json keys create asked --policy '[]' > " + path("asked.json")), 0);
   write_file(path("no.txt"), "n\n");
