@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "bench/report.h"
 
@@ -24,5 +25,11 @@ struct LoadPlan {
 // Runs the plan and turns it into a row (ops/s are items/s for batches). Connecting and a first
 // request on each connection happen before the clock starts.
 Row run_load(const LoadPlan& plan, std::string section, std::string name);
+
+// Runs every plan at once (one daemon each, say), over one shared measuring window: a row per
+// plan named names[i], then a total row named total_name (ops/s summed, latencies of every plan
+// together, no context switches or RSS).
+std::vector<Row> run_loads_at_once(const std::vector<LoadPlan>& plans, const std::string& section,
+                                   const std::vector<std::string>& names, const std::string& total_name);
 
 }  // namespace custody::bench

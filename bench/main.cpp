@@ -1,7 +1,8 @@
 // custody-bench: in ONE run on one fresh SoftHSMv2 token, the token's own speed in this process,
 // custodyd over its service socket, the fdatasync floor, p11-kit's PKCS#11 remoting, a simulated
 // network HSM and the scale figures; then the performance targets as ratios. Table on stdout,
-// progress on stderr. Not a test: figures depend on the machine.
+// progress on stderr. Not a test: figures depend on the machine. --fleet N measures a fleet instead:
+// N daemons on one token and one scratch PostgreSQL against one daemon alone.
 #include <signal.h>
 #include <sys/resource.h>
 
@@ -13,6 +14,7 @@
 #include "bench/daemon_phase.h"
 #include "bench/direct.h"
 #include "bench/durability_none.h"
+#include "bench/fleet.h"
 #include "bench/fsync_floor.h"
 #include "bench/ipc_floor.h"
 #include "bench/machine.h"
@@ -87,6 +89,13 @@ int main(int argc, char** argv) {
   app.add_flag("--markdown", o.markdown, "print the table and targets as Markdown (docs/performance.md)");
   app.add_option("--scale-keys", o.scale_keys, "keys of the scale phase, 5 versions each (0: skip it)")->capture_default_str();
   app.add_option("--hsm-workers", o.hsm_workers, "token.workers of the simulated network HSM's daemon")->capture_default_str();
+  app.add_option("--fleet", o.fleet,
+                 "the fleet mode alone: this many daemons on one token and one scratch PostgreSQL, wrap on each at once, "
+                 "against one daemon alone")
+      ->check(CLI::Range(1u, 16u));  // the scratch cluster takes 40 connections, two a daemon
+  app.add_option("--fleet-connections", o.fleet_connections, "connections per daemon in the fleet mode")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 256u));
   app.add_option("--fsync-samples", fsync_samples, "appends timed for the fdatasync floor")->capture_default_str()->check(CLI::Range(1u, 1000000u));
   CLI11_PARSE(app, argc, argv);
   if (o.quick) {
@@ -103,6 +112,15 @@ int main(int argc, char** argv) {
   }
 
   Report report;
+  if (o.fleet > 0) {
+    guarded(report, "fleet", [&] { run_fleet(o.fleet, o.fleet_connections, o.row_seconds, report); });
+    std::printf(o.markdown ? "%s\n\n" : "%s\n", describe_machine().c_str());
+    std::printf(o.markdown ? "Rows of %.1f s; audit durability group.\n\n" : "rows of %.1f s; audit durability group\n\n",
+                o.row_seconds);
+    report.print_table(o.markdown);
+    print_fleet_summary(report, o.fleet, o.fleet_connections, o.markdown);
+    return 0;
+  }
   if (o.runs("fsync") || o.runs("direct") || o.runs("daemon") || o.runs("p11kit") || o.runs("durability-none"))
     guarded(report, "daemon", [&] { run_first_daemon_phases(o, fsync_samples, report); });
   if (o.runs("network-hsm")) {

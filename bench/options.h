@@ -12,6 +12,8 @@ struct BenchOptions {
   bool markdown = false;      // the table as Markdown
   unsigned scale_keys = 10000;  // keys of the scale phase (0: skip it)
   std::string hsm_workers = "16";  // token.workers of the simulated network HSM's daemon
+  unsigned fleet = 0;              // > 0: the fleet mode alone, with this many daemons (docs/fleet.md)
+  unsigned fleet_connections = 16;  // connections per daemon in the fleet mode
 
   bool runs(std::string_view section) const { return only.empty() || only == section; }
 };
