@@ -138,17 +138,6 @@ unsigned choose_workers(const config::Token& token, p11::SessionPool& pool) {
   return token.sessions;
 }
 
-// The xks credentials' secrets, read from their files (at start and on SIGHUP).
-Expected<std::vector<xks::SigV4Credential>, std::string> read_xks_credentials(const config::Xks& x) {
-  std::vector<xks::SigV4Credential> out;
-  for (const auto& c : x.credentials) {
-    auto secret = xks::read_secret(c.secret_file, c.systemd_credential);
-    if (!secret) return unexpected("xks.credentials " + c.access_key_id + ": " + secret.error());
-    out.push_back({c.access_key_id, std::move(*secret)});
-  }
-  return out;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -459,7 +448,7 @@ int main(int argc, char** argv) {
   std::uint16_t xks_port = 0;
   if (cfg.xks) {
     const auto& x = *cfg.xks;
-    auto credentials = read_xks_credentials(x);
+    auto credentials = config::read_xks_credentials(x);  // daemon/startup_checks.h
     if (!credentials) fatal(credentials.error());
     xks_credentials.replace(std::move(*credentials));
     xks::XksSettings settings;
@@ -498,7 +487,7 @@ int main(int argc, char** argv) {
     wait_for_reload = [&] {
       reload_signals.async_wait([&](const boost::system::error_code& ec, int) {
         if (ec) return;
-        auto fresh = read_xks_credentials(*cfg.xks);
+        auto fresh = config::read_xks_credentials(*cfg.xks);
         if (fresh) {
           xks_credentials.replace(std::move(*fresh));
           spdlog::info("SIGHUP: xks credentials reloaded");

@@ -1,5 +1,7 @@
 #include "daemon/startup_checks.h"
 #include "daemon/core/state/postgres/pg_connection.h"
+#include "daemon/transport/tcp_listener.h"
+#include "daemon/xks/secret_file.h"
 
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -8,6 +10,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 
@@ -143,6 +146,50 @@ Expected<void, std::string> check_socket_path(const Socket& socket, const std::s
   return prepare_directory_of(socket.path, key, false);
 }
 
+Expected<std::vector<xks::SigV4Credential>, std::string> read_xks_credentials(const Xks& xks) {
+  std::vector<xks::SigV4Credential> out;
+  for (const auto& c : xks.credentials) {
+    auto secret = xks::read_secret(c.secret_file, c.systemd_credential);
+    if (!secret) return unexpected("xks.credentials " + c.access_key_id + ": " + secret.error());
+    out.push_back({c.access_key_id, std::move(*secret)});
+  }
+  return out;
+}
+
+std::vector<std::string> check_xks(const Xks& xks) {
+  std::vector<std::string> problems;
+  if (xks.tls) {
+    const auto& t = *xks.tls;
+    auto context = transport::build_tls_context({t.certificate, t.private_key, t.client_ca, t.client_subject});
+    if (!context) {
+      const auto& p = context.error();
+      switch (p.file) {
+        case transport::TlsFile::certificate:
+          problems.push_back("xks.tls.certificate: " + p.message + "; give a readable PEM certificate chain, leaf first");
+          break;
+        case transport::TlsFile::private_key:
+          problems.push_back("xks.tls.private_key: " + p.message +
+                             "; give the PEM private key of the certificate in xks.tls.certificate");
+          break;
+        case transport::TlsFile::client_ca:
+          problems.push_back("xks.tls.client_ca: " + p.message + "; give the PEM certificate of the CA that signs the clients'");
+          break;
+        case transport::TlsFile::none:
+          problems.push_back("xks.tls: " + p.message);
+          break;
+      }
+    }
+  }
+  for (std::size_t i = 0; i < xks.credentials.size(); ++i) {
+    const auto& c = xks.credentials[i];
+    // A systemd credential exists only in the service's environment (LoadCredential=), as the PIN's.
+    if (c.systemd_credential && !std::getenv("CREDENTIALS_DIRECTORY")) continue;
+    if (auto secret = xks::read_secret(c.secret_file, c.systemd_credential); !secret)
+      problems.push_back("xks.credentials[" + std::to_string(i) + "] (" + c.access_key_id + "): " + secret.error());
+  }
+  return problems;
+}
+
 std::vector<std::string> check_startup(const Config& config) {
   std::vector<std::string> problems;
   auto note = [&problems](const auto& outcome) {
@@ -159,6 +206,8 @@ std::vector<std::string> check_startup(const Config& config) {
   note(check_socket_path(config.admin_socket, "sockets.admin.path"));
   if (config.kms) note(check_socket_path(config.kms->socket, "sockets.kms.path"));
   note(load_operators(config.dual_control));
+  if (config.xks)
+    for (auto& problem : check_xks(*config.xks)) problems.push_back(std::move(problem));
   return problems;
 }
 

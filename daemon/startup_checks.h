@@ -8,6 +8,7 @@
 #include "common/expected.h"
 #include "config/config.h"
 #include "daemon/core/admin/operators.h"
+#include "daemon/xks/sigv4.h"
 
 namespace custody::config {
 
@@ -27,6 +28,15 @@ Expected<void, std::string> prepare_directory_of(const std::string& file, const 
 // socket activation, or a stale one), and when none is there its directory exists and is
 // writable, or can be made.
 Expected<void, std::string> check_socket_path(const Socket& socket, const std::string& key);
+
+// The xks section's SigV4 secrets, read as start-up and SIGHUP read them (daemon/xks/secret_file.h);
+// the first credential that cannot be read is the error.
+Expected<std::vector<xks::SigV4Credential>, std::string> read_xks_credentials(const Xks& xks);
+
+// The xks section's files as the listener would use them, starting nothing: the TLS certificate and
+// key load and match, the client CA reads, each credential's secret reads and is valid. One message
+// per problem, naming the setting and the fix. Key names need the state store: not checked here.
+std::vector<std::string> check_xks(const Xks& xks);
 
 // Every check above, changing nothing; each problem is one message.
 std::vector<std::string> check_startup(const Config& config);

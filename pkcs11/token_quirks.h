@@ -13,6 +13,13 @@ struct TokenQuirks {
   // failure in C_UnwrapKey, with CKR_GENERAL_ERROR instead of CKR_ENCRYPTED_DATA_INVALID /
   // CKR_WRAPPED_KEY_INVALID. On any other token CKR_GENERAL_ERROR is what it says: a token failure.
   bool integrity_failure_is_general_error = false;
+  // Some HSMs make the AES-GCM IV themselves. AWS CloudHSM ignores the caller's IV and writes its
+  // own into CK_GCM_PARAMS.pIv; others (FIPS-mode firmware) refuse a caller IV with
+  // CKR_MECHANISM_PARAM_INVALID and fill a zeroed pIv. No token says so in CK_TOKEN_INFO, so
+  // custody learns it from the first refusal (TokenKeyVault::gcm_encrypt_fresh_iv) and always
+  // reads the IV back from pIv after C_Encrypt. Only formats whose AAD does not hold the IV (XKS)
+  // can take a token's IV; the CONTRACT §4 blob binds its IV in the AAD before encrypting.
+  bool gcm_iv_from_token = false;
 };
 
 inline TokenQuirks quirks_of(std::string_view manufacturer, std::string_view model) {
@@ -20,6 +27,9 @@ inline TokenQuirks quirks_of(std::string_view manufacturer, std::string_view mod
   q.integrity_failure_is_general_error = manufacturer == "SoftHSM project" && model.starts_with("SoftHSM v2");
   return q;
 }
+
+// The token refused the IV custody supplied in CK_GCM_PARAMS: it wants to make the IV itself.
+inline bool refuses_caller_gcm_iv(CK_RV rv) { return rv == CKR_MECHANISM_PARAM_INVALID; }
 
 // "This ciphertext does not authenticate (or has an impossible length)": the client's bytes are
 // wrong, not the token. CKR_ENCRYPTED_DATA_* is the specification's answer.

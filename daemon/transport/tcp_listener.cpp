@@ -31,30 +31,43 @@ std::string openssl_reason() {
 
 }  // namespace
 
-Expected<std::shared_ptr<asio::ssl::context>, std::string> make_tls_context(const TlsSpec& spec) {
+Expected<std::shared_ptr<asio::ssl::context>, TlsProblem> build_tls_context(const TlsSpec& spec) {
+  auto problem = [](TlsFile file, std::string message) { return unexpected(TlsProblem{file, std::move(message)}); };
   auto context = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
   SSL_CTX* ctx = context->native_handle();
-  if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1) return unexpected("TLS: cannot require TLS 1.2: " + openssl_reason());
-  if (SSL_CTX_set_cipher_list(ctx, kTls12Ciphers) != 1) return unexpected("TLS: cipher list refused: " + openssl_reason());
-  if (SSL_CTX_set_ciphersuites(ctx, kTls13Suites) != 1) return unexpected("TLS: TLS 1.3 suites refused: " + openssl_reason());
+  if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1) return problem(TlsFile::none, "TLS: cannot require TLS 1.2: " + openssl_reason());
+  if (SSL_CTX_set_cipher_list(ctx, kTls12Ciphers) != 1) return problem(TlsFile::none, "TLS: cipher list refused: " + openssl_reason());
+  if (SSL_CTX_set_ciphersuites(ctx, kTls13Suites) != 1) return problem(TlsFile::none, "TLS: TLS 1.3 suites refused: " + openssl_reason());
   SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
                                SSL_OP_NO_TICKET);
   if (SSL_CTX_use_certificate_chain_file(ctx, spec.certificate_file.c_str()) != 1)
-    return unexpected("TLS: cannot use the certificate " + spec.certificate_file + ": " + openssl_reason());
-  if (SSL_CTX_use_PrivateKey_file(ctx, spec.private_key_file.c_str(), SSL_FILETYPE_PEM) != 1)
-    return unexpected("TLS: cannot use the private key " + spec.private_key_file + ": " + openssl_reason());
-  if (SSL_CTX_check_private_key(ctx) != 1)
-    return unexpected("TLS: the private key " + spec.private_key_file + " does not match the certificate " +
-                      spec.certificate_file);
+    return problem(TlsFile::certificate, "TLS: cannot use the certificate " + spec.certificate_file + ": " + openssl_reason());
+  const auto key_mismatch = [&] {
+    ERR_clear_error();
+    return problem(TlsFile::private_key, "TLS: the private key " + spec.private_key_file +
+                                             " does not match the certificate " + spec.certificate_file);
+  };
+  if (SSL_CTX_use_PrivateKey_file(ctx, spec.private_key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+    // OpenSSL 3 compares the key with the certificate here already.
+    if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) return key_mismatch();
+    return problem(TlsFile::private_key, "TLS: cannot use the private key " + spec.private_key_file + ": " + openssl_reason());
+  }
+  if (SSL_CTX_check_private_key(ctx) != 1) return key_mismatch();
   if (spec.client_ca_file) {
     if (SSL_CTX_load_verify_locations(ctx, spec.client_ca_file->c_str(), nullptr) != 1)
-      return unexpected("TLS: cannot read the client CA " + *spec.client_ca_file + ": " + openssl_reason());
+      return problem(TlsFile::client_ca, "TLS: cannot read the client CA " + *spec.client_ca_file + ": " + openssl_reason());
     STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(spec.client_ca_file->c_str());
-    if (!names) return unexpected("TLS: no CA certificate in " + *spec.client_ca_file);
+    if (!names) return problem(TlsFile::client_ca, "TLS: no CA certificate in " + *spec.client_ca_file);
     SSL_CTX_set_client_CA_list(ctx, names);
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
   }
   return context;
+}
+
+Expected<std::shared_ptr<asio::ssl::context>, std::string> make_tls_context(const TlsSpec& spec) {
+  auto context = build_tls_context(spec);
+  if (!context) return unexpected(std::move(context.error().message));
+  return std::move(*context);
 }
 
 Expected<void, std::string> open_tcp_listener(tcp::acceptor& acceptor, const TcpSpec& spec) {

@@ -29,8 +29,18 @@ struct TcpSpec {
   std::optional<TlsSpec> tls;  // nullopt: plain HTTP (behind a TLS-terminating load balancer)
 };
 
+// Which of the spec's files a TLS set-up failure is about (none: OpenSSL itself refused a setting),
+// so that `custodyd --check-config` can name the setting to fix.
+enum class TlsFile { none, certificate, private_key, client_ca };
+struct TlsProblem {
+  TlsFile file = TlsFile::none;
+  std::string message;  // names the file and OpenSSL's reason
+};
+
 // A server TLS context for spec. Every failure (unreadable file, key not matching the certificate,
 // bad CA file) is an error naming the file.
+Expected<std::shared_ptr<boost::asio::ssl::context>, TlsProblem> build_tls_context(const TlsSpec& spec);
+// The same, the problem as its message (start-up and SIGHUP reload).
 Expected<std::shared_ptr<boost::asio::ssl::context>, std::string> make_tls_context(const TlsSpec& spec);
 
 // Binds and listens. An address that does not parse or cannot be bound is an error.

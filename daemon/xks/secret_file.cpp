@@ -23,7 +23,9 @@ Expected<SecureBytes, std::string> read_secret(const std::string& name, bool sys
     path = std::string(dir) + "/" + name;
   }
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) return unexpected("cannot open the XKS secret " + path + ": " + std::strerror(errno));
+  if (fd < 0)
+    return unexpected("cannot open the XKS secret " + path + ": " + std::strerror(errno) +
+                      "; write the secret access key there (one line) readable by custodyd's user alone");
   struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);

@@ -72,7 +72,7 @@ std::optional<std::string> string_field(const json::object& o, std::string_view 
 }  // namespace
 
 XksFrontEnd::XksFrontEnd(XksSettings settings, const CredentialSet& credentials, core::KeyRegistry& registry,
-                         core::KeyVault& vault, core::AuditLog& audit, service::Metrics& metrics,
+                         core::TokenKeyVault& vault, core::AuditLog& audit, service::Metrics& metrics,
                          const service::HealthState* health)
     : settings_(std::move(settings)),
       credentials_(credentials),
@@ -345,12 +345,14 @@ XksFrontEnd::Reply XksFrontEnd::encrypt(const std::string& external_id, const js
   const core::KeyVersion* version = key->find_version(key->current_version);
   if (!version) XKS_FAIL(fail(ErrorName::InternalException, "the key has no current version"));
   event.version = version->version;
-  Bytes iv(kIvBytes);
-  if (auto ok = vault_.random(iv); !ok) XKS_FAIL(from_core(ok.error()));
   const Bytes metadata = encode_metadata(version->version);
   const Bytes hsm_aad = token_aad(bytes_of(aad_bytes), metadata);
-  auto sealed = vault_.gcm_encrypt(version->object, iv, hsm_aad, bytes_of(**plaintext));
-  if (!sealed) XKS_FAIL(from_core(sealed.error()));
+  // The IV comes from the token: its generator, or the token itself where it insists (quirks).
+  auto encrypted = vault_.gcm_encrypt_fresh_iv(version->object, hsm_aad, bytes_of(**plaintext));
+  if (!encrypted) XKS_FAIL(from_core(encrypted.error()));
+  const Bytes& iv = encrypted->iv;
+  const SecureBytes* sealed = &encrypted->ciphertext_and_tag;
+  if (iv.size() != kIvBytes) XKS_FAIL(fail(ErrorName::InternalException, "the token answered an IV of an unexpected length"));
   if (sealed->size() != (*plaintext)->size() + kTagBytes) XKS_FAIL(fail(ErrorName::InternalException, "the token answered an unexpected length"));
   const std::span<const std::uint8_t> ct(sealed->data(), (*plaintext)->size());
   const std::span<const std::uint8_t> tag(sealed->data() + ct.size(), kTagBytes);
@@ -428,12 +430,13 @@ std::string XksFrontEnd::probe_health() {
   }
   const core::KeyVersion* version = key->find_version(key->current_version);
   if (!version) return "UNAVAILABLE";
-  Bytes probe(kHealthProbeBytes), iv(kIvBytes);
-  if (!vault_.random(probe) || !vault_.random(iv)) return "UNAVAILABLE";
+  Bytes probe(kHealthProbeBytes);
+  if (!vault_.random(probe)) return "UNAVAILABLE";
   const Bytes aad = token_aad({}, encode_metadata(version->version));
-  auto sealed = vault_.gcm_encrypt(version->object, iv, aad, probe);
+  // The same encrypt path as the Encrypt route, IV handling included.
+  auto sealed = vault_.gcm_encrypt_fresh_iv(version->object, aad, probe);
   if (!sealed) return "UNAVAILABLE";
-  auto opened = vault_.gcm_decrypt(version->object, iv, aad, bytes_of(*sealed));
+  auto opened = vault_.gcm_decrypt(version->object, sealed->iv, aad, bytes_of(sealed->ciphertext_and_tag));
   if (!opened || opened->size() != probe.size() || CRYPTO_memcmp(opened->data(), probe.data(), probe.size()) != 0)
     return "UNAVAILABLE";
   return health_ && health_->degraded() ? "DEGRADED" : "ACTIVE";

@@ -10,7 +10,7 @@
 
 #include "daemon/core/audit/audit_log.h"
 #include "daemon/core/keys/key_registry.h"
-#include "daemon/core/keys/key_vault.h"
+#include "daemon/core/keys/token_key_vault.h"
 #include "daemon/service/health_state.h"
 #include "daemon/service/metrics.h"
 #include "daemon/transport/endpoint.h"
@@ -21,7 +21,9 @@ namespace custody::xks {
 
 class XksFrontEnd final : public transport::Endpoint {
  public:
-  XksFrontEnd(XksSettings settings, const CredentialSet& credentials, core::KeyRegistry& registry, core::KeyVault& vault,
+  // The token vault itself, not the KeyVault interface: XKS takes the IV the token makes where it
+  // insists (gcm_encrypt_fresh_iv), which the CONTRACT §4 blob format cannot.
+  XksFrontEnd(XksSettings settings, const CredentialSet& credentials, core::KeyRegistry& registry, core::TokenKeyVault& vault,
               core::AuditLog& audit, service::Metrics& metrics, const service::HealthState* health);
 
   void handle(const service::Request& request, const transport::Origin& origin, Done done) override;
@@ -46,7 +48,7 @@ class XksFrontEnd final : public transport::Endpoint {
   XksSettings settings_;
   const CredentialSet& credentials_;
   core::KeyRegistry& registry_;
-  core::KeyVault& vault_;
+  core::TokenKeyVault& vault_;
   core::AuditLog& audit_;
   service::Metrics& metrics_;
   const service::HealthState* health_;

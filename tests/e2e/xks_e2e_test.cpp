@@ -20,6 +20,7 @@
 #include <regex>
 #include <thread>
 
+#include "common/base64.h"
 #include "tests/support/daemon_process.h"
 
 namespace custody::test {
@@ -81,17 +82,18 @@ class XksListener : public ::testing::Test {
     write_secret(pki_.path() + "/secret-1", kSecret1);
     write_secret(pki_.path() + "/secret-2", kSecret2);
     const std::string& p = pki_.path();
-    DaemonOptions options;
+    DaemonOptions options = options_;
     options.extra_limits = std::move(extra_limits);
     options.extra_yaml = "xks:\n  address: 127.0.0.1\n  port: 0\n" +
                          (tls ? "  tls:\n    certificate: " + p + "/server.pem\n    private_key: " + p +
-                                    "/server.key\n    client_ca: " + p + "/ca.pem\n"
+                                    "/server.key\n    client_ca: " + p + "/ca.pem\n" + tls_extra_
                               : std::string("  plain_http: true\n")) +
                          "  region: us-east-1\n  uri_prefix: /test/prefix\n  credentials:\n"
-                         "    - {access_key_id: " + kAccessKey1 + ", secret_file: " + p + "/secret-1}\n"
-                         "    - {access_key_id: " + kAccessKey2 + ", secret_file: " + p + "/secret-2}\n"
+                         "    - {access_key_id: " + kAccessKey1 + ", secret_file: " + p + "/secret-1}\n" +
+                         (second_credential_.empty() ? "    - {access_key_id: " + std::string(kAccessKey2) + ", secret_file: " + p + "/secret-2}\n"
+                                                     : second_credential_) +
                          "  acts_as_uid: " + std::to_string(kXksUid) + "\n"
-                         "  keys: {kms-key: xks-key, kms-enc: xks-enc, kms-dec: xks-dec, kms-none: xks-none}\n"
+                         "  keys: {kms-key: xks-key, kms-enc: xks-enc, kms-dec: xks-dec, kms-none: xks-none, kms-unruled: xks-unruled}\n"
                          "  health_key: xks-health\n" + extra_xks;
     daemon_ = std::make_unique<Daemon>(options);
     const std::string uid = std::to_string(kXksUid);
@@ -166,6 +168,9 @@ class XksListener : public ::testing::Test {
     return out;
   }
 
+  DaemonOptions options_;  // the daemon's options before start() adds the xks section
+  std::string tls_extra_;  // further lines under xks.tls, each indented by four spaces
+  std::string second_credential_;  // the second xks.credentials entry, when not the secret-2 file
   TempDir pki_;
   std::unique_ptr<Daemon> daemon_;
   std::string endpoint_;
@@ -258,7 +263,12 @@ TEST_F(XksListener, EveryCallIsAuditedWithKmsRequestIdPrincipalAndResult) {
                    {"encryptionAlgorithm", "AES_GCM"}};
   ASSERT_EQ(call("keys/kms-key/encrypt", enc).first, 200);
   ASSERT_EQ(call("keys/kms-key/encrypt", enc, kAccessKey1, std::string(43, 'w')).first, 401);
-  bool ok_record = false, refused_record = false;
+  // Fields requestMetadata may gain later are accepted and named in the record.
+  json::object future = enc;
+  future["requestMetadata"].as_object()["kmsRequestId"] = "audit-req-future";
+  future["requestMetadata"].as_object()["someFutureField"] = "x";
+  ASSERT_EQ(call("keys/kms-key/encrypt", future).first, 200);
+  bool ok_record = false, refused_record = false, future_record = false;
   for (const auto& r : daemon_->audit_records()) {
     if (r.at("type") != "xks.encrypt") continue;
     if (r.at("result") == "ok" && r.at("kmsRequestId") == "audit-req-42") {
@@ -271,13 +281,18 @@ TEST_F(XksListener, EveryCallIsAuditedWithKmsRequestIdPrincipalAndResult) {
       EXPECT_EQ(r.at("client").at("uid").to_number<int>(), kXksUid);
     }
     if (r.at("result") == "AuthenticationFailedException") refused_record = true;
+    if (r.contains("kmsRequestId") && r.at("kmsRequestId") == "audit-req-future") {
+      future_record = true;
+      EXPECT_EQ(json::serialize(r.at("unknown_metadata")), R"(["someFutureField"])");
+    }
   }
   EXPECT_TRUE(ok_record);
   EXPECT_TRUE(refused_record);
+  EXPECT_TRUE(future_record);
   // Per route and errorName, with latency, on /metrics.
   auto metrics = daemon_->service().call("GET", "/metrics");
   ASSERT_TRUE(metrics);
-  EXPECT_NE(metrics->body.find(R"(custody_requests_total{socket="xks",operation="encrypt",code="200"} 1)"), std::string::npos);
+  EXPECT_NE(metrics->body.find(R"(custody_requests_total{socket="xks",operation="encrypt",code="200"} 2)"), std::string::npos);
   EXPECT_NE(metrics->body.find(R"(operation="encrypt:AuthenticationFailedException",code="401"} 1)"), std::string::npos);
 }
 
@@ -434,6 +449,193 @@ TEST_F(XksListener, SighupReloadsTheServerCertificateForNewConnections) {
   EXPECT_NE(after.find("serial="), std::string::npos) << after;
   EXPECT_NE(after, before);
   EXPECT_EQ(call_tls_health(), 200);
+}
+
+// `custodyd --check-config` loads the xks section's files as the listener would, starting nothing:
+// each broken file is one message naming the setting and the fix; the working config passes.
+TEST_F(XksListener, CheckConfigFindsEachBrokenXksFileAndPassesAWorkingConfig) {
+  start(true);
+  const std::string& p = pki_.path();
+  const std::string good = read_file(daemon_->config_path());
+  auto check = [&](const std::string& from, const std::string& to) {
+    std::string yaml = good;
+    if (!from.empty()) {
+      const auto at = yaml.find(from);
+      EXPECT_NE(at, std::string::npos) << from;
+      if (at != std::string::npos) yaml.replace(at, from.size(), to);
+    }
+    write_file(p + "/check.yaml", yaml);
+    return run(std::string(CUSTODYD_PATH) + " --check-config -c " + p + "/check.yaml");
+  };
+  auto ok = check("", "");
+  EXPECT_EQ(ok.status, 0) << ok.out;
+  EXPECT_NE(ok.out.find("configuration is valid"), std::string::npos) << ok.out;
+
+  auto missing = check(p + "/server.pem", p + "/no-such-cert.pem");
+  EXPECT_EQ(missing.status, 2) << missing.out;
+  EXPECT_NE(missing.out.find("xks.tls.certificate: TLS: cannot use the certificate " + p + "/no-such-cert.pem"),
+            std::string::npos) << missing.out;
+  EXPECT_NE(missing.out.find("1 problem(s)"), std::string::npos) << missing.out;
+
+  auto mismatch = check(p + "/server.key", p + "/client.key");  // a good key, of another certificate
+  EXPECT_EQ(mismatch.status, 2) << mismatch.out;
+  EXPECT_NE(mismatch.out.find("xks.tls.private_key: TLS: the private key " + p + "/client.key does not match"),
+            std::string::npos) << mismatch.out;
+  EXPECT_NE(mismatch.out.find("give the PEM private key of the certificate"), std::string::npos) << mismatch.out;
+  EXPECT_NE(mismatch.out.find("1 problem(s)"), std::string::npos) << mismatch.out;
+
+  write_file(p + "/secret-open", std::string(kSecret1) + "\n");
+  ASSERT_EQ(::chmod((p + "/secret-open").c_str(), 0644), 0);
+  auto readable = check(p + "/secret-1", p + "/secret-open");
+  EXPECT_EQ(readable.status, 2) << readable.out;
+  EXPECT_NE(readable.out.find(std::string("xks.credentials[0] (") + kAccessKey1 + "): the XKS secret " + p +
+                              "/secret-open is readable by others; chmod 0400 or 0600"),
+            std::string::npos) << readable.out;
+  EXPECT_NE(readable.out.find("1 problem(s)"), std::string::npos) << readable.out;
+
+  auto ca = check(p + "/ca.pem", p + "/server.key");  // not a certificate
+  EXPECT_EQ(ca.status, 2) << ca.out;
+  EXPECT_NE(ca.out.find("xks.tls.client_ca:"), std::string::npos) << ca.out;
+}
+
+// The mapping in xks.keys names a key; it grants nothing by itself. Usage comes only from the
+// key's policy rules for acts_as_uid, which only dual control changes.
+TEST_F(XksListener, AMappedKeyWithoutAPolicyRuleForTheXksUidAllowsNoUsage) {
+  start(false);
+  ASSERT_EQ(daemon_->create_key("xks-unruled", "aes-256-gcm", R"([{"uid":0,"operations":["wrap","unwrap"]}])"), 201);
+  auto [status, meta] = call("keys/kms-unruled/metadata", {{"requestMetadata", metadata("DescribeKey", "unruled-m")}});
+  ASSERT_EQ(status, 200) << json::serialize(meta);
+  EXPECT_TRUE(meta["keyUsage"].as_array().empty()) << json::serialize(meta);
+  json::object enc{{"requestMetadata", metadata("Encrypt", "unruled-e")}, {"plaintext", "AAEC"}, {"encryptionAlgorithm", "AES_GCM"}};
+  auto [refused, error] = call("keys/kms-unruled/encrypt", enc);
+  EXPECT_EQ(refused, 400);
+  EXPECT_EQ(error["errorName"], "InvalidKeyUsageException") << json::serialize(error);
+  // A ciphertext of another key, to the decrypt route: refused for usage before any token call.
+  auto [sealed_status, sealed] = call("keys/kms-key/encrypt", enc);
+  ASSERT_EQ(sealed_status, 200);
+  json::object dec{{"requestMetadata", metadata("Decrypt", "unruled-d")}, {"encryptionAlgorithm", "AES_GCM"}};
+  for (const char* f : {"ciphertext", "ciphertextMetadata", "initializationVector", "authenticationTag"}) dec[f] = sealed.at(f);
+  auto [refused_dec, error_dec] = call("keys/kms-unruled/decrypt", dec);
+  EXPECT_EQ(refused_dec, 400);
+  EXPECT_EQ(error_dec["errorName"], "InvalidKeyUsageException") << json::serialize(error_dec);
+  // Granted through dual control (set-policy), the same mapping now encrypts.
+  ASSERT_EQ(daemon_->admin_operation("set-policy", {{"name", "xks-unruled"},
+                                                    {"policy", json::parse("[{\"uid\":" + std::to_string(kXksUid) +
+                                                                           ",\"operations\":[\"wrap\"]}]")}}).first, 201);
+  EXPECT_EQ(call("keys/kms-unruled/encrypt", enc).first, 200);
+}
+
+// An HSM that makes its AES-GCM IVs itself (the fault shim acting as one: it refuses custody's IV
+// with CKR_MECHANISM_PARAM_INVALID and fills a zeroed one, or with "overwrite" replaces custody's
+// IV silently): XKS Encrypt answers the token's IV, and Decrypt with it gives the plaintext back.
+// Deep health goes the same way.
+class XksTokenMadeIv : public XksListener, public ::testing::WithParamInterface<const char*> {};
+
+TEST_P(XksTokenMadeIv, TheEncryptReplyHasTheTokensIvAndDecrypts) {
+  const std::string iv_file = pki_.path() + "/token-iv";
+  const bool refuses = std::string(GetParam()) == "refuse";
+  options_.module = CUSTODY_FAULT_SHIM;
+  options_.env["CUSTODY_SHIM_GCM_IV_FROM_TOKEN"] = GetParam();
+  options_.env["CUSTODY_SHIM_GCM_IV_FILE"] = iv_file;
+  start(false, "", "  health_cache: 0s\n");
+  json::object enc{{"requestMetadata", metadata("Encrypt", "token-iv")},
+                   {"plaintext", "SGVsbG8gV29ybGQh"},
+                   {"encryptionAlgorithm", "AES_GCM"},
+                   {"additionalAuthenticatedData", "cHJvamVjdD1uaWxl"},
+                   {"ciphertextDataIntegrityValueAlgorithm", "SHA_256"}};
+  for (int round = 0; round < 2; ++round) {  // the first call learns the quirk, the second uses it
+    std::filesystem::remove(iv_file);
+    auto [status, sealed] = call("keys/kms-key/encrypt", enc);
+    ASSERT_EQ(status, 200) << json::serialize(sealed);
+    EXPECT_TRUE(sealed.contains("ciphertextDataIntegrityValue"));
+    auto iv = base64_decode(std::string_view(sealed.at("initializationVector").as_string()));
+    ASSERT_TRUE(iv);
+    ASSERT_EQ(iv->size(), 12u);
+    std::string hex;
+    for (auto b : *iv) {
+      char two[3];
+      std::snprintf(two, sizeof two, "%02x", b);
+      hex += two;
+    }
+    EXPECT_EQ(hex, read_file(iv_file)) << "the reply's IV is not the one the token made";
+    json::object dec{{"requestMetadata", metadata("Decrypt", "token-iv-d")},
+                     {"encryptionAlgorithm", "AES_GCM"},
+                     {"additionalAuthenticatedData", "cHJvamVjdD1uaWxl"}};
+    for (const char* f : {"ciphertext", "ciphertextMetadata", "initializationVector", "authenticationTag"}) dec[f] = sealed.at(f);
+    auto [opened_status, opened] = call("keys/kms-key/decrypt", dec);
+    EXPECT_EQ(opened_status, 200) << json::serialize(opened);
+    EXPECT_EQ(opened["plaintext"], "SGVsbG8gV29ybGQh");
+  }
+  // Only a refusal is learned (and logged); an overwriting token needs nothing learned.
+  EXPECT_EQ(daemon_->log().find("makes its own") != std::string::npos, refuses) << daemon_->log();
+  auto [health_status, health] = call("health", {{"requestMetadata", metadata("KmsHealthCheck", "token-iv-h")}});
+  EXPECT_EQ(health_status, 200);
+  EXPECT_EQ(health["ekmFleetDetails"].as_array().at(0).at("healthStatus"), "ACTIVE") << json::serialize(health);
+}
+
+INSTANTIATE_TEST_SUITE_P(RefusingOrOverwriting, XksTokenMadeIv, ::testing::Values("refuse", "overwrite"));
+
+// A token failure that is no fault of the request (here C_Decrypt answering CKR_FUNCTION_FAILED)
+// is an InternalException (500), never an answer about the ciphertext.
+TEST_F(XksListener, ATokenThatFailsAnOperationAnswersInternalException) {
+  const std::string rv_file = pki_.path() + "/decrypt-rv";
+  options_.module = CUSTODY_FAULT_SHIM;
+  options_.env["CUSTODY_SHIM_DECRYPT_RV_FILE"] = rv_file;
+  start(false);
+  json::object enc{{"requestMetadata", metadata("Encrypt", "internal")}, {"plaintext", "AAEC"}, {"encryptionAlgorithm", "AES_GCM"}};
+  auto [status, sealed] = call("keys/kms-key/encrypt", enc);
+  ASSERT_EQ(status, 200) << json::serialize(sealed);
+  json::object dec{{"requestMetadata", metadata("Decrypt", "internal-d")}, {"encryptionAlgorithm", "AES_GCM"}};
+  for (const char* f : {"ciphertext", "ciphertextMetadata", "initializationVector", "authenticationTag"}) dec[f] = sealed.at(f);
+  write_file(rv_file, "0x6");  // CKR_FUNCTION_FAILED
+  auto [failed, error] = call("keys/kms-key/decrypt", dec);
+  std::filesystem::remove(rv_file);
+  EXPECT_EQ(failed, 500);
+  EXPECT_EQ(error["errorName"], "InternalException") << json::serialize(error);
+  EXPECT_EQ(call("keys/kms-key/decrypt", dec).first, 200);  // the listener and the token serve on
+}
+
+// A secret from a systemd credential (LoadCredential=: $CREDENTIALS_DIRECTORY/NAME) signs as well as
+// one from a file; `--check-config` reads it there too.
+TEST_F(XksListener, ASecretFromASystemdCredentialAuthenticates) {
+  const std::string credentials = pki_.path() + "/credentials";
+  ASSERT_TRUE(std::filesystem::create_directory(credentials));
+  write_file(credentials + "/xks-secret-2", std::string(kSecret2) + "\n");
+  options_.env["CREDENTIALS_DIRECTORY"] = credentials;
+  second_credential_ = std::string("    - {access_key_id: ") + kAccessKey2 + ", secret_credential: xks-secret-2}\n";
+  start(false);
+  const json::object body{{"requestMetadata", metadata("DescribeKey", "credential")}};
+  EXPECT_EQ(call("keys/kms-key/metadata", body, kAccessKey2, kSecret2).first, 200);
+  EXPECT_EQ(call("keys/kms-key/metadata", body, kAccessKey2, kSecret1).first, 401);
+  write_file(credentials + "/xks-secret-2", "short\n");
+  auto r = run("CREDENTIALS_DIRECTORY=" + credentials + " " + std::string(CUSTODYD_PATH) + " --check-config -c " +
+               daemon_->config_path());
+  EXPECT_EQ(r.status, 2) << r.out;
+  EXPECT_NE(r.out.find("xks.credentials[1] (" + std::string(kAccessKey2) + "): the XKS secret " + credentials +
+                       "/xks-secret-2 must be one line of 43 to 64 characters"),
+            std::string::npos) << r.out;
+}
+
+// xks.tls.client_subject: a client certificate from the accepted CA but with another subject is
+// closed after the handshake; the accepted subject is served.
+TEST_F(XksListener, MutualTlsServesOnlyTheAcceptedClientSubject) {
+  tls_extra_ = "    client_subject: \"CN=kms-test-client\"\n";
+  start(true);
+  const std::string& p = pki_.path();
+  ASSERT_EQ(run("openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout " + p + "/other.key -out " + p +
+                "/other.csr -subj /CN=another-client && openssl x509 -req -in " + p + "/other.csr -CA " + p +
+                "/ca.pem -CAkey " + p + "/ca.key -CAcreateserial -days 2 -extfile " + p + "/client.ext -out " + p +
+                "/other.pem").status, 0);
+  auto ping = [&](const std::string& who) {
+    return run("curl -sS -o /dev/null -w '%{http_code}' --max-time 10 --cacert " + p + "/ca.pem --cert " + p + "/" + who +
+               ".pem --key " + p + "/" + who + ".key " + endpoint_ + "/ping");
+  };
+  auto accepted = ping("client");
+  EXPECT_EQ(accepted.status, 0) << accepted.out;
+  EXPECT_EQ(accepted.out, "200");
+  auto other = ping("other");
+  EXPECT_NE(other.out, "200") << "a client of another subject was served";
+  EXPECT_NE(daemon_->log().find("not the accepted 'CN=kms-test-client'"), std::string::npos) << daemon_->log();
 }
 
 TEST(XksConfig, SecretsInTheConfigurationAreRefused) {

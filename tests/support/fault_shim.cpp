@@ -12,7 +12,13 @@
 // CUSTODY_SHIM_FAIL_HIT_FILE: a transient token error at one chosen point, so a test can walk
 // every token call of a code path (start-up) one failure at a time and know when it has passed
 // the last one (no hit file).
+// With CUSTODY_SHIM_GCM_IV_FROM_TOKEN set, the shim is an HSM that makes its AES-GCM IVs itself:
+// C_EncryptInit with CKM_AES_GCM refuses a caller's IV (any non-zero byte) with
+// CKR_MECHANISM_PARAM_INVALID, and fills a zeroed one with random bytes before forwarding; set to
+// "overwrite", it refuses nothing and replaces any caller IV with its own, as AWS CloudHSM does. The
+// last IV it made is written, in hex, to the file CUSTODY_SHIM_GCM_IV_FILE names (when set).
 #include <dlfcn.h>
+#include <sys/random.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 
@@ -23,6 +29,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <optional>
+#include <span>
 #include <thread>
 
 #include "pkcs11/pkcs11.h"
@@ -86,9 +93,30 @@ CK_RV OpenSession(CK_SLOT_ID slot, CK_FLAGS flags, CK_VOID_PTR app, CK_NOTIFY no
   if (counted_fault("C_OpenSession")) return CKR_DEVICE_ERROR;
   return faulty() ? CKR_DEVICE_REMOVED : real->C_OpenSession(slot, flags, app, notify, session);
 }
+// CUSTODY_SHIM_GCM_IV_FROM_TOKEN: refuse a caller's GCM IV, make one in a zeroed buffer.
+CK_RV token_made_gcm_iv(CK_MECHANISM_PTR m) {
+  if (!std::getenv("CUSTODY_SHIM_GCM_IV_FROM_TOKEN") || !m || m->mechanism != CKM_AES_GCM || !m->pParameter ||
+      m->ulParameterLen != sizeof(CK_GCM_PARAMS))
+    return CKR_OK;
+  auto* params = static_cast<CK_GCM_PARAMS*>(m->pParameter);
+  if (!params->pIv || params->ulIvLen == 0) return CKR_MECHANISM_PARAM_INVALID;
+  const auto iv = std::span<CK_BYTE>(params->pIv, params->ulIvLen);
+  const bool overwrite = std::strcmp(std::getenv("CUSTODY_SHIM_GCM_IV_FROM_TOKEN"), "overwrite") == 0;
+  if (!overwrite && std::any_of(iv.begin(), iv.end(), [](CK_BYTE b) { return b != 0; })) return CKR_MECHANISM_PARAM_INVALID;
+  if (::getrandom(iv.data(), iv.size(), 0) != static_cast<ssize_t>(iv.size())) return CKR_DEVICE_ERROR;
+  if (const char* path = std::getenv("CUSTODY_SHIM_GCM_IV_FILE")) {
+    if (FILE* f = std::fopen(path, "w")) {
+      for (CK_BYTE b : iv) std::fprintf(f, "%02x", b);
+      std::fclose(f);
+    }
+  }
+  return CKR_OK;
+}
 CK_RV EncryptInit(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k) {
   if (counted_fault("C_EncryptInit")) return CKR_DEVICE_ERROR;
-  return faulty() ? CKR_DEVICE_REMOVED : real->C_EncryptInit(s, m, k);
+  if (faulty()) return CKR_DEVICE_REMOVED;
+  if (const CK_RV rv = token_made_gcm_iv(m); rv != CKR_OK) return rv;
+  return real->C_EncryptInit(s, m, k);
 }
 CK_RV DecryptInit(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k) {
   if (counted_fault("C_DecryptInit")) return CKR_DEVICE_ERROR;

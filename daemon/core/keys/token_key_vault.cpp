@@ -137,6 +137,49 @@ Outcome<SecureBytes> TokenKeyVault::gcm_decrypt(const ObjectRef& key, std::span<
   return std::move(*r);
 }
 
+Outcome<TokenKeyVault::FreshIvSealed> TokenKeyVault::gcm_encrypt_fresh_iv(const ObjectRef& key,
+                                                                          std::span<const std::uint8_t> aad,
+                                                                          std::span<const std::uint8_t> plaintext) {
+  constexpr std::size_t kIvBytes = 12;
+  const bool known_to_make_iv = token_makes_gcm_iv_.load(std::memory_order_relaxed) || pool_.quirks().gcm_iv_from_token;
+  auto r = with_session<FreshIvSealed>([&](p11::Session& s) -> p11::Result<FreshIvSealed> {
+    auto h = resolve(s, key);
+    if (!h) return unexpected(h.error());
+    FreshIvSealed out{Bytes(kIvBytes, 0), {}};
+    bool token_iv = known_to_make_iv;
+    if (!token_iv)
+      if (auto st = s.generate_random(out.iv); !st) return unexpected(st.error());
+    // The token writes its own IV into pIv (zeroed when it makes one), so pIv is read after the call.
+    auto seal = [&]() {
+      CK_GCM_PARAMS params{out.iv.data(), kIvBytes, kIvBytes * 8, const_cast<CK_BYTE*>(aad.data()), aad.size(), 128};
+      CK_MECHANISM mech{CKM_AES_GCM, &params, sizeof params};
+      return s.encrypt(mech, *h, plaintext, plaintext.size() + 16);
+    };
+    auto sealed = seal();
+    if (!sealed && !token_iv && sealed.error().fault == p11::Fault::token &&
+        p11::quirks::refuses_caller_gcm_iv(sealed.error().rv)) {
+      // The probe: such a token fills a zeroed IV buffer itself; if it does, it always will.
+      std::fill(out.iv.begin(), out.iv.end(), 0);
+      token_iv = true;
+      sealed = seal();
+      if (sealed && std::any_of(out.iv.begin(), out.iv.end(), [](auto b) { return b != 0; }) &&
+          !token_makes_gcm_iv_.exchange(true))
+        spdlog::warn("the token refuses an AES-GCM IV from the caller and makes its own; XKS uses the token's IVs");
+    }
+    if (!sealed) {
+      if (stale_handle(sealed.error().rv)) forget(key);
+      return unexpected(sealed.error());
+    }
+    // A token that left a zeroed IV buffer as it was did not make one: never answer an all-zero IV.
+    if (token_iv && std::all_of(out.iv.begin(), out.iv.end(), [](auto b) { return b == 0; }))
+      return unexpected(p11::own_fault(p11::Fault::bad_reply, "C_Encrypt (the token made no AES-GCM IV)"));
+    out.ciphertext_and_tag = std::move(*sealed);
+    return out;
+  });
+  if (!r) return unexpected(token_error(r.error(), "encrypt"));
+  return std::move(*r);
+}
+
 Outcome<SecureBytes> TokenKeyVault::hmac_sha256(const ObjectRef& key, std::span<const std::uint8_t> message) {
   auto r = with_session<SecureBytes>([&](p11::Session& s) -> p11::Result<SecureBytes> {
     auto h = resolve(s, key);

@@ -40,6 +40,15 @@ class TokenKeyVault final : public KeyVault {
                                    std::span<const std::uint8_t> aad,
                                    std::span<const std::uint8_t> ciphertext_and_tag) override;
   Outcome<SecureBytes> hmac_sha256(const ObjectRef& key, std::span<const std::uint8_t> message) override;
+  // AES-GCM encryption under a fresh 12-byte IV made wherever the token wants it made (quirks:
+  // gcm_iv_from_token): by custody from the token's generator, or by the token itself, read back
+  // from CK_GCM_PARAMS.pIv. Only for formats whose AAD does not hold the IV (XKS).
+  struct FreshIvSealed {
+    Bytes iv;
+    SecureBytes ciphertext_and_tag;
+  };
+  Outcome<FreshIvSealed> gcm_encrypt_fresh_iv(const ObjectRef& key, std::span<const std::uint8_t> aad,
+                                              std::span<const std::uint8_t> plaintext);
   Outcome<void> random(std::span<std::uint8_t> out) override;
   Outcome<AttributeReport> attributes(const ObjectRef& key) override;
   Outcome<void> verify(Algorithm algorithm, const ObjectRef& key, bool generated, bool recovery = false) override;
@@ -67,6 +76,7 @@ class TokenKeyVault final : public KeyVault {
   std::unordered_map<std::string, CK_OBJECT_HANDLE> handles_;
   std::uint64_t cache_generation_ = 0;
   std::atomic<std::uint64_t> operations_{0};
+  std::atomic<bool> token_makes_gcm_iv_{false};  // learned: the token refused an IV custody supplied
 };
 
 // What a failed token call means for the client; the CK_RV itself goes to the log only.
