@@ -84,7 +84,7 @@ struct XksTls {
   std::string certificate;  // PEM chain
   std::string private_key;  // PEM
   std::optional<std::string> client_ca;  // mTLS: clients need a certificate this CA signed
-  std::string client_subject;            // with client_ca: required substring of the client subject
+  std::string client_subject;            // with client_ca: whole RDNs the client subject must have
 };
 // One secondary authorization rule of the xks section (docs/xks.md): empty lists match anything.
 struct XksAuthorizationRule {

@@ -456,7 +456,7 @@ asio::awaitable<void> Server::serve_tcp(std::shared_ptr<SocketConnection<tcp::so
   }
   origin.tls_client_subject = peer_certificate_subject(stream.native_handle());
   if (!listener.accepted_client_subject.empty() &&
-      origin.tls_client_subject.find(listener.accepted_client_subject) == std::string::npos) {
+      !subject_has_rdns(origin.tls_client_subject, listener.accepted_client_subject)) {
     spdlog::warn("TLS client {} presented subject '{}', not the accepted '{}': closed", origin.address,
                  origin.tls_client_subject, listener.accepted_client_subject);
     socket.close(ec);

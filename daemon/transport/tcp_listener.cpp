@@ -111,4 +111,22 @@ std::string peer_certificate_subject(SSL* ssl) {
   return out;
 }
 
+bool subject_has_rdns(std::string_view subject, std::string_view accepted) {
+  if (accepted.empty()) return false;
+  // An RDN boundary: the subject's start or end, or a comma that no backslash escapes.
+  auto unescaped_comma_at = [&](std::size_t i) {
+    if (subject[i] != ',') return false;
+    std::size_t backslashes = 0;
+    while (backslashes < i && subject[i - 1 - backslashes] == '\\') ++backslashes;
+    return backslashes % 2 == 0;
+  };
+  for (std::size_t at = subject.find(accepted); at != std::string_view::npos; at = subject.find(accepted, at + 1)) {
+    const std::size_t end = at + accepted.size();
+    const bool starts = at == 0 || unescaped_comma_at(at - 1);
+    const bool ends = end == subject.size() || unescaped_comma_at(end);
+    if (starts && ends) return true;
+  }
+  return false;
+}
+
 }  // namespace custody::transport

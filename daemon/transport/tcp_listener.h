@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "common/expected.h"
 #include "daemon/transport/peer_key.h"
@@ -51,5 +52,9 @@ PeerKey peer_key_for_address(const boost::asio::ip::address& address);
 
 // The subject of a verified peer certificate as one line ("CN=kms,O=..."), or empty.
 std::string peer_certificate_subject(SSL* ssl);
+// Whether `accepted` (RFC 2253 text, e.g. "CN=kms-proxy,O=Example") names whole RDNs of the
+// subject: it starts the subject or follows an unescaped comma, and ends it or precedes one. A
+// plain substring would let "CN=kms" accept "CN=kms-evil".
+bool subject_has_rdns(std::string_view subject, std::string_view accepted);
 
 }  // namespace custody::transport

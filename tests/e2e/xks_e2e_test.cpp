@@ -635,6 +635,13 @@ TEST_F(XksListener, MutualTlsServesOnlyTheAcceptedClientSubject) {
   EXPECT_EQ(accepted.out, "200");
   auto other = ping("other");
   EXPECT_NE(other.out, "200") << "a client of another subject was served";
+  // The accepted subject is whole RDNs, not a substring: a longer CN that starts the same is refused.
+  ASSERT_EQ(run("openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout " + p + "/longer.key -out " + p +
+                "/longer.csr -subj /CN=kms-test-client-evil && openssl x509 -req -in " + p + "/longer.csr -CA " + p +
+                "/ca.pem -CAkey " + p + "/ca.key -CAcreateserial -days 2 -extfile " + p + "/client.ext -out " + p +
+                "/longer.pem").status, 0);
+  auto longer = ping("longer");
+  EXPECT_NE(longer.out, "200") << "CN=kms-test-client-evil was served as CN=kms-test-client";
   EXPECT_NE(daemon_->log().find("not the accepted 'CN=kms-test-client'"), std::string::npos) << daemon_->log();
 }
 

@@ -4,6 +4,7 @@
 
 #include "daemon/transport/connection_budget.h"
 #include "daemon/transport/fair_queue.h"
+#include "daemon/transport/tcp_listener.h"
 #include "daemon/transport/uid_rate_limiter.h"
 
 using namespace custody::transport;
@@ -86,4 +87,22 @@ TEST(UidRateLimiter, ZeroMeansOff) {
   EXPECT_FALSE(off.enabled());
   const auto now = std::chrono::steady_clock::now();
   for (int i = 0; i < 100000; ++i) ASSERT_TRUE(off.allow(1, now));
+}
+
+// xks.tls.client_subject names whole RDNs of the client certificate's subject (RFC 2253 text).
+TEST(ClientSubject, MatchesWholeRdnsOnlyNeverAPrefixOrAnEscapedComma) {
+  using custody::transport::subject_has_rdns;
+  const std::string subject = "CN=kms-proxy,O=Example Corp,C=US";
+  EXPECT_TRUE(subject_has_rdns(subject, "CN=kms-proxy"));
+  EXPECT_TRUE(subject_has_rdns(subject, "O=Example Corp"));
+  EXPECT_TRUE(subject_has_rdns(subject, "CN=kms-proxy,O=Example Corp"));
+  EXPECT_TRUE(subject_has_rdns(subject, subject));
+  EXPECT_FALSE(subject_has_rdns(subject, "CN=kms"));            // a prefix of the value
+  EXPECT_FALSE(subject_has_rdns(subject, "proxy,O=Example"));   // starts inside an RDN
+  EXPECT_FALSE(subject_has_rdns(subject, "O=Example"));         // ends inside one
+  EXPECT_FALSE(subject_has_rdns("CN=kms-proxy-evil,O=Example Corp", "CN=kms-proxy"));
+  EXPECT_FALSE(subject_has_rdns("CN=evil\\,CN=kms-proxy", "CN=kms-proxy"));  // an escaped comma is no boundary
+  EXPECT_TRUE(subject_has_rdns("CN=a\\\\,CN=kms-proxy", "CN=kms-proxy"));   // an escaped backslash, then a real comma
+  EXPECT_FALSE(subject_has_rdns(subject, ""));
+  EXPECT_FALSE(subject_has_rdns("", "CN=kms-proxy"));
 }
