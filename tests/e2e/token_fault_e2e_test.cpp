@@ -67,3 +67,24 @@ TEST(TokenFaultE2E, InitArgsReachTheModule) {
     EXPECT_NE(std::string(e.what()).find("cannot initialize module"), std::string::npos) << e.what();
   }
 }
+
+// A token that makes its own AES-GCM IVs (the shim acting as one: "overwrite" replaces the IV it
+// is given, as AWS CloudHSM does; "refuse" refuses it). A wrap's blob binds its IV in the AAD
+// before the token sees it, so such a token cannot make one: the wrap must fail, never answer a
+// blob whose header names an IV the token did not use (it would never unwrap).
+TEST(TokenFaultE2E, AWrapOnATokenThatMakesItsOwnIvFailsInsteadOfAnsweringABlobThatNeverOpens) {
+  for (const char* mode : {"overwrite", "refuse"}) {
+    SCOPED_TRACE(mode);
+    DaemonOptions o;
+    o.module = CUSTODY_FAULT_SHIM;
+    o.env["CUSTODY_SHIM_GCM_IV_FROM_TOKEN"] = mode;
+    Daemon d(o);
+    ASSERT_EQ(d.create_key("k", "aes-256-gcm", allow_me_everything()), 201);
+    auto [status, body] = d.post("/v1/keys/k/wrap", {{"plaintext", base64_encode(to_bytes("never sealed"))}});
+    EXPECT_EQ(status, 500) << json::serialize(body);
+    EXPECT_FALSE(body.is_object() && body.as_object().contains("ciphertext")) << json::serialize(body);
+    auto [dk_status, dk] = d.post("/v1/keys/k/datakey", {{"length", 32}});
+    EXPECT_EQ(dk_status, 500) << json::serialize(dk);
+    EXPECT_TRUE(d.running());
+  }
+}

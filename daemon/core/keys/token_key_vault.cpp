@@ -120,8 +120,15 @@ p11::Result<SecureBytes> TokenKeyVault::gcm(const ObjectRef& key, std::span<cons
 Outcome<SecureBytes> TokenKeyVault::gcm_encrypt(const ObjectRef& key, std::span<const std::uint8_t> iv,
                                                 std::span<const std::uint8_t> aad,
                                                 std::span<const std::uint8_t> plaintext) {
-  auto r = gcm(key, iv, aad, plaintext, true);
+  // The token gets a copy: one that writes its own IV into pIv (quirks: gcm_iv_from_token) must
+  // not change the caller's, which its format has already bound (the CONTRACT §4 blob's AAD).
+  Bytes given(iv.begin(), iv.end());
+  auto r = gcm(key, given, aad, plaintext, true);
   if (!r) return unexpected(token_error(r.error(), "encrypt"));
+  // Sealed under another IV than the one the caller will store: a ciphertext nobody could open.
+  if (!std::equal(given.begin(), given.end(), iv.begin(), iv.end()))
+    return fail(Code::internal, "the token replaced the AES-GCM IV custody gave it (it makes its own IVs), so this "
+                                "format cannot be made on it; nothing was returned");
   return std::move(*r);
 }
 
