@@ -135,6 +135,9 @@ struct Config {
   std::string state_dsn;
   std::string state_password_file;
   bool state_password_credential = false;  // state_password_file names a credential in $CREDENTIALS_DIRECTORY
+  // state.max_staleness (postgresql): how long the data plane serves its last synchronised view
+  // while the fleet sync fails, then 503; 0 fails closed at once.
+  std::chrono::milliseconds state_max_staleness{30'000};
   Audit audit;
   Socket service_socket;
   Socket admin_socket;

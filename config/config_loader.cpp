@@ -221,7 +221,7 @@ void read_state(Reader& r, const YAML::Node& state, Config& c) {
   auto file = r.string(state, "state", "password_file", false);
   auto credential = r.string(state, "state", "password_credential", false);
   if (!postgres) {
-    for (const char* name : {"dsn", "password_file", "password_credential"})
+    for (const char* name : {"dsn", "password_file", "password_credential", "max_staleness"})
       if (state[name].IsDefined()) r.error(state[name], std::string("state.") + name, "is for backend postgresql");
     return;
   }
@@ -241,6 +241,8 @@ void read_state(Reader& r, const YAML::Node& state, Config& c) {
     r.error(state, "state", "takes at most one of password_file or password_credential");
   c.state_password_file = file ? *file : credential ? *credential : "";
   c.state_password_credential = credential.has_value() && !file;
+  r.duration(state, "state", "max_staleness", c.state_max_staleness, std::chrono::milliseconds(0),
+             std::chrono::milliseconds(86'400'000));
 }
 
 // The xks section (docs/xks.md): the listener, TLS or plain HTTP, SigV4 credentials from files,
@@ -398,7 +400,7 @@ Expected<Config, std::vector<ConfigError>> parse_config(const std::string& text,
 
   if (auto state = root["state"]; !state.IsDefined()) {
     r.error(root, "state", "is required");
-  } else if (r.mapping(state, "state", {"backend", "path", "dsn", "password_file", "password_credential"})) {
+  } else if (r.mapping(state, "state", {"backend", "path", "dsn", "password_file", "password_credential", "max_staleness"})) {
     read_state(r, state, c);
   }
 

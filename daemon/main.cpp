@@ -27,6 +27,7 @@
 #include "daemon/core/keys/data_plane.h"
 #include "daemon/core/admin/admin_requests.h"
 #include "daemon/core/attestation/attestation.h"
+#include "daemon/core/attestation/host_identity.h"
 #include "daemon/core/keys/key_admin.h"
 #include "daemon/core/keys/lifecycle_scheduler.h"
 #include "daemon/core/keys/token_key_vault.h"
@@ -57,8 +58,14 @@ using namespace custody;
 
 // The state cannot be trusted at start (a read error, a corrupt page, rows that do not add up):
 // starting on part of it would lose keys, requests or jobs without a word, so custodyd refuses.
-[[noreturn]] void state_fatal(const std::string& path, const std::string& what, const std::string& message) {
-  fatal("cannot start: the state database " + path + " could not be " + what + ": " + message +
+[[noreturn]] void state_fatal(const core::StateStoreApi& store, const std::string& what, const std::string& message) {
+  // store.path() is the file, or the conninfo (which never holds the password).
+  if (dynamic_cast<const core::PostgresStateStore*>(&store))
+    fatal("cannot start: the shared state database (" + store.path() + ") could not be " + what + ": " + message +
+          ". Nothing was changed. Check that PostgreSQL is reachable with state.dsn and its password and that"
+          " the custody tables are intact (if they are not, restore the database from its backup: see docs/fleet.md),"
+          " start custodyd again, and run `custodyctl keys check`.");
+  fatal("cannot start: the state database " + store.path() + " could not be " + what + ": " + message +
         ". Nothing was changed. Restore state.db from its latest backup (see 'Backups of state.db' in"
         " docs/security.md), start custodyd again, and run `custodyctl keys check`.");
 }
@@ -207,15 +214,31 @@ int main(int argc, char** argv) {
 
   auto store = open_state_store(cfg);
   auto keys = (*store)->load_keys();
-  if (!keys) state_fatal(cfg.state_path, "read", keys.error().message);
+  if (!keys) state_fatal(**store, "read", keys.error().message);
 
   core::SystemClock clock;
   core::TokenKeyVault vault(pool);
   core::KeyRegistry registry;
   for (auto& key : *keys) registry.put(std::move(key));
 
+  // The instance id (shared by a fleet: admin challenges name it) and this host's own id: the same
+  // for one host; for a fleet member, an id kept beside its audit log, which names its attestation
+  // key in the shared token (docs/fleet.md).
+  std::uint8_t random_id[16];
+  if (RAND_bytes(random_id, sizeof random_id) != 1) fatal("no randomness for the instance id");
+  auto instance_id = (*store)->meta("instance_id", hex_lower(random_id));
+  if (!instance_id) state_fatal(**store, "read", instance_id.error().message);
+  const bool fleet_member = cfg.state_backend == "postgresql";
+  std::string host_id = *instance_id;
+  if (fleet_member) {
+    auto own = core::load_or_create_host_id(core::host_identity_path(cfg.audit.path));
+    if (!own) fatal("cannot start: " + own.error());
+    host_id = std::move(*own);
+  }
   bool attestation_key_created = false;
-  auto attestation_key = core::AttestationKey::open(pool, attestation_key_created);
+  auto attestation_key = core::AttestationKey::open(
+      pool, fleet_member ? std::string(core::kFleetAttestationLabelPrefix) + host_id : core::kAttestationKeyLabel,
+      attestation_key_created);
   if (!attestation_key) fatal("attestation key: " + attestation_key.error());
   if (attestation_key_created)
     spdlog::warn("generated the attestation key in the token: key_id {}\n{}", attestation_key->key_id(),
@@ -240,6 +263,7 @@ int main(int argc, char** argv) {
   start.extra["config_sha256"] = cfg.sha256;
   start.extra["token"] = info->label;
   start.extra["attestation_key_id"] = attestation_key->key_id();
+  start.extra["instance"] = host_id;
   if (!(*audit)->write({start})) fatal("cannot write the audit log " + cfg.audit.path);
 
   core::KeyAdmin key_admin(registry, **store, vault, clock,
@@ -248,7 +272,7 @@ int main(int argc, char** argv) {
   auto recovered = key_admin.recover();
   if (!recovered) {
     if ((*store)->failing())  // the store failed, not the recovery's own logic
-      state_fatal(cfg.state_path, "read during recovery of interrupted key changes", recovered.error().message);
+      state_fatal(**store, "read during recovery of interrupted key changes", recovered.error().message);
     fatal("recovery of interrupted key changes failed: " + recovered.error().message);
   }
   // What start-up itself changed must be on record before anything is served: without the
@@ -285,10 +309,6 @@ int main(int argc, char** argv) {
   context.pool = &pool;
 
   // Dual control: the requests waiting for the approvals of the operators loaded above.
-  std::uint8_t random_id[16];
-  if (RAND_bytes(random_id, sizeof random_id) != 1) fatal("no randomness for the instance id");
-  auto instance_id = (*store)->meta("instance_id", hex_lower(random_id));
-  if (!instance_id) state_fatal(cfg.state_path, "read", instance_id.error().message);
   core::QuorumPolicy quorum{cfg.dual_control.quorum};
   const core::LifecycleSettings lifecycle{cfg.lifecycle.min_destruction_wait.count() / 1000};
   core::AdminRequests requests(
@@ -307,7 +327,7 @@ int main(int argc, char** argv) {
   context.requests = &requests;
   core::TokenImporter importer(pool);
   core::ImportJobs jobs(**store, importer, registry, key_admin, clock);
-  if (auto ok = jobs.load(); !ok) state_fatal(cfg.state_path, "read", ok.error().message);
+  if (auto ok = jobs.load(); !ok) state_fatal(**store, "read", ok.error().message);
   // Import-job key pairs no active job owns (a crash cut their job short) are destroyed now: the
   // contract promises a job's pair lives only as long as the job.
   auto import_objects = importer.find_labelled_pairs(core::kImportLabelPrefix);
@@ -336,12 +356,13 @@ int main(int argc, char** argv) {
   core::Recovery recovery(recovery_token, registry, key_admin, vault, **store, *attestation_key, clock,
                           core::RecoveryIdentity{CUSTODY_VERSION, *instance_id});
   attestor.set_recovery(&recovery);
-  if (auto ok = requests.load(); !ok) state_fatal(cfg.state_path, "read", ok.error().message);
+  if (fleet_member) attestor.set_fleet(&pool, host_id);
+  if (auto ok = requests.load(); !ok) state_fatal(**store, "read", ok.error().message);
   const auto self = lifecycle_event("daemon.recovery");
   auto finished = requests.recover(core::AdminCaller{self.request_id, self.client});
   if (!finished) {
     if ((*store)->failing())
-      state_fatal(cfg.state_path, "read during recovery of admin requests", finished.error().message);
+      state_fatal(**store, "read during recovery of admin requests", finished.error().message);
     fatal("recovery of admin requests failed: " + finished.error().message);
   }
   for (const auto& what : *finished) {
@@ -388,6 +409,9 @@ int main(int argc, char** argv) {
         [&requests] { return requests.load(); }, [&jobs] { return jobs.load(); }};
     fleet = std::make_unique<core::FleetSync>(postgres_settings(cfg), std::move(reloads), std::chrono::milliseconds(1000));
     fleet->start();
+    health.watch_fleet([&fleet, max_staleness = cfg.state_max_staleness] {
+      return service::HealthState::FleetSync{fleet->failing(), fleet->unsynced_for(), max_staleness};
+    });
   }
   service::Service service_socket(service::service_routes(context), context);
   service::Service admin_socket(service::admin_routes(context), context);

@@ -114,6 +114,15 @@ Handler data_plane_handler(ServiceContext& context, core::Operation operation, s
   return [&context, operation, fields = std::move(fields), item = std::move(item)](Call& call) -> Response {
     const std::string& key_name = call.params.at(0);
     const auto& rid = call.request.request_id;
+    // A fleet member whose view of the shared state is older than state.max_staleness could
+    // serve a key another daemon disabled or narrowed: it fails closed until a resync succeeds.
+    if (auto stale = context.health.stale()) {
+      const core::Error e{core::Code::unavailable, *stale};
+      const core::AuditFacts facts{key_name, {}, {}};
+      audit_item(call, operation, facts, core::code_name(e.code));
+      count_item(context, operation, facts, &e);
+      return error_response(e, rid);
+    }
     auto body = parse_body(call.request.body, context.max_json_depth);
     if (body && !core::valid_key_name(key_name))
       body = core::fail(core::Code::invalid_argument, "key names match ^[a-z0-9][a-z0-9._-]{0,62}$");

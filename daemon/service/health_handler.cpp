@@ -16,10 +16,13 @@ Handler make_health_handler(ServiceContext& c, bool admin) {
     // A store that cannot be read or written fails every request that needs it: unavailable.
     const auto store_failing = c.health.store_failing();
     const bool store_ok = !store_failing;
+    // A fleet member serving a view older than state.max_staleness refuses the data plane.
+    const auto fleet = c.health.fleet();
+    const bool fleet_ok = !fleet || !fleet->stale();
     const auto undestroyed_pairs = c.jobs ? c.jobs->undestroyed_pairs() : std::vector<std::string>{};
     // Low disk is degraded, not unavailable: service goes on, but the log fails closed once full.
     const bool degraded = c.health.degraded() || storage.low_on_space() || !undestroyed_pairs.empty();
-    const bool available = token_ok && audit_ok && store_ok;
+    const bool available = token_ok && audit_ok && store_ok && fleet_ok;
     const char* status = !available ? "unavailable" : degraded ? "degraded" : "ok";
     boost::json::object token{{"label", c.token.label},
                               {"manufacturer", c.token.manufacturer},
@@ -45,6 +48,15 @@ Handler make_health_handler(ServiceContext& c, bool admin) {
       if (admin) state["path"] = store->path();
       if (store_failing) state["reason"] = admin ? *store_failing : std::string("the state database cannot be read or written");
       body["state"] = std::move(state);
+    }
+    if (fleet) {
+      boost::json::object sync{{"in_sync", !fleet->failing},
+                               {"stale", !fleet_ok},
+                               {"unsynced_ms", fleet->unsynced_for.count()},
+                               {"max_staleness_ms", fleet->max_staleness.count()}};
+      if (fleet->failing)
+        sync["reason"] = admin ? *fleet->failing : std::string("the shared state database cannot be reached");
+      body["fleet_sync"] = std::move(sync);
     }
     // Any local peer that can connect may ask the service socket: it learns that something is
     // wrong, never which keys exist (the same reason an unknown key answers 403 there).

@@ -12,6 +12,8 @@
 #include <memory>
 #include <thread>
 
+#include "cli/approval_signer.h"
+#include "common/base64.h"
 #include "tests/support/daemon_process.h"
 #include "tests/support/postgres_cluster.h"
 
@@ -223,6 +225,108 @@ TEST_F(FleetE2E, AnExecutingDaemonKilledAfterTheQuorumRunsTheOperationOnceAfterR
   EXPECT_EQ(get_json(b.service(), "/v1/keys/once", status).at("current_version"), 2) << "ran twice";
 }
 
+// Proposed on A, first approval on B and the final one on C right after it, before any resync
+// could bring either daemon the other's change: C counts B's approval and runs the request once.
+TEST_F(FleetE2E, AFinalApprovalOnAThirdDaemonRightAfterTheFirstOnAnotherRunsOnce) {
+  auto a = start_member(nullptr);
+  auto b = start_member(a.get());
+  auto c = start_member(a.get());
+  ASSERT_EQ(a->create_key("quick", "aes-256-gcm", allow_me_everything()), 201);
+  int status = 0;
+  for (Daemon* d : {b.get(), c.get()})
+    ASSERT_TRUE(time_until([&] { return get_json(d->service(), "/v1/keys/quick", status).is_object() && status == 200; }));
+  auto proposed = a->admin().call("POST", "/v1/admin/requests",
+                                  json::serialize(json::value{{"operation", "rotate-key"}, {"params", {{"name", "quick"}}}}));
+  ASSERT_EQ(proposed->status, 201) << proposed->body;
+  const auto body = json::parse(proposed->body);
+  const std::string id(body.at("request").at("id").as_string());
+  const auto challenge = base64_decode(std::string(body.at("challenge").as_string())).value();
+  // Signed before either approval is sent, so that the two follow each other at once.
+  auto signed_by = [&](const std::string& op) {
+    auto sig = client::sign_with_key_file(a->operator_key(op), std::string(challenge.begin(), challenge.end()));
+    return json::serialize(json::value{{"operator", op}, {"signature", base64_encode(sig.value())}});
+  };
+  const std::string alice = signed_by("alice"), bob = signed_by("bob");
+  auto first = b->admin().call("POST", "/v1/admin/requests/" + id + "/approvals", alice);
+  auto last = c->admin().call("POST", "/v1/admin/requests/" + id + "/approvals", bob);
+  ASSERT_EQ(first->status, 200) << first->body;
+  ASSERT_EQ(last->status, 200) << last->body;
+  EXPECT_EQ(json::parse(last->body).at("request").at("state").as_string(), "executed") << last->body;
+  for (Daemon* d : {a.get(), b.get(), c.get()}) {
+    EXPECT_TRUE(time_until([&] {
+      auto shown = get_json(d->admin(), "/v1/admin/requests/" + id, status);
+      return status == 200 && shown.at("request").at("state") == "executed";
+    })) << d->log();
+    EXPECT_TRUE(time_until([&] { return get_json(d->service(), "/v1/keys/quick", status).at("current_version") == 2; }));
+  }
+  EXPECT_EQ(get_json(a->service(), "/v1/keys/quick", status).at("current_version"), 2) << "ran twice";
+}
+
+// A usage limit holds for the fleet: three daemons wrapping at once under a key limited to 50
+// encryptions per version make at most 50 with version 1 between them, and each is then refused
+// (or, once the lease holder has rotated the key, wraps with version 2).
+TEST_F(FleetE2E, AUsageLimitHoldsForTheWholeFleet) {
+  auto a = start_member(nullptr);
+  auto b = start_member(a.get());
+  auto c = start_member(a.get());
+  ASSERT_EQ(a->admin_operation("create-key", {{"name", "limited"},
+                                              {"algorithm", "aes-256-gcm"},
+                                              {"usage_limit", 50},
+                                              {"policy", json::parse(allow_me_everything())}})
+                .first,
+            201);
+  std::vector<Daemon*> fleet{a.get(), b.get(), c.get()};
+  int status = 0;
+  for (Daemon* d : fleet)
+    ASSERT_TRUE(time_until([&] { return get_json(d->service(), "/v1/keys/limited", status).is_object() && status == 200; }));
+  struct Tally {
+    int v1 = 0, refused = 0, later_version = 0, other = 0;
+    std::string other_body;
+  };
+  std::vector<Tally> tallies(fleet.size());
+  std::atomic<int> ready{0};
+  std::vector<std::thread> threads;
+  for (std::size_t i = 0; i < fleet.size(); ++i)
+    threads.emplace_back([&, i] {
+      ++ready;
+      while (ready.load() < static_cast<int>(fleet.size())) std::this_thread::yield();
+      Tally& t = tallies[i];
+      const auto deadline = Clock::now() + std::chrono::seconds(20);
+      while (Clock::now() < deadline) {
+        auto [s, r] = fleet[i]->post("/v1/keys/limited/wrap", {{"plaintext", "aGk="}});
+        if (s == 200 && r.at("key_version") == 1) {
+          ++t.v1;
+          continue;
+        }
+        if (s == 200) ++t.later_version;
+        else if (s == 409) ++t.refused;
+        else {
+          ++t.other;
+          t.other_body = std::to_string(s) + " " + json::serialize(r);
+        }
+        return;
+      }
+    });
+  for (auto& t : threads) t.join();
+  int total = 0;
+  for (std::size_t i = 0; i < fleet.size(); ++i) {
+    const auto& t = tallies[i];
+    std::printf("[fleet] usage limit 50: daemon %c made %d wraps with v1, then %s\n", static_cast<char>('A' + i), t.v1,
+                t.refused ? "was refused (409)" : t.later_version ? "wrapped with v2" : "stopped otherwise");
+    EXPECT_EQ(t.other, 0) << t.other_body;
+    EXPECT_EQ(t.refused + t.later_version, 1) << "daemon " << i << " never stopped using version 1";
+    total += t.v1;
+  }
+  std::printf("[fleet] usage limit 50: %d wraps with v1 across the fleet\n", total);
+  EXPECT_LE(total, 50);
+  EXPECT_GT(total, 0);
+  // The count every daemon shows is the fleet's.
+  for (Daemon* d : fleet) {
+    auto meta = get_json(d->service(), "/v1/keys/limited", status);
+    EXPECT_EQ(meta.at("versions").at(0).at("encryptions"), 50) << json::serialize(meta);
+  }
+}
+
 int destroy_records(const Daemon& d, const std::string& key) {
   int n = 0;
   for (const auto& r : d.audit_records()) n += r.at("type") == "lifecycle.destroy" && r.contains("key") && r.at("key").as_string() == key;
@@ -287,6 +391,16 @@ TEST_F(FleetE2E, CheckConfigValidatesTheStateSection) {
   const std::string inline_out = read_file(a->dir() + "/inline.out");
   EXPECT_NE(inline_out.find("state.dsn"), std::string::npos) << inline_out;
   EXPECT_EQ(inline_out.find("hunter2"), std::string::npos) << "the password must not be echoed: " << inline_out;
+
+  // state.max_staleness: a duration (0s allowed: fail closed at once), for backend postgresql only.
+  std::string with_bound = config;
+  with_bound.insert(with_bound.find("  dsn: "), "  max_staleness: 0s\n");
+  EXPECT_EQ(check(with_bound, a->dir() + "/bound.out"), 0) << read_file(a->dir() + "/bound.out");
+  std::string with_bad_bound = config;
+  with_bad_bound.insert(with_bad_bound.find("  dsn: "), "  max_staleness: soon\n");
+  EXPECT_NE(check(with_bad_bound, a->dir() + "/bad-bound.out"), 0);
+  EXPECT_NE(read_file(a->dir() + "/bad-bound.out").find("state.max_staleness"), std::string::npos)
+      << read_file(a->dir() + "/bad-bound.out");
 }
 
 // A host's SQLite state moved into PostgreSQL: a daemon on the database serves the same keys and
@@ -314,6 +428,59 @@ TEST_F(FleetE2E, MigrateStateMovesAHostsSqliteStateIntoPostgresql) {
   auto [s2, opened] = member->post("/v1/keys/moved/unwrap", {{"ciphertext", wrapped.at("ciphertext")}});
   ASSERT_EQ(s2, 200) << json::serialize(opened);
   EXPECT_EQ(opened.at("plaintext").as_string(), "bW92ZWQ=");
+}
+
+// state.max_staleness 2s: with the database stopped, wraps go on from the last synchronised view,
+// then answer 503 (with Retry-After, audited, health unavailable) once the view is older than
+// the bound, and work again when the database returns, without a restart.
+TEST_F(FleetE2E, PastMaxStalenessTheDataPlaneAnswers503UntilTheDatabaseReturns) {
+  auto options = fleet_options(nullptr);
+  options.state_yaml += "  max_staleness: 2s\n";
+  Daemon a(options);
+  ASSERT_EQ(a.create_key("fresh", "aes-256-gcm", allow_me_everything()), 201);
+  ASSERT_EQ(wrap_status(a, "fresh"), 200);  // takes a usage block while the database is there
+  ASSERT_TRUE(Cluster::get()->stop());
+  const auto stopped_at = Clock::now();
+  EXPECT_EQ(wrap_status(a, "fresh"), 200) << "within the bound the last synchronised view serves";
+  std::optional<client::HttpReply> refused;
+  while (Clock::now() - stopped_at < std::chrono::seconds(10)) {
+    auto r = a.service().call("POST", "/v1/keys/fresh/wrap", R"({"plaintext": "aGk="})");
+    ASSERT_TRUE(r) << r.error();
+    if (r->status == 200) continue;
+    refused = *r;
+    break;
+  }
+  const auto after = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - stopped_at);
+  ASSERT_TRUE(refused) << "still serving 10 s after the database went away:\n" << a.log();
+  std::printf("[fleet] max_staleness 2s: first 503 %lld ms after the database stopped\n",
+              static_cast<long long>(after.count()));
+  EXPECT_EQ(refused->status, 503) << refused->body;
+  EXPECT_EQ(json::parse(refused->body).at("error").at("code"), "unavailable") << refused->body;
+  EXPECT_TRUE(refused->retry_after) << "a retry helps once the database is back";
+  // The bound is measured from the last moment the view was known current (at most one feed wait
+  // before the failure was seen), so the refusal comes at about 2 s, never long before.
+  EXPECT_GE(after, std::chrono::milliseconds(1500));
+  EXPECT_LE(after, std::chrono::milliseconds(4000));
+  int status = 0;
+  auto health = get_json(a.service(), "/v1/health", status);
+  EXPECT_EQ(status, 503) << json::serialize(health);
+  EXPECT_EQ(health.at("status"), "unavailable");
+  EXPECT_EQ(health.at("fleet_sync").at("stale"), true) << json::serialize(health);
+  bool audited = false;
+  for (const auto& r : a.audit_records())
+    audited = audited || (r.at("type") == "wrap" && r.at("result") == "unavailable");
+  EXPECT_TRUE(audited) << "the refused wrap has its audit record";
+
+  ASSERT_TRUE(Cluster::get()->restart());
+  const auto restarted_at = Clock::now();
+  EXPECT_TRUE(time_until([&] { return wrap_status(a, "fresh") == 200; }, std::chrono::seconds(15))) << a.log();
+  std::printf("[fleet] max_staleness 2s: serving again %lld ms after the database restarted\n",
+              static_cast<long long>(
+                  std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - restarted_at).count()));
+  health = get_json(a.service(), "/v1/health", status);
+  EXPECT_EQ(status, 200) << json::serialize(health);
+  EXPECT_EQ(health.at("fleet_sync").at("in_sync"), true);
+  EXPECT_TRUE(a.running());
 }
 
 // The database away: admin operations fail closed at once, the data plane serves from memory, and

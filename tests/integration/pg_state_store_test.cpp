@@ -13,10 +13,24 @@
 #include <chrono>
 #include <thread>
 
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
+#include <boost/json.hpp>
+#include <map>
+#include <mutex>
+#include <set>
+
+#include "cli/approval_signer.h"
+#include "common/base64.h"
+#include "common/pem.h"
+#include "daemon/core/admin/admin_requests.h"
+#include "daemon/core/keys/usage_meter.h"
 #include "daemon/core/state/postgres/pg_change_feed.h"
 #include "daemon/core/state/postgres/pg_migrations.h"
 #include "daemon/core/state/postgres/postgres_state_store.h"
 #include "daemon/core/state/state_store.h"
+#include "tests/support/fake_clock.h"
 #include "tests/support/postgres_cluster.h"
 #include "tests/support/softhsm_token.h"
 
@@ -397,6 +411,45 @@ TYPED_TEST(StateStoreContract, MetaIsFixedAtFirstUse) {
   auto reopened = this->reopen();
   ASSERT_TRUE(reopened);
   EXPECT_EQ(reopened->meta("instance_id", "third").value(), "first");
+}
+
+// An approval is decided on the request as stored (by any connection), and a refused decision
+// stores nothing.
+TYPED_TEST(StateStoreContract, AnApprovalIsDecidedOnTheRequestAsStored) {
+  ASSERT_TRUE(this->store().insert_request(make_request("r1", 100)));
+  std::vector<std::size_t> seen;
+  auto count_then = [&](std::size_t quorum) {
+    return [&seen, quorum](const StoredRequest& stored) -> Outcome<std::string> {
+      if (stored.state != "pending") return fail(Code::failed_precondition, "request is " + stored.state);
+      seen.push_back(stored.approvals.size());
+      return stored.approvals.size() + 1 >= quorum ? std::string("executing") : std::string("pending");
+    };
+  };
+  auto first = this->store().approve_request("r1", StoredApproval{"alice", "sig-a", 101}, count_then(2));
+  ASSERT_TRUE(first) << first.error().message;
+  EXPECT_EQ(first->state, "pending");
+  EXPECT_EQ(first->challenge, make_request("r1", 100).challenge);
+  // Another connection (another daemon) that never loaded the request sees alice's approval.
+  auto other = this->reopen();
+  ASSERT_TRUE(other);
+  auto refused = other->approve_request("r1", StoredApproval{"mallory", "x", 102}, [](const StoredRequest&) -> Outcome<std::string> {
+    return fail(Code::permission_denied, "no operator named 'mallory'");
+  });
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, Code::permission_denied);
+  auto second = other->approve_request("r1", StoredApproval{"bob", "sig-b", 103}, count_then(2));
+  ASSERT_TRUE(second) << second.error().message;
+  EXPECT_EQ(second->state, "executing");
+  ASSERT_EQ(second->approvals.size(), 2u);
+  EXPECT_EQ(second->approvals[1].operator_name, "bob");
+  EXPECT_EQ(seen, (std::vector<std::size_t>{0, 1}));
+  EXPECT_EQ(this->store().approvers("r1").value(), (std::vector<std::string>{"alice", "bob"}));
+  auto late = this->store().approve_request("r1", StoredApproval{"carol", "sig-c", 104}, count_then(2));
+  ASSERT_FALSE(late);
+  EXPECT_EQ(late.error().code, Code::failed_precondition);
+  auto missing = this->store().approve_request("nope", StoredApproval{"alice", "x", 1}, count_then(2));
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, Code::not_found);
 }
 
 TYPED_TEST(StateStoreContract, ApproversListInTheOrderTheyApproved) {
@@ -863,4 +916,121 @@ TEST_F(PgStore, ConcurrentFinalApprovalsOnTwoDaemonsStoreOnlyOne) {
     EXPECT_EQ(store_->approvers(request).value(),
               (std::vector<std::string>{"alice", winner == 0 ? "bob" : "carol"}));
   }
+}
+
+// --- the fleet's guarantees in the core, over separate connections (one per daemon) ---
+
+namespace {
+
+std::string make_operator_key(const std::string& private_path) {
+  EVP_PKEY* key = EVP_EC_gen("P-256");
+  FILE* f = std::fopen(private_path.c_str(), "w");
+  PEM_write_PrivateKey(f, key, nullptr, nullptr, 0, nullptr, nullptr);
+  std::fclose(f);
+  std::string pem = public_key_pem(key).value();
+  EVP_PKEY_free(key);
+  return pem;
+}
+
+}  // namespace
+
+// Three daemons' meters encrypting at once under one key whose usage limit is 50: together they
+// make exactly 50 encryptions, each number once, and then every one of them refuses (and says so
+// to its scheduler once). Counted per daemon, as before, each would make 50.
+TEST_F(PgStore, UsageMetersOfThreeDaemonsStopTogetherAtTheKeysLimit) {
+  ASSERT_TRUE(store_->insert_key(make_key("k", 1), 0));
+  constexpr std::uint64_t kLimit = 50;
+  std::vector<std::unique_ptr<PostgresStateStore>> stores;
+  std::vector<std::unique_ptr<UsageMeter>> meters;
+  std::atomic<int> signals{0};
+  for (int i = 0; i < 3; ++i) {
+    stores.push_back(open_store());
+    ASSERT_TRUE(stores.back());
+    meters.push_back(std::make_unique<UsageMeter>(*stores.back()));
+    meters.back()->on_limit([&](const std::string&) { ++signals; });
+  }
+  std::mutex mutex;
+  std::multiset<std::uint64_t> numbers;
+  std::vector<std::string> errors;
+  std::atomic<int> refused{0};
+  std::vector<std::thread> threads;
+  for (auto& m : meters)
+    for (int t = 0; t < 2; ++t)
+      threads.emplace_back([&, meter = m.get()] {
+        for (int i = 0; i < 1000; ++i) {  // bounded: counted per daemon, this would not stop at 50
+          auto n = meter->count("k", 1, kLimit);
+          std::lock_guard lock(mutex);
+          if (n) {
+            numbers.insert(*n);
+            continue;
+          }
+          if (n.error().code == Code::failed_precondition) ++refused;
+          else errors.push_back(n.error().message);
+          return;
+        }
+      });
+  for (auto& t : threads) t.join();
+  EXPECT_TRUE(errors.empty()) << errors.front();
+  std::printf("[fleet] usage limit %llu: %zu encryptions across three daemons\n",
+              static_cast<unsigned long long>(kLimit), numbers.size());
+  EXPECT_EQ(numbers.size(), kLimit);
+  std::uint64_t expected = 1;
+  for (auto n : numbers) EXPECT_EQ(n, expected++) << "a number taken twice or skipped";
+  EXPECT_EQ(refused.load(), 6) << "every thread of every daemon is refused in the end";
+  EXPECT_EQ(signals.load(), 3) << "each daemon's scheduler hears of the limit once";
+  EXPECT_EQ(store_->encryptions("k", 1).value(), kLimit);
+  for (auto& m : meters) EXPECT_EQ(m->used("k", 1).value(), kLimit) << "used() is the fleet's count";
+}
+
+// Proposed on A, approved on B and finally on C, each daemon's view loaded before the proposal
+// and never refreshed (no resync ran): the final approval on C counts B's, runs the request once,
+// and a late approval on A, whose view still says pending without approvals, is refused.
+TEST_F(PgStore, AFinalApprovalOnAStaleViewCountsEveryStoredApprovalAndRunsOnce) {
+  TempDir keys;
+  std::vector<std::pair<std::string, std::string>> operators;
+  for (const char* name : {"alice", "bob", "carol"})
+    operators.emplace_back(name, make_operator_key(keys.path() + "/" + name + ".pem"));
+  FakeClock clock;
+  std::mutex mutex;
+  std::map<std::string, int> executed;
+  std::vector<std::unique_ptr<PostgresStateStore>> stores;
+  std::vector<std::unique_ptr<AdminRequests>> daemons;
+  for (int i = 0; i < 3; ++i) {
+    stores.push_back(open_store());
+    ASSERT_TRUE(stores.back());
+    auto ops = OperatorSet::from_pem(operators);
+    ASSERT_TRUE(ops) << ops.error();
+    daemons.push_back(std::make_unique<AdminRequests>(
+        *stores.back(), std::move(*ops), QuorumPolicy{}, clock, "fleet", std::chrono::seconds(900),
+        [](const std::string&, const boost::json::object&) -> Outcome<void> { return {}; },
+        [&](const std::string& op, const boost::json::object&, const std::string& id) -> Outcome<boost::json::object> {
+          std::lock_guard lock(mutex);
+          ++executed[id];
+          return boost::json::object{{"ran", op}};
+        },
+        [](const std::string&, const boost::json::object&) { return boost::json::object{}; },
+        [](std::vector<AuditEvent>) { return true; }));
+    ASSERT_TRUE(daemons.back()->load());
+  }
+  auto sign = [&](const std::string& name, const std::string& challenge) {
+    return base64_encode(client::sign_with_key_file(keys.path() + "/" + name + ".pem", challenge).value());
+  };
+  const AdminCaller caller{"req", Peer{0, 0, 1}};
+  auto proposed = daemons[0]->propose("rotate-key", boost::json::object{{"name", "k"}}, caller);
+  ASSERT_TRUE(proposed) << proposed.error().message;
+  const std::string id = proposed->id;
+  auto first = daemons[1]->approve(id, "alice", sign("alice", proposed->challenge), caller);
+  ASSERT_TRUE(first) << "B, which never saw the proposal: " << first.error().message;
+  EXPECT_EQ(first->state, "pending");
+  auto last = daemons[2]->approve(id, "bob", sign("bob", proposed->challenge), caller);
+  ASSERT_TRUE(last) << last.error().message;
+  EXPECT_EQ(last->state, "executed");
+  ASSERT_EQ(last->approvals.size(), 2u);
+  auto late = daemons[0]->approve(id, "carol", sign("carol", proposed->challenge), caller);
+  ASSERT_FALSE(late) << "a third approval on A's stale view was stored: " << late->state;
+  EXPECT_EQ(late.error().code, Code::failed_precondition) << late.error().message;
+  EXPECT_EQ(executed[id], 1);
+  for (auto& d : daemons) ASSERT_TRUE(d->load());
+  EXPECT_EQ(daemons[0]->get(id).value().state, "executed");
+  EXPECT_EQ(store_->approvers(id).value(), (std::vector<std::string>{"alice", "bob"}));
 }

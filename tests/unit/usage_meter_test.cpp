@@ -66,16 +66,43 @@ TEST(UsageMeter, AReservationNeverLowersTheDurableCount) {
   auto store = StateStore::open(dir.path() + "/state.db").value();
   ASSERT_TRUE(store->insert_key(one_version_key("k"), 0));
   UsageMeter meter(*store);
-  // limit 16: one encryption per reservation block.
-  ASSERT_EQ(meter.count("k", 1, 16).value(), 1u);
+  // limit 16000: blocks of 1001 (the encryption at hand and 1000 more).
+  ASSERT_EQ(meter.count("k", 1, 16000).value(), 1u);
   // Meanwhile the durable count went higher (an earlier run's reservation restored, another
-  // meter): this meter's next, lower reservation must not overwrite it.
+  // daemon's blocks): this meter uses up its own block without lowering it...
   ASSERT_TRUE(store->set_encryptions("k", 1, 5000));
-  ASSERT_EQ(meter.count("k", 1, 16).value(), 2u);
-  ASSERT_EQ(meter.count("k", 1, 16).value(), 3u);
+  for (std::uint64_t n = 2; n <= 1001; ++n) ASSERT_EQ(meter.count("k", 1, 16000).value(), n);
   EXPECT_EQ(store->encryptions("k", 1).value(), 5000u);
+  // ...and its next block starts from the durable count, never from its own.
+  ASSERT_EQ(meter.count("k", 1, 16000).value(), 5001u);
+  EXPECT_EQ(store->encryptions("k", 1).value(), 6001u);
   UsageMeter after_restart(*store);
-  EXPECT_EQ(after_restart.used("k", 1).value(), 5000u);
+  EXPECT_EQ(after_restart.used("k", 1).value(), 6001u);
+}
+
+// The usage limit is a bound, not a hint: the encryption past it is refused (the key is rotated
+// meanwhile), also when the numbers were taken by someone else (another daemon of a fleet).
+TEST(UsageMeter, AnEncryptionPastTheUsageLimitIsRefusedAndSignalledOnce) {
+  TempDir dir;
+  auto store = StateStore::open(dir.path() + "/state.db").value();
+  ASSERT_TRUE(store->insert_key(one_version_key("k"), 0));
+  UsageMeter meter(*store);
+  int signals = 0;
+  meter.on_limit([&](const std::string& key) { signals += key == "k"; });
+  for (std::uint64_t n = 1; n <= 40; ++n) ASSERT_EQ(meter.count("k", 1, 40).value(), n);
+  EXPECT_EQ(signals, 1);
+  auto refused = meter.count("k", 1, 40);
+  ASSERT_FALSE(refused) << "encryption " << *refused << " past the limit of 40";
+  EXPECT_EQ(refused.error().code, Code::failed_precondition);
+  EXPECT_NE(refused.error().message.find("usage limit"), std::string::npos) << refused.error().message;
+  EXPECT_EQ(store->encryptions("k", 1).value(), 40u);
+  EXPECT_EQ(signals, 1);
+  // Another meter over the same count (a second daemon) is refused at once, and told.
+  UsageMeter other(*store);
+  int other_signals = 0;
+  other.on_limit([&](const std::string&) { ++other_signals; });
+  EXPECT_FALSE(other.count("k", 1, 40));
+  EXPECT_EQ(other_signals, 1);
 }
 
 TEST(UsageMeter, AFailedReservationRefusesTheEncryption) {

@@ -162,39 +162,68 @@ Outcome<void> AdminRequests::execute_locked(StoredRequest& r, const AdminCaller&
 Outcome<StoredRequest> AdminRequests::approve(const std::string& id, const std::string& operator_name,
                                               std::string_view signature_b64, const AdminCaller& caller) {
   std::lock_guard lock(mutex_);
-  StoredRequest* r = find_locked(id);
-  if (!r) return fail(Code::not_found, "no admin request " + id);
-  expire_locked(*r);
-  if (!open_state(r->state))
-    return fail(Code::failed_precondition, "request " + id + " is " + r->state + " and accepts no more approvals");
-  const Operator* op = operators_.find(operator_name);
-  if (!op) return fail(Code::permission_denied, "no operator named '" + operator_name + "'");
-  for (const auto& a : r->approvals)
-    if (a.operator_name == operator_name)
-      return fail(Code::failed_precondition, "operator '" + operator_name + "' has already approved request " + id);
-  auto signature = base64_decode(signature_b64);
-  if (!signature) return fail(Code::invalid_argument, "the signature is not valid base64");
-  if (auto ok = OperatorSet::verify(*op, r->challenge, *signature); !ok) return unexpected(ok.error());
+  // Decided on the request as stored, never on this daemon's view of it: on a fleet the view may
+  // miss the proposal or an approval made on another daemon moments ago, and a quorum counted from
+  // it would leave the request pending (or run it on an approval that is not the last). The
+  // decision is stored only if the request is still as it was read (the store checks under its
+  // lock); if another approval came in between, it is made again on the new state.
+  constexpr int kAttempts = 3;
+  for (int attempt = 1;; ++attempt) {
+    auto fresh = store_.load_request(id);
+    if (!fresh) return unexpected(fresh.error());
+    StoredRequest& r = *fresh;
+    if (open_state(r.state) && unix_seconds(clock_.now()) >= r.expires_at) {
+      if (StoredRequest* known = find_locked(id)) {
+        *known = r;
+        expire_locked(*known);
+      }
+      return fail(Code::failed_precondition, "request " + id + " is expired and accepts no more approvals");
+    }
+    if (!open_state(r.state))
+      return fail(Code::failed_precondition, "request " + id + " is " + r.state + " and accepts no more approvals");
+    const Operator* op = operators_.find(operator_name);
+    if (!op) return fail(Code::permission_denied, "no operator named '" + operator_name + "'");
+    for (const auto& a : r.approvals)
+      if (a.operator_name == operator_name)
+        return fail(Code::failed_precondition, "operator '" + operator_name + "' has already approved request " + id);
+    auto signature = base64_decode(signature_b64);
+    if (!signature) return fail(Code::invalid_argument, "the signature is not valid base64");
+    if (auto ok = OperatorSet::verify(*op, r.challenge, *signature); !ok) return unexpected(ok.error());
 
-  StoredApproval approval{operator_name, std::string(signature_b64), unix_seconds(clock_.now())};
-  const bool quorum = r->approvals.size() + 1 >= r->required;
-  const std::string next = quorum ? "executing" : "pending";
-  // The approval is audited before it is stored, so no stored approval is ever without its
-  // record. A crash or a store failure in between leaves a record of an approval that does not
-  // count (the failure is audited by the caller too); the operator approves again.
-  AuditEvent e = event_for(*r, "admin.approve", caller);
-  e.operator_name = operator_name;
-  e.extra["state"] = next;
-  if (!record_({e})) return fail(Code::unavailable, "the audit log cannot be written; the approval was not stored");
-  fault_point("admin.after-approve-record");
-  if (auto ok = store_.add_approval(id, approval, next); !ok) return unexpected(ok.error());
-  r->approvals.push_back(approval);
-  r->state = next;
-  if (quorum) {
-    fault_point("admin.after-quorum");
-    if (auto ok = execute_locked(*r, caller, false); !ok) return unexpected(ok.error());
+    StoredApproval approval{operator_name, std::string(signature_b64), unix_seconds(clock_.now())};
+    const bool quorum = r.approvals.size() + 1 >= r.required;
+    const std::string next = quorum ? "executing" : "pending";
+    // The approval is audited before it is stored, so no stored approval is ever without its
+    // record. A crash, a store failure or a concurrent approval in between leaves a record of an
+    // approval that does not count (the failure is audited by the caller too); the operator
+    // approves again (or, after a concurrent approval, this loop does).
+    AuditEvent e = event_for(r, "admin.approve", caller);
+    e.operator_name = operator_name;
+    e.extra["state"] = next;
+    if (!record_({e})) return fail(Code::unavailable, "the audit log cannot be written; the approval was not stored");
+    fault_point("admin.after-approve-record");
+    bool changed = false;
+    auto stored = store_.approve_request(id, approval, [&](const StoredRequest& now) -> Outcome<std::string> {
+      if (now.state != r.state || now.approvals.size() != r.approvals.size()) {
+        changed = true;
+        return fail(Code::failed_precondition, "request " + id + " changed while operator '" + operator_name +
+                                                   "' was approving it; approve again");
+      }
+      return next;
+    });
+    if (!stored) {
+      if (changed && attempt < kAttempts) continue;
+      return unexpected(stored.error());
+    }
+    StoredRequest* known = find_locked(id);
+    if (known) *known = std::move(*stored);
+    else known = &requests_.emplace_back(std::move(*stored));
+    if (quorum) {
+      fault_point("admin.after-quorum");
+      if (auto ok = execute_locked(*known, caller, false); !ok) return unexpected(ok.error());
+    }
+    return *known;
   }
-  return *r;
 }
 
 Outcome<StoredRequest> AdminRequests::cancel(const std::string& id, const AdminCaller& caller) {

@@ -31,6 +31,8 @@ Outcome<boost::json::object> Attestor::attest(std::span<const std::uint8_t> nonc
   r["nonce"] = base64_encode(nonce);
   r["issued_at"] = rfc3339(clock_.now());
   r["daemon"] = {{"version", daemon_.version}, {"instance_id", daemon_.instance_id}, {"config_sha256", daemon_.config_sha256}};
+  // In a fleet instance_id is the fleet's (shared in the database); instance is this host's.
+  if (fleet_pool_) r["daemon"].as_object()["instance"] = host_id_;
   r["token"] = {{"label", token_.label},
                 {"manufacturer", token_.manufacturer},
                 {"model", token_.model},
@@ -89,6 +91,16 @@ Outcome<boost::json::object> Attestor::attest(std::span<const std::uint8_t> nonc
       list.push_back(std::move(o));
     }
     r["trusted_wrapping_keys"] = std::move(list);
+  }
+  if (fleet_pool_) {
+    // Read live from the shared token, like the keys' attributes: a host that joined since this
+    // daemon started is listed, and the signature below covers the list.
+    auto instances = list_fleet_instances(*fleet_pool_);
+    if (!instances) return unexpected(instances.error());
+    boost::json::array fleet;
+    for (const auto& i : *instances)
+      fleet.push_back({{"instance", i.instance}, {"key_id", i.key_id}, {"public_key", i.public_key_pem}});
+    r["fleet"] = std::move(fleet);
   }
   const std::string report = boost::json::serialize(r);
   auto signature = key_.sign(report);

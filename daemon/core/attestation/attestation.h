@@ -40,6 +40,12 @@ class Attestor {
   // With recovery, the report lists the token's trusted wrapping keys: where keys can go.
   void set_recovery(Recovery* recovery) { recovery_ = recovery; }
   Recovery* recovery() const { return recovery_; }
+  // A fleet member (state backend postgresql): the report names this host's id and lists every
+  // fleet instance's attestation key found in the shared token. One host's report is unchanged.
+  void set_fleet(p11::SessionPool* pool, std::string host_id) {
+    fleet_pool_ = pool;
+    host_id_ = std::move(host_id);
+  }
 
   Outcome<boost::json::object> attest(std::span<const std::uint8_t> nonce,
                                       const std::vector<std::shared_ptr<const Key>>& keys);
@@ -54,6 +60,8 @@ class Attestor {
   const Clock& clock_;
   ImportJobs* jobs_ = nullptr;
   Recovery* recovery_ = nullptr;
+  p11::SessionPool* fleet_pool_ = nullptr;
+  std::string host_id_;
 };
 
 }  // namespace custody::core

@@ -4,6 +4,11 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include <chrono>
+#include <map>
+#include <optional>
+#include <thread>
+
 #include "common/ecdsa_der.h"
 #include "common/hex.h"
 #include "common/openssl_ptr.h"
@@ -18,10 +23,39 @@ namespace {
 // DER of the named curve OID prime256v1 (1.2.840.10045.3.1.7), as CKA_EC_PARAMS wants it.
 constexpr std::uint8_t kP256Params[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
 
-p11::Result<CK_OBJECT_HANDLE> find_by_label(p11::Session& s, CK_OBJECT_CLASS cls) {
-  p11::AttributeTemplate t;
-  t.add_ulong(CKA_CLASS, cls).add_string(CKA_LABEL, kAttestationKeyLabel);
-  return s.find_one(t, kAttestationKeyLabel);
+// The objects carrying one label, by CKA_ID: a pair is complete when both halves are there.
+struct LabelledPair {
+  std::optional<CK_OBJECT_HANDLE> pub, priv;
+};
+using LabelledPairs = std::map<Bytes, LabelledPair>;  // ordered by CKA_ID, bytewise
+
+Expected<LabelledPairs, std::string> find_pairs(p11::Session& s, const std::string& label) {
+  LabelledPairs pairs;
+  for (CK_OBJECT_CLASS cls : {CKO_PUBLIC_KEY, CKO_PRIVATE_KEY}) {
+    p11::AttributeTemplate t;
+    t.add_ulong(CKA_CLASS, cls).add_string(CKA_LABEL, label);
+    auto found = s.find_all(t);
+    if (!found) return unexpected("cannot look for the attestation key: " + found.error().describe());
+    for (CK_OBJECT_HANDLE h : *found) {
+      auto id = s.get_bytes(h, CKA_ID);
+      // A racing process destroyed the pair it lost with between our search and this read.
+      if (!id && id.error().fault == p11::Fault::token && id.error().rv == CKR_OBJECT_HANDLE_INVALID) continue;
+      if (!id) return unexpected("cannot read the attestation key's CKA_ID: " + id.error().describe());
+      auto& half = cls == CKO_PUBLIC_KEY ? pairs[id->value_or(Bytes{})].pub : pairs[id->value_or(Bytes{})].priv;
+      // Two objects with one label and one CKA_ID are a copy, not a race: never pick one of them.
+      if (half) return unexpected("cannot look for the attestation key: more than one object labelled " + label +
+                                  " has the same CKA_ID (a copy); remove the copy");
+      half = h;
+    }
+  }
+  return pairs;
+}
+
+// The pair every process picks: the complete one with the lowest CKA_ID.
+std::optional<std::pair<Bytes, LabelledPair>> lowest_complete(const LabelledPairs& pairs) {
+  for (const auto& [id, pair] : pairs)
+    if (pair.pub && pair.priv) return std::pair{id, pair};
+  return std::nullopt;
 }
 
 // CKA_EC_POINT is a DER OCTET STRING around the uncompressed point (some tokens omit the wrapper).
@@ -54,30 +88,36 @@ Expected<std::string, std::string> pem_of(const Bytes& spki) {
 
 }  // namespace
 
-Expected<AttestationKey, std::string> AttestationKey::open(p11::SessionPool& pool, bool& created) {
+Expected<AttestationKey, std::string> AttestationKey::open(p11::SessionPool& pool, const std::string& label,
+                                                           bool& created) {
   auto lease = pool.acquire();
   if (!lease) return unexpected("token: " + lease.error().describe());
   auto& s = lease->session();
   created = false;
-  auto pub = find_by_label(s, CKO_PUBLIC_KEY);
-  auto priv = find_by_label(s, CKO_PRIVATE_KEY);
-  // Only "no such object" means absent. Any other failure (a token error, two objects with the
-  // label) stops here: read as absent, it would make a new key or blame a missing half.
-  for (const auto* found : {&pub, &priv})
-    if (!*found && found->error().fault != p11::Fault::not_found)
-      return unexpected("cannot look for the attestation key: " + found->error().describe());
-  if (!pub || !priv) {
-    if (pub || priv) return unexpected(std::string("the token holds half of the attestation key pair; remove it or restore the other half"));
+  auto pairs = find_pairs(s, label);
+  if (!pairs) return unexpected(pairs.error());
+  // Another process may be between the two halves of its C_GenerateKeyPair: a half alone is
+  // reported only when it stays alone.
+  for (int look = 0; !lowest_complete(*pairs) && !pairs->empty() && look < 10; ++look) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    pairs = find_pairs(s, label);
+    if (!pairs) return unexpected(pairs.error());
+  }
+  auto chosen = lowest_complete(*pairs);
+  if (!chosen && !pairs->empty())
+    return unexpected("the token holds half of the attestation key pair; remove it or restore the other half (label " +
+                      label + ")");
+  if (!chosen) {
     Bytes id(16);
     if (auto random = fill_random(id); !random)
       return unexpected("no CKA_ID for the attestation key: " + random.error());
     auto generate = [&](bool not_copyable) {
       p11::AttributeTemplate pt, kt;
       pt.add_ulong(CKA_CLASS, CKO_PUBLIC_KEY).add_ulong(CKA_KEY_TYPE, CKK_EC).add_bytes(CKA_EC_PARAMS, kP256Params);
-      pt.add_bytes(CKA_ID, id).add_string(CKA_LABEL, kAttestationKeyLabel).add_bool(CKA_TOKEN, true);
+      pt.add_bytes(CKA_ID, id).add_string(CKA_LABEL, label).add_bool(CKA_TOKEN, true);
       pt.add_bool(CKA_VERIFY, true).add_bool(CKA_ENCRYPT, false).add_bool(CKA_WRAP, false).add_bool(CKA_DERIVE, false);
       kt.add_ulong(CKA_CLASS, CKO_PRIVATE_KEY).add_ulong(CKA_KEY_TYPE, CKK_EC).add_bytes(CKA_ID, id);
-      kt.add_string(CKA_LABEL, kAttestationKeyLabel).add_bool(CKA_TOKEN, true).add_bool(CKA_PRIVATE, true);
+      kt.add_string(CKA_LABEL, label).add_bool(CKA_TOKEN, true).add_bool(CKA_PRIVATE, true);
       kt.add_bool(CKA_SENSITIVE, true).add_bool(CKA_EXTRACTABLE, false).add_bool(CKA_SIGN, true);
       kt.add_bool(CKA_DECRYPT, false).add_bool(CKA_UNWRAP, false).add_bool(CKA_DERIVE, false);
       if (not_copyable) {
@@ -89,38 +129,79 @@ Expected<AttestationKey, std::string> AttestationKey::open(p11::SessionPool& poo
     auto pair = generate(true);
     if (!pair && p11::quirks::refuses_optional_restriction(pair.error().rv)) pair = generate(false);
     if (!pair) return unexpected("cannot generate the attestation key: " + pair.error().describe());
-    pub = pair->first;
-    priv = pair->second;
     created = true;
+    // Processes starting together on a fresh token each found nothing and each made a pair. All
+    // of them keep the lowest CKA_ID they see now; a loser removes its own pair, and only that.
+    // A token shared by processes may list the objects again from its store while another
+    // process writes it (SoftHSMv2's file store does): the pair made here shows up again shortly.
+    auto after = find_pairs(s, label);
+    for (int look = 0; after && !after->contains(id) && look < 10; ++look) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      after = find_pairs(s, label);
+    }
+    if (!after) return unexpected(after.error());
+    if (!after->contains(id)) return unexpected("the attestation key just generated (label " + label + ") is not in the token");
+    chosen = lowest_complete(*after);
+    if (!chosen) return unexpected("the attestation key just generated (label " + label + ") is not in the token");
+    if (chosen->first != id) {
+      created = false;
+      for (CK_OBJECT_HANDLE mine : {pair->first, pair->second})
+        if (auto gone = s.destroy_object(mine); !gone)
+          return unexpected("another process made the attestation key (label " + label +
+                            ") at the same moment, and the duplicate made here cannot be removed: " +
+                            gone.error().describe() + "; start custodyd again");
+    }
   }
+  // A pair another process is still generating can be seen before all its attributes are set:
+  // it gets a moment before it is called wrong. The pair made here is judged at once.
+  const Bytes made_here = created ? chosen->first : Bytes{};
+  for (int look = 0;; ++look) {
+    auto key = adopt(s, pool, label, chosen->first, *chosen->second.pub, *chosen->second.priv);
+    if (key || chosen->first == made_here || look == 10) return key;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    auto again = find_pairs(s, label);
+    if (!again) return unexpected(again.error());
+    chosen = lowest_complete(*again);
+    if (!chosen) return unexpected("the attestation key (label " + label + ") disappeared from the token while it was read");
+  }
+}
+
+Expected<AttestationKey, std::string> AttestationKey::adopt(p11::Session& s, p11::SessionPool& pool, const std::string& label,
+                                                            const Bytes& id, CK_OBJECT_HANDLE pub, CK_OBJECT_HANDLE priv) {
   // Sign only, sensitive, never extractable, uncopyable (where the token reports CKA_COPYABLE, see
   // p11::quirks::refuses_optional_restriction): refuse to use a key that is anything else.
   const CK_ATTRIBUTE_TYPE checks[] = {CKA_SIGN,   CKA_SENSITIVE, CKA_EXTRACTABLE, CKA_DECRYPT,
                                       CKA_UNWRAP, CKA_DERIVE,    CKA_COPYABLE};
-  auto attrs = s.get_bools(*priv, checks);
+  auto attrs = s.get_bools(priv, checks);
   if (!attrs) return unexpected("cannot read the attestation key: " + attrs.error().describe());
   auto is = [&](CK_ATTRIBUTE_TYPE t, bool want) { return (*attrs)[t].has_value() && *(*attrs)[t] == want; };
   if (!is(CKA_SIGN, true) || !is(CKA_SENSITIVE, true) || !is(CKA_EXTRACTABLE, false) || is(CKA_DECRYPT, true) ||
       is(CKA_UNWRAP, true) || is(CKA_DERIVE, true) || is(CKA_COPYABLE, true))
     return unexpected(std::string(
         "the token's attestation key is not a sensitive, non-extractable, uncopyable, sign-only key"));
-  auto point = s.get_bytes(*pub, CKA_EC_POINT);
-  auto id = s.get_bytes(*priv, CKA_ID);
+  auto point = s.get_bytes(pub, CKA_EC_POINT);
   if (!point) return unexpected("cannot read the attestation public key: " + point.error().describe());
-  if (!id) return unexpected("cannot read the attestation key's CKA_ID: " + id.error().describe());
-  if (!*point || !*id) return unexpected(std::string("the token's attestation key has no CKA_EC_POINT or no CKA_ID"));
-  auto spki = spki_from_ec_point(**point);
+  if (!*point || id.empty())
+    return unexpected(std::string("the token's attestation key has no CKA_EC_POINT or no CKA_ID"));
+  auto public_key = attestation_public_key(**point);
+  if (!public_key) return unexpected(public_key.error());
+  AttestationKey k;
+  k.pool_ = &pool;
+  k.id_ = id;
+  k.label_ = label;
+  k.pem_ = std::move(public_key->pem);
+  k.key_id_ = std::move(public_key->key_id);
+  return k;
+}
+
+Expected<AttestationPublicKey, std::string> attestation_public_key(const Bytes& ec_point) {
+  auto spki = spki_from_ec_point(ec_point);
   if (!spki) return unexpected(spki.error());
   auto pem = pem_of(*spki);
   if (!pem) return unexpected(pem.error());
-  AttestationKey k;
-  k.pool_ = &pool;
-  k.id_ = **id;
-  k.pem_ = std::move(*pem);
   auto key_id = sha256_hex(*spki);
   if (!key_id) return unexpected("cannot compute the attestation key id: " + key_id.error());
-  k.key_id_ = std::move(*key_id);
-  return k;
+  return AttestationPublicKey{std::move(*pem), std::move(*key_id)};
 }
 
 Outcome<Bytes> AttestationKey::sign(std::string_view message) const {
@@ -130,7 +211,7 @@ Outcome<Bytes> AttestationKey::sign(std::string_view message) const {
   auto raw = pool_->run<SecureBytes>([&](p11::Session& s) -> p11::Result<SecureBytes> {
     p11::AttributeTemplate t;
     t.add_ulong(CKA_CLASS, CKO_PRIVATE_KEY).add_bytes(CKA_ID, id_);
-    auto key = s.find_one(t, kAttestationKeyLabel);
+    auto key = s.find_one(t, label_);
     if (!key) return unexpected(key.error());
     // The token signs the digest (CKM_ECDSA): tokens without CKM_ECDSA_SHA256 do this too.
     CK_MECHANISM mech{CKM_ECDSA, nullptr, 0};
@@ -143,6 +224,59 @@ Outcome<Bytes> AttestationKey::sign(std::string_view message) const {
   }
   if (raw.error().fault == p11::Fault::not_found) return fail(Code::internal, "the attestation key is missing from the token");
   return unexpected(token_error(raw.error(), "attestation signature"));
+}
+
+namespace {
+
+struct Candidate {
+  Bytes id;
+  Bytes ec_point;
+};
+
+// Another daemon removed the pair it lost a race with between the search and this read.
+bool vanished(const p11::P11Error& e) { return e.fault == p11::Fault::token && e.rv == CKR_OBJECT_HANDLE_INVALID; }
+
+}  // namespace
+
+Outcome<std::vector<FleetInstance>> list_fleet_instances(p11::SessionPool& pool) {
+  auto found = pool.run<std::map<std::string, Candidate>>(
+      [](p11::Session& s) -> p11::Result<std::map<std::string, Candidate>> {
+        p11::AttributeTemplate t;
+        t.add_ulong(CKA_CLASS, CKO_PUBLIC_KEY);
+        auto handles = s.find_all(t);
+        if (!handles) return unexpected(handles.error());
+        std::map<std::string, Candidate> by_instance;
+        for (CK_OBJECT_HANDLE h : *handles) {
+          auto label = s.get_bytes(h, CKA_LABEL);
+          if (!label && vanished(label.error())) continue;
+          if (!label) return unexpected(label.error());
+          if (!*label) continue;
+          const std::string text((*label)->begin(), (*label)->end());
+          if (!text.starts_with(kFleetAttestationLabelPrefix) || text.size() == kFleetAttestationLabelPrefix.size())
+            continue;
+          auto id = s.get_bytes(h, CKA_ID);
+          auto point = s.get_bytes(h, CKA_EC_POINT);
+          if ((!id && vanished(id.error())) || (!point && vanished(point.error()))) continue;
+          if (!id) return unexpected(id.error());
+          if (!point) return unexpected(point.error());
+          if (!*point) continue;  // not an EC key: not one custody made
+          const std::string instance = text.substr(kFleetAttestationLabelPrefix.size());
+          Candidate c{id->value_or(Bytes{}), **point};
+          auto it = by_instance.find(instance);
+          if (it == by_instance.end()) by_instance.emplace(instance, std::move(c));
+          else if (c.id < it->second.id) it->second = std::move(c);
+        }
+        return by_instance;
+      });
+  if (!found) return unexpected(token_error(found.error(), "listing the fleet's attestation keys"));
+  std::vector<FleetInstance> out;
+  for (auto& [instance, c] : *found) {
+    auto key = attestation_public_key(c.ec_point);
+    // A key another daemon's report would fail on too: say which host's key it is.
+    if (!key) return fail(Code::internal, "the attestation key of fleet instance " + instance + ": " + key.error());
+    out.push_back({instance, std::move(key->key_id), std::move(key->pem)});
+  }
+  return out;
 }
 
 }  // namespace custody::core

@@ -660,6 +660,87 @@ Outcome<void> StateStore::add_approval(const std::string& request_id, const Stor
   }));
 }
 
+namespace {
+
+// One request and its approvals, read on db (inside the caller's transaction, if any).
+Outcome<StoredRequest> read_request(sqlite3* db, const std::string& request_id) {
+  StoredRequest r;
+  bool found = false;
+  Statement st(db,
+               "SELECT id, operation, params, state, created_at, expires_at, required, challenge, proposer_uid, outcome"
+               " FROM admin_requests WHERE id = ?");
+  st.text(1, request_id);
+  auto scanned = scan(db, st, "admin_requests", [&]() -> Outcome<void> {
+    found = true;
+    r.id = st.column_text(0);
+    r.operation = st.column_text(1);
+    r.params = st.column_text(2);
+    r.state = st.column_text(3);
+    r.created_at = st.column_int(4);
+    r.expires_at = st.column_int(5);
+    r.required = static_cast<std::uint32_t>(st.column_int(6));
+    r.challenge = st.column_text(7);
+    r.proposer_uid = static_cast<std::uint32_t>(st.column_int(8));
+    if (!st.column_null(9)) r.outcome = st.column_text(9);
+    return {};
+  });
+  if (!scanned) return unexpected(scanned.error());
+  if (!found) return fail(Code::not_found, "no admin request " + request_id);
+  Statement ap(db, "SELECT operator, signature, approved_at FROM approvals WHERE request_id = ? ORDER BY approved_at, rowid");
+  ap.text(1, request_id);
+  auto approvals = scan(db, ap, "approvals", [&]() -> Outcome<void> {
+    r.approvals.push_back(StoredApproval{ap.column_text(0), ap.column_text(1), ap.column_int(2)});
+    return {};
+  });
+  if (!approvals) return unexpected(approvals.error());
+  return r;
+}
+
+}  // namespace
+
+Outcome<StoredRequest> StateStore::load_request(const std::string& request_id) {
+  std::lock_guard lock(mutex_);
+  StoredRequest out;
+  auto load = [&]() -> Outcome<void> {
+    auto r = read_request(db_, request_id);
+    if (!r) return unexpected(r.error());
+    out = std::move(*r);
+    return {};
+  };
+  // A deferred transaction: the request and its approvals from one snapshot.
+  if (auto r = exec("BEGIN;"); !r) return unexpected(track(std::move(r)).error());
+  Outcome<void> result = load();
+  if (result) result = exec("COMMIT;");
+  if (!result) (void)exec("ROLLBACK;");
+  if (auto r = track(std::move(result)); !r) return unexpected(r.error());
+  return out;
+}
+
+Outcome<StoredRequest> StateStore::approve_request(const std::string& request_id, const StoredApproval& a,
+                                                   const ApprovalDecision& decide) {
+  std::lock_guard lock(mutex_);
+  StoredRequest stored;
+  // BEGIN IMMEDIATE holds the database's write lock from the read to the commit.
+  auto run = transaction([&]() -> Outcome<void> {
+    auto current = read_request(db_, request_id);
+    if (!current) return unexpected(current.error());
+    stored = std::move(*current);
+    auto next = decide(stored);
+    if (!next) return unexpected(next.error());
+    Statement ins(db_, "INSERT INTO approvals(request_id, operator, signature, approved_at) VALUES(?,?,?,?)");
+    ins.text(1, request_id).text(2, a.operator_name).text(3, a.signature).integer(4, a.approved_at);
+    if (auto r = change(db_, ins, "insert approval"); !r) return r;
+    Statement up(db_, "UPDATE admin_requests SET state = ? WHERE id = ?");
+    up.text(1, *next).text(2, request_id);
+    if (auto r = change(db_, up, "update request", 1); !r) return r;
+    stored.approvals.push_back(a);
+    stored.state = *next;
+    return {};
+  });
+  if (auto r = track(std::move(run)); !r) return unexpected(r.error());
+  return stored;
+}
+
 Outcome<void> StateStore::finish_request(const std::string& request_id, const std::string& state,
                                          const std::optional<std::string>& outcome) {
   std::lock_guard lock(mutex_);

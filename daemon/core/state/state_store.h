@@ -60,6 +60,9 @@ class StateStore : public StateStoreApi {
   Outcome<void> add_approval(const std::string& request_id, const StoredApproval& approval, const std::string& new_state);
   Outcome<void> finish_request(const std::string& request_id, const std::string& state,
                                const std::optional<std::string>& outcome);
+  Outcome<StoredRequest> approve_request(const std::string& request_id, const StoredApproval& approval,
+                                         const ApprovalDecision& decide);
+  Outcome<StoredRequest> load_request(const std::string& request_id);
   Outcome<std::vector<StoredRequest>> load_requests();
   Outcome<bool> applied(const std::string& request_id);
   // The operators whose approvals of request_id are stored, in the order they approved.

@@ -6,6 +6,7 @@
 // written once, on StateStore.
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -45,6 +46,18 @@ class StateStoreApi {
                                      const std::string& new_state) = 0;
   virtual Outcome<void> finish_request(const std::string& request_id, const std::string& state,
                                        const std::optional<std::string>& outcome) = 0;
+  // Decides an approval on the request as stored, under the store's lock on it: returns the
+  // request's next state, or an error (then nothing is stored). It runs inside the store's
+  // transaction, so it must not call the store (or anything that does).
+  using ApprovalDecision = std::function<Outcome<std::string>(const StoredRequest& stored)>;
+  // Records an approval decided on the request as it is stored now, not as this daemon last saw
+  // it (another daemon may have approved, run or cancelled it since): locks the request, reads its
+  // state and approvals, asks decide, then stores the approval and the next state in the same
+  // transaction. Returns the request as stored after it; not_found when there is no such request.
+  virtual Outcome<StoredRequest> approve_request(const std::string& request_id, const StoredApproval& approval,
+                                                 const ApprovalDecision& decide) = 0;
+  // One request as stored now, with its approvals; not_found when there is none.
+  virtual Outcome<StoredRequest> load_request(const std::string& request_id) = 0;
   virtual Outcome<std::vector<StoredRequest>> load_requests() = 0;
   virtual Outcome<bool> applied(const std::string& request_id) = 0;
   virtual Outcome<std::vector<std::string>> approvers(const std::string& request_id) = 0;

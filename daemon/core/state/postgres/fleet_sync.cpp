@@ -32,11 +32,27 @@ std::optional<std::string> FleetSync::failing() const {
   return failing_;
 }
 
+std::chrono::milliseconds FleetSync::unsynced_for() const {
+  std::lock_guard lock(fault_mutex_);
+  if (!failing_) return std::chrono::milliseconds(0);
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - synced_at_);
+}
+
 void FleetSync::note(std::optional<std::string> error) {
   std::lock_guard lock(fault_mutex_);
   if (error && error != failing_) spdlog::error("fleet state sync: {}", *error);
   if (!error && failing_) spdlog::info("fleet state sync resumed");
   failing_ = std::move(error);
+}
+
+void FleetSync::confirm() {
+  std::lock_guard lock(fault_mutex_);
+  synced_at_ = std::chrono::steady_clock::now();
+}
+
+void FleetSync::confirm_unless_failing() {
+  std::lock_guard lock(fault_mutex_);
+  if (!failing_) synced_at_ = std::chrono::steady_clock::now();
 }
 
 bool FleetSync::reload_all() {
@@ -49,6 +65,7 @@ bool FleetSync::reload_all() {
   }
   resyncs_.fetch_add(1, std::memory_order_relaxed);
   note(std::nullopt);
+  confirm();
   return true;
 }
 
@@ -103,7 +120,9 @@ void FleetSync::run() {
       feed_.reset();  // reopened next turn, starting with a full resync
       continue;
     }
-    if (!changes->empty()) apply(*changes);
+    // Nothing missed and everything heard applied: the view is current. After a failure only a
+    // full resync confirms it again (what failed to load is not reloaded by a quiet feed).
+    if (changes->empty() || apply(*changes)) confirm_unless_failing();
     if (std::chrono::steady_clock::now() >= next_resync) {
       reload_all();
       next_resync = std::chrono::steady_clock::now() + resync_interval_;

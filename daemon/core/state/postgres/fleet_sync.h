@@ -35,6 +35,10 @@ class FleetSync {
   std::optional<std::string> failing() const;
   // Full resyncs that succeeded since start (tests and metrics).
   std::uint64_t resyncs() const { return resyncs_.load(std::memory_order_relaxed); }
+  // How long this daemon's view has been unconfirmed: zero while the feed and the reloads work;
+  // while they fail, the time since the view was last known current (a full resync, or a feed
+  // wait with nothing missed). state.max_staleness bounds how long the data plane serves it.
+  std::chrono::milliseconds unsynced_for() const;
 
  private:
   void run();
@@ -42,6 +46,8 @@ class FleetSync {
   bool apply(const std::vector<StateChange>& changes);
   bool reload_all();
   void note(std::optional<std::string> error);
+  void confirm();
+  void confirm_unless_failing();
 
   PgSettings settings_;
   FleetReloads reloads_;
@@ -54,6 +60,8 @@ class FleetSync {
   mutable std::mutex fault_mutex_;
   std::optional<std::string> failing_;
   std::atomic<std::uint64_t> resyncs_{0};
+  // When the view was last known current (steady clock); guarded by fault_mutex_.
+  std::chrono::steady_clock::time_point synced_at_ = std::chrono::steady_clock::now();
 };
 
 }  // namespace custody::core

@@ -519,6 +519,84 @@ Outcome<void> PostgresStateStore::add_approval(const std::string& request_id, co
   }));
 }
 
+namespace {
+
+// One request and its approvals, read on c (FOR UPDATE: locked until the transaction ends).
+Outcome<StoredRequest> read_request(PgConnection& c, const std::string& request_id, bool lock) {
+  const std::string sql = std::string("SELECT id, operation, params, state, created_at, expires_at, required,"
+                                      " challenge, proposer_uid, outcome FROM admin_requests WHERE id = $1") +
+                          (lock ? " FOR UPDATE" : "");
+  auto st = c.query(lock ? "locking the request" : reading("admin_requests"), sql.c_str(), {PgParam::text(request_id)});
+  if (!st) return unexpected(st.error());
+  if (st->rows() != 1) return fail(Code::not_found, "no admin request " + request_id);
+  StoredRequest r;
+  r.id = st->text(0, 0);
+  r.operation = st->text(0, 1);
+  r.params = st->text(0, 2);
+  r.state = st->text(0, 3);
+  r.created_at = st->integer(0, 4);
+  r.expires_at = st->integer(0, 5);
+  r.required = static_cast<std::uint32_t>(st->integer(0, 6));
+  r.challenge = st->text(0, 7);
+  r.proposer_uid = static_cast<std::uint32_t>(st->integer(0, 8));
+  if (!st->null(0, 9)) r.outcome = st->text(0, 9);
+  auto ap = c.query(reading("approvals"),
+                    "SELECT operator, signature, approved_at FROM approvals WHERE request_id = $1 ORDER BY approved_at, seq",
+                    {PgParam::text(request_id)});
+  if (!ap) return unexpected(ap.error());
+  for (int i = 0; i < ap->rows(); ++i)
+    r.approvals.push_back(StoredApproval{ap->text(i, 0), ap->text(i, 1), ap->integer(i, 2)});
+  return r;
+}
+
+}  // namespace
+
+Outcome<StoredRequest> PostgresStateStore::load_request(const std::string& request_id) {
+  std::lock_guard lock(mutex_);
+  StoredRequest out;
+  // One snapshot for the request and its approvals.
+  auto load = [&]() -> Outcome<void> {
+    if (auto r = conn_->script("beginning a read", "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"); !r)
+      return r;
+    auto r = read_request(*conn_, request_id, false);
+    if (!r) return unexpected(r.error());
+    out = std::move(*r);
+    return {};
+  };
+  if (auto r = track(transaction(load)); !r) return unexpected(r.error());
+  return out;
+}
+
+Outcome<StoredRequest> PostgresStateStore::approve_request(const std::string& request_id, const StoredApproval& a,
+                                                           const ApprovalDecision& decide) {
+  std::lock_guard lock(mutex_);
+  StoredRequest stored;
+  auto run = transaction([&]() -> Outcome<void> {
+    // The row lock orders approvals of one request across the fleet: the decision is made on the
+    // state and approvals every earlier approval committed, whatever this daemon's view says.
+    auto current = read_request(*conn_, request_id, true);
+    if (!current) return unexpected(current.error());
+    stored = std::move(*current);
+    auto next = decide(stored);
+    if (!next) return unexpected(next.error());
+    if (auto r = change(*conn_, "insert approval",
+                        "INSERT INTO approvals(request_id, operator, signature, approved_at) VALUES($1,$2,$3,$4)",
+                        {PgParam::text(request_id), PgParam::text(a.operator_name), PgParam::text(a.signature),
+                         PgParam::integer(a.approved_at)});
+        !r)
+      return r;
+    if (auto r = change(*conn_, "update request", "UPDATE admin_requests SET state = $1 WHERE id = $2",
+                        {PgParam::text(*next), PgParam::text(request_id)}, 1);
+        !r)
+      return r;
+    stored.approvals.push_back(a);
+    stored.state = *next;
+    return announce(*conn_, "request:" + request_id);
+  });
+  if (auto r = track(std::move(run)); !r) return unexpected(r.error());
+  return stored;
+}
+
 Outcome<void> PostgresStateStore::finish_request(const std::string& request_id, const std::string& state,
                                                  const std::optional<std::string>& outcome) {
   std::lock_guard lock(mutex_);

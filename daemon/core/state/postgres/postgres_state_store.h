@@ -63,6 +63,9 @@ class PostgresStateStore : public StateStoreApi {
                              const std::string& new_state);
   Outcome<void> finish_request(const std::string& request_id, const std::string& state,
                                const std::optional<std::string>& outcome);
+  Outcome<StoredRequest> approve_request(const std::string& request_id, const StoredApproval& approval,
+                                         const ApprovalDecision& decide);
+  Outcome<StoredRequest> load_request(const std::string& request_id);
   Outcome<std::vector<StoredRequest>> load_requests();
   Outcome<bool> applied(const std::string& request_id);
   Outcome<std::vector<std::string>> approvers(const std::string& request_id);
