@@ -407,6 +407,18 @@ TEST_F(XksListener, HealthIsDeepActiveOnlyWhileTheTokenCanUseTheHealthKey) {
   EXPECT_EQ(health(), "ACTIVE");
 }
 
+// KMS allows 250 ms per call: a token that is up but slower than that (the shim adds 130 ms to each
+// C_GenerateRandom, C_Encrypt and C_Decrypt of the probe) is DEGRADED, not ACTIVE.
+TEST_F(XksListener, HealthIsDegradedWhenTheProbeTakesLongerThanKmsAllows) {
+  options_.module = CUSTODY_FAULT_SHIM;
+  options_.env["CUSTODY_SHIM_LATENCY_US"] = "130000";
+  start(false, "", "  health_cache: 0s\n");
+  auto [status, body] = call("health", {{"requestMetadata", metadata("KmsHealthCheck", "slow")}});
+  EXPECT_EQ(status, 200);
+  EXPECT_EQ(body["ekmFleetDetails"].as_array().at(0).at("healthStatus"), "DEGRADED") << json::serialize(body);
+  EXPECT_NE(daemon_->log().find("over KMS's 250 ms budget"), std::string::npos) << daemon_->log();
+}
+
 TEST_F(XksListener, AnAuditLogThatCannotBeWrittenAnswersDependencyTimeoutAndRunsNothing) {
   start(false);
   json::object enc{{"requestMetadata", metadata("Encrypt", "fill")}, {"plaintext", "AAEC"}, {"encryptionAlgorithm", "AES_GCM"}};
