@@ -662,16 +662,11 @@ Outcome<void> StateStore::add_approval(const std::string& request_id, const Stor
 
 namespace {
 
-// One request and its approvals, read on db (inside the caller's transaction, if any).
-Outcome<StoredRequest> read_request(sqlite3* db, const std::string& request_id) {
+// An admin_requests row as kRequestColumns selects it (approvals are read on their own).
+constexpr const char* kRequestColumns =
+    "SELECT id, operation, params, state, created_at, expires_at, required, challenge, proposer_uid, outcome";
+StoredRequest request_of_row(Statement& st) {
   StoredRequest r;
-  bool found = false;
-  Statement st(db,
-               "SELECT id, operation, params, state, created_at, expires_at, required, challenge, proposer_uid, outcome"
-               " FROM admin_requests WHERE id = ?");
-  st.text(1, request_id);
-  auto scanned = scan(db, st, "admin_requests", [&]() -> Outcome<void> {
-    found = true;
     r.id = st.column_text(0);
     r.operation = st.column_text(1);
     r.params = st.column_text(2);
@@ -682,6 +677,18 @@ Outcome<StoredRequest> read_request(sqlite3* db, const std::string& request_id) 
     r.challenge = st.column_text(7);
     r.proposer_uid = static_cast<std::uint32_t>(st.column_int(8));
     if (!st.column_null(9)) r.outcome = st.column_text(9);
+  return r;
+}
+
+// One request and its approvals, read on db (inside the caller's transaction, if any).
+Outcome<StoredRequest> read_request(sqlite3* db, const std::string& request_id) {
+  StoredRequest r;
+  bool found = false;
+  Statement st(db, (std::string(kRequestColumns) + " FROM admin_requests WHERE id = ?").c_str());
+  st.text(1, request_id);
+  auto scanned = scan(db, st, "admin_requests", [&]() -> Outcome<void> {
+    found = true;
+    r = request_of_row(st);
     return {};
   });
   if (!scanned) return unexpected(scanned.error());
@@ -753,22 +760,9 @@ Outcome<std::vector<StoredRequest>> StateStore::load_requests() {
   std::lock_guard lock(mutex_);
   std::vector<StoredRequest> out;
   auto load = [&]() -> Outcome<void> {
-    Statement st(db_,
-                 "SELECT id, operation, params, state, created_at, expires_at, required, challenge, proposer_uid, outcome"
-                 " FROM admin_requests ORDER BY created_at, id");
+    Statement st(db_, (std::string(kRequestColumns) + " FROM admin_requests ORDER BY created_at, id").c_str());
     auto scanned = scan(db_, st, "admin_requests", [&]() -> Outcome<void> {
-      StoredRequest r;
-      r.id = st.column_text(0);
-      r.operation = st.column_text(1);
-      r.params = st.column_text(2);
-      r.state = st.column_text(3);
-      r.created_at = st.column_int(4);
-      r.expires_at = st.column_int(5);
-      r.required = static_cast<std::uint32_t>(st.column_int(6));
-      r.challenge = st.column_text(7);
-      r.proposer_uid = static_cast<std::uint32_t>(st.column_int(8));
-      if (!st.column_null(9)) r.outcome = st.column_text(9);
-      out.push_back(std::move(r));
+      out.push_back(request_of_row(st));
       return {};
     });
     if (!scanned) return scanned;
