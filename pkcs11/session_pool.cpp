@@ -1,5 +1,7 @@
 #include "pkcs11/session_pool.h"
 
+#include <thread>
+
 namespace custody::p11 {
 namespace {
 // While the token is away, try to get it back at most this often rather than on every request.
@@ -51,17 +53,36 @@ SessionPool::~SessionPool() {
 }
 
 Expected<void, std::string> SessionPool::start() {
+  // Daemons starting together on one token (a fleet) can catch it in the middle of another
+  // process's write, which a few tries get past (p11::quirks::may_be_a_shared_store_race).
+  for (int attempt = 1;; ++attempt) {
+    bool may_retry = false;
+    auto started = start_once(may_retry);
+    if (started || !may_retry || attempt == quirks::kSharedStoreRaceAttempts) return started;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100 * attempt));
+  }
+}
+
+Expected<void, std::string> SessionPool::start_once(bool& may_retry) {
   std::lock_guard lock(mutex_);
   auto slot = find_slot(module_.api(), selector_);
-  if (!slot) return unexpected(slot.error());
+  if (!slot) {
+    // Such a token can also read as one without its label for a moment.
+    may_retry = true;
+    return unexpected(slot.error());
+  }
   slot_ = *slot;
   auto info = token_info(module_.api(), slot_);
-  if (!info) return unexpected("cannot read the token's information: " + info.error().describe());
+  if (!info) {
+    may_retry = quirks::may_be_a_shared_store_race(info.error().rv);
+    return unexpected("cannot read the token's information: " + info.error().describe());
+  }
   quirks_ = quirks::quirks_of(info->manufacturer, info->model);
   auto s = open_session_locked();
   if (!s) {
     if (s.error().rv == CKR_PIN_INCORRECT) return unexpected(std::string("the token PIN is wrong (CKR_PIN_INCORRECT)"));
     if (s.error().rv == CKR_PIN_LOCKED) return unexpected(std::string("the token PIN is locked (CKR_PIN_LOCKED)"));
+    may_retry = quirks::may_be_a_shared_store_race(s.error().rv);
     return unexpected("cannot open a logged-in session: " + s.error().describe());
   }
   idle_.push_back(std::move(*s));

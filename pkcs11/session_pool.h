@@ -77,6 +77,9 @@ class SessionPool {
  private:
   void give_back(std::unique_ptr<Session> s, std::uint64_t generation, bool broken);
   Result<std::unique_ptr<Session>> open_session_locked();
+  // One try of start(); may_retry says whether its failure may be another process's write
+  // (quirks::may_be_a_shared_store_race), never a wrong or locked PIN.
+  Expected<void, std::string> start_once(bool& may_retry);
   Status reset_locked();
   Status login_locked(Session& s);
 

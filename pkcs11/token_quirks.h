@@ -66,4 +66,15 @@ inline bool refuses_unwrap_template(CK_RV rv) {
   return rv == CKR_ATTRIBUTE_TYPE_INVALID || rv == CKR_TEMPLATE_INCONSISTENT || rv == CKR_ATTRIBUTE_VALUE_INVALID;
 }
 
+// A token shared by several processes may fail a call that races another process's write.
+// SoftHSMv2's file store does: it truncates a file before taking its lock, so a process reading it
+// at that moment marks its view of the token invalid (C_GetTokenInfo or C_Login answer
+// CKR_GENERAL_ERROR, the label reads empty, a C_GenerateKeyPair fails with CKR_FUNCTION_FAILED and
+// removes what it made) until its next read succeeds. Daemons starting together on one token meet
+// this: opening the token and making the attestation key try again a few times before they are
+// fatal (never after a wrong or locked PIN). Never used on the request path: there a failure is
+// answered.
+inline bool may_be_a_shared_store_race(CK_RV rv) { return rv == CKR_FUNCTION_FAILED || rv == CKR_GENERAL_ERROR; }
+inline constexpr int kSharedStoreRaceAttempts = 5;
+
 }  // namespace custody::p11::quirks

@@ -1,6 +1,7 @@
 #include "tests/crash/restart_checks.h"
 
 #include <algorithm>
+#include <iostream>
 #include <sstream>
 
 #include "common/base64.h"
@@ -180,8 +181,21 @@ Problems check_reconciled(test::Daemon& d) {
     return problems;
   }
   auto report = parse(r->body);
-  if (!report || !report->at("missing").as_array().empty() || !report->at("altered").as_array().empty() ||
-      !report->at("strays").as_array().empty())
+  if (!report) {
+    problems.push_back("POST /v1/admin/keys/check answered no JSON: " + r->body);
+    return problems;
+  }
+  // SoftHSMv2 runs inside custodyd and writes each object file in place: a kill -9 in the middle
+  // of a write leaves a file the token lists but cannot describe, which custody reports as an
+  // unreadable stray and never uses. A network HSM is not killed with the daemon; any other stray
+  // is a failure.
+  std::size_t strays = 0, torn = 0;
+  for (const auto& stray : report->at("strays").as_array())
+    (std::string_view(stray.as_string()).starts_with("unreadable token object") ? torn : strays) += 1;
+  if (torn > 0)
+    std::cout << "[ crash    ] " << torn << " SoftHSMv2 object file(s) torn by the kill, reported as unreadable strays"
+              << std::endl;
+  if (!report->at("missing").as_array().empty() || !report->at("altered").as_array().empty() || strays > 0)
     problems.push_back("state and token do not reconcile after the restart: " + r->body);
   return problems;
 }

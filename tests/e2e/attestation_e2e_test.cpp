@@ -165,6 +165,28 @@ TEST(AttestationE2E, TheAttestationKeyIsKeptAcrossRestarts) {
   EXPECT_EQ(field(attest(d, ""), "key_id"), field(before, "key_id"));
 }
 
+// Daemons starting together on one SoftHSMv2 token can fail each other's C_GenerateKeyPair with
+// CKR_FUNCTION_FAILED (p11::quirks::may_be_a_shared_store_race); the shim plays such races. A
+// few are tried again; a token that keeps failing is still fatal, with the token's answer.
+TEST(AttestationE2E, AKeyGenerationThatRacesAnotherProcessIsTriedAgainAndAPersistentFailureIsFatal) {
+  DaemonOptions o;
+  o.module = CUSTODY_FAULT_SHIM;
+  o.env["CUSTODY_SHIM_RACES"] = "C_GenerateKeyPair:2";
+  Daemon d(o);
+  EXPECT_FALSE(field(attest(d, ""), "key_id").empty());
+  EXPECT_NE(d.log().find("CKR_FUNCTION_FAILED (0x6); trying again"), std::string::npos) << d.log();
+
+  o.env["CUSTODY_SHIM_RACES"] = "C_GenerateKeyPair:1000";
+  try {
+    Daemon never(o);
+    FAIL() << "custodyd started although every C_GenerateKeyPair failed";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot generate the attestation key: C_GenerateKeyPair: CKR_FUNCTION_FAILED"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(AuditCheckpointsE2E, EveryMutationIsFoundAndTheFirstBadRecordNamed) {
   DaemonOptions o;
   o.extra_yaml = "";

@@ -17,6 +17,10 @@
 // CKR_MECHANISM_PARAM_INVALID, and fills a zeroed one with random bytes before forwarding; set to
 // "overwrite", it refuses nothing and replaces any caller IV with its own, as AWS CloudHSM does. The
 // last IV it made is written, in hex, to the file CUSTODY_SHIM_GCM_IV_FILE names (when set).
+// With CUSTODY_SHIM_RACES=C_Name:N (C_GetTokenInfo, C_Login or C_GenerateKeyPair), the first N
+// calls of that function fail and do nothing, as SoftHSMv2's do when another process writes its
+// store at the same moment (see p11::quirks::may_be_a_shared_store_race): CKR_FUNCTION_FAILED
+// from C_GenerateKeyPair, CKR_GENERAL_ERROR from the others.
 #include <dlfcn.h>
 #include <sys/random.h>
 #include <sys/prctl.h>
@@ -30,6 +34,7 @@
 #include <cstring>
 #include <optional>
 #include <span>
+#include <string>
 #include <thread>
 
 #include "pkcs11/pkcs11.h"
@@ -57,6 +62,21 @@ bool counted_fault(const char* call) {
     }
   }
   return true;
+}
+
+// True for the first N calls of the function CUSTODY_SHIM_RACES names ("C_Name:N").
+bool raced(const char* call) {
+  static const std::string name = [] {
+    const char* text = std::getenv("CUSTODY_SHIM_RACES");
+    const char* colon = text ? std::strchr(text, ':') : nullptr;
+    return colon ? std::string(text, colon) : std::string();
+  }();
+  static std::atomic<long> left = [] {
+    const char* text = std::getenv("CUSTODY_SHIM_RACES");
+    const char* colon = text ? std::strchr(text, ':') : nullptr;
+    return colon ? std::strtol(colon + 1, nullptr, 10) : 0L;
+  }();
+  return name == call && left.fetch_sub(1) > 0;
 }
 
 // When the fault starts, the real module is finalized: like a token that was pulled out, every
@@ -170,6 +190,7 @@ CK_RV Decrypt(CK_SESSION_HANDLE s, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR 
 }
 CK_RV GetTokenInfo(CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info) {
   if (counted_fault("C_GetTokenInfo")) return CKR_DEVICE_ERROR;
+  if (raced("C_GetTokenInfo")) return CKR_GENERAL_ERROR;
   const CK_RV rv = real->C_GetTokenInfo(slot, info);
   const char* manufacturer = std::getenv("CUSTODY_SHIM_MANUFACTURER");
   if (rv != CKR_OK || !manufacturer) return rv;
@@ -195,6 +216,7 @@ CK_RV GenerateRandom(CK_SESSION_HANDLE s, CK_BYTE_PTR out, CK_ULONG n) {
 
 // Counted only (CUSTODY_SHIM_FAIL_CALL): the rest of what start-up and admin changes call.
 CK_RV Login(CK_SESSION_HANDLE s, CK_USER_TYPE user, CK_UTF8CHAR_PTR pin, CK_ULONG pin_len) {
+  if (raced("C_Login")) return CKR_GENERAL_ERROR;
   return counted_fault("C_Login") ? CKR_DEVICE_ERROR : real->C_Login(s, user, pin, pin_len);
 }
 CK_RV GetAttributeValue(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_PTR t, CK_ULONG n) {
@@ -215,6 +237,7 @@ CK_RV GenerateKey(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR t, C
 CK_RV GenerateKeyPair(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR pub, CK_ULONG pub_n,
                       CK_ATTRIBUTE_PTR priv, CK_ULONG priv_n, CK_OBJECT_HANDLE_PTR pub_key,
                       CK_OBJECT_HANDLE_PTR priv_key) {
+  if (raced("C_GenerateKeyPair")) return CKR_FUNCTION_FAILED;
   return counted_fault("C_GenerateKeyPair") ? CKR_DEVICE_ERROR
                                             : real->C_GenerateKeyPair(s, m, pub, pub_n, priv, priv_n, pub_key, priv_key);
 }

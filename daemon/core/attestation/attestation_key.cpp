@@ -3,6 +3,7 @@
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
+#include <spdlog/spdlog.h>
 
 #include <chrono>
 #include <map>
@@ -128,6 +129,15 @@ Expected<AttestationKey, std::string> AttestationKey::open(p11::SessionPool& poo
     };
     auto pair = generate(true);
     if (!pair && p11::quirks::refuses_optional_restriction(pair.error().rv)) pair = generate(false);
+    for (int attempt = 1; !pair && p11::quirks::may_be_a_shared_store_race(pair.error().rv) &&
+                          attempt < p11::quirks::kSharedStoreRaceAttempts;
+         ++attempt) {
+      spdlog::warn("attestation key: {}; trying again (another process may be writing the token)",
+                   pair.error().describe());
+      std::this_thread::sleep_for(std::chrono::milliseconds(100 * attempt));
+      pair = generate(true);
+      if (!pair && p11::quirks::refuses_optional_restriction(pair.error().rv)) pair = generate(false);
+    }
     if (!pair) return unexpected("cannot generate the attestation key: " + pair.error().describe());
     created = true;
     // Processes starting together on a fresh token each found nothing and each made a pair. All

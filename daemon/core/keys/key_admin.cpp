@@ -382,6 +382,9 @@ Outcome<ReconcileReport> KeyAdmin::reconcile() {
   }
   for (const auto& obj : inventory->labelled(kObjectLabelPrefix))
     if (!known.count(obj.id)) report.strays.push_back(obj.label + " (CKA_ID " + hex_lower(obj.id) + ")");
+  for (const auto& what : inventory->unreadable())
+    report.strays.push_back("unreadable token object, " + what +
+                            ": custody cannot tell whose it is and never uses it; inspect it with the token's tools");
   return report;
 }
 

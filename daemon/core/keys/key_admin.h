@@ -20,7 +20,8 @@ struct LifecycleSettings {
 struct ReconcileReport {
   std::vector<std::string> missing;  // "key vN: object label" whose object is gone
   std::vector<std::string> altered;  // "key vN: what differs"
-  std::vector<std::string> strays;   // custody-labelled token objects the state does not know
+  // custody-labelled token objects the state does not know, and objects the token cannot describe
+  std::vector<std::string> strays;
   // "key vN: ..." destroyed in the state while token objects still carry its CKA_ID or label
   std::vector<std::string> undestroyed;
   bool clean() const { return missing.empty() && altered.empty() && strays.empty() && undestroyed.empty(); }

@@ -15,6 +15,11 @@ namespace custody::core {
 class TokenInventory {
  public:
   void add(ObjectRef object, bool secret_key);
+  // An object the token lists but whose CKA_ID or CKA_LABEL it will not return: a store torn by a
+  // crash in the middle of a write (SoftHSMv2 writes object files in place), or another
+  // application's object. It names no key, so it is reported, never used.
+  void add_unreadable(std::string what) { unreadable_.push_back(std::move(what)); }
+  const std::vector<std::string>& unreadable() const { return unreadable_; }
 
   // Objects carrying ref's CKA_ID or its label, each counted once (an empty id or label matches
   // nothing: it would name every object that lacks one).
@@ -29,6 +34,7 @@ class TokenInventory {
     bool secret_key;
   };
   std::vector<Entry> objects_;
+  std::vector<std::string> unreadable_;
   std::unordered_multimap<std::string, std::size_t> by_id_, by_label_;
 };
 

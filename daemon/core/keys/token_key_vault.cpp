@@ -345,9 +345,16 @@ Outcome<TokenInventory> TokenKeyVault::inventory() {
     TokenInventory inventory;
     for (CK_OBJECT_HANDLE h : *objects) {
       auto id = s.get_bytes(h, CKA_ID);
-      if (!id) return unexpected(id.error());
-      auto label = s.get_bytes(h, CKA_LABEL);
-      if (!label) return unexpected(label.error());
+      auto label = id ? s.get_bytes(h, CKA_LABEL) : p11::Result<std::optional<Bytes>>(unexpected(id.error()));
+      if (!label) {
+        const auto& e = label.error();
+        // Destroyed by another process since the search: it is not in the token any more.
+        if (e.fault == p11::Fault::token && e.rv == CKR_OBJECT_HANDLE_INVALID) continue;
+        // One object the token cannot describe does not make the others unreadable.
+        if (e.severity() != p11::Severity::operation) return unexpected(e);
+        inventory.add_unreadable("object handle " + std::to_string(h) + " (" + e.describe() + ")");
+        continue;
+      }
       ObjectRef ref{id->value_or(Bytes{}), label->has_value() ? std::string((*label)->begin(), (*label)->end()) : std::string()};
       const bool is_secret = std::binary_search(secrets->begin(), secrets->end(), h);
       if (is_secret && !ref.id.empty()) secret_keys.emplace_back(id_key(ref), h);
