@@ -33,6 +33,7 @@
 #include "tests/support/fake_clock.h"
 #include "tests/support/postgres_cluster.h"
 #include "tests/support/softhsm_token.h"
+#include "tests/support/store_approval.h"
 
 using namespace custody;
 using namespace custody::core;
@@ -340,11 +341,14 @@ TYPED_TEST(StateStoreContract, RequestsCarryTheirApprovalsAndOutcome) {
   ASSERT_TRUE(s.insert_request(make_request("req-b", 20)));
   ASSERT_TRUE(s.insert_request(make_request("req-a", 10)));
   EXPECT_FALSE(s.insert_request(make_request("req-a", 10))) << "a request id is unique";
-  ASSERT_TRUE(s.add_approval("req-b", StoredApproval{"bob", "c2ln", 22}, "pending"));
-  ASSERT_TRUE(s.add_approval("req-b", StoredApproval{"alice", "c2ln2", 21}, "approved"));
-  auto twice = s.add_approval("req-b", StoredApproval{"alice", "again", 23}, "approved");
+  ASSERT_TRUE(store_approval(s, "req-b", StoredApproval{"bob", "c2ln", 22}, "pending"));
+  ASSERT_TRUE(store_approval(s, "req-b", StoredApproval{"alice", "c2ln2", 21}, "pending"));
+  // Refused by the store itself (the request is still pending): nothing of it is kept.
+  auto twice = store_approval(s, "req-b", StoredApproval{"alice", "again", 23}, "approved");
   EXPECT_FALSE(twice) << "one approval per operator";
-  EXPECT_FALSE(s.add_approval("req-none", StoredApproval{"alice", "x", 1}, "approved"));
+  auto missing = store_approval(s, "req-none", StoredApproval{"alice", "x", 1}, "approved");
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, Code::not_found);
   ASSERT_TRUE(s.finish_request("req-b", "executed", std::optional<std::string>(R"({"ok":true})")));
   auto reopened = this->reopen();
   ASSERT_TRUE(reopened);
@@ -457,7 +461,7 @@ TYPED_TEST(StateStoreContract, ApproversListInTheOrderTheyApproved) {
   ASSERT_TRUE(s.insert_request(make_request("req-1", 1)));
   // The same second: the order they were stored in decides.
   for (const char* op : {"carol", "alice", "bob"})
-    ASSERT_TRUE(s.add_approval("req-1", StoredApproval{op, "sig", 5}, "pending")) << op;
+    ASSERT_TRUE(store_approval(s, "req-1", StoredApproval{op, "sig", 5}, "pending")) << op;
   EXPECT_EQ(s.approvers("req-1").value(), (std::vector<std::string>{"carol", "alice", "bob"}));
   EXPECT_TRUE(s.approvers("req-none").value().empty());
 }
@@ -829,7 +833,7 @@ TEST_F(PgStore, TheDsnsTlsSettingsReachLibpq) {
 TEST_F(PgStore, AFailedQueryIsAnErrorNamingItsTableNeverAShorterList) {
   ASSERT_TRUE(store_->insert_key(make_key("k", 1), 0));
   ASSERT_TRUE(store_->insert_request(make_request("req-1", 1)));
-  ASSERT_TRUE(store_->add_approval("req-1", StoredApproval{"alice", "sig", 2}, "pending"));
+  ASSERT_TRUE(store_approval(*store_, "req-1", StoredApproval{"alice", "sig", 2}, "pending"));
   ASSERT_TRUE(store_->insert_job(make_job("job-1", 1), {}));
   ASSERT_TRUE(store_->begin_intent(Intent{0, "rotate-key", "k", 2, {Bytes{1}, "l"}, 1}));
   const auto count = [](auto loaded) -> Outcome<std::size_t> {
@@ -898,13 +902,13 @@ TEST_F(PgStore, ConcurrentFinalApprovalsOnTwoDaemonsStoreOnlyOne) {
   for (int i = 0; i < 20; ++i) {
     const std::string request = "req-" + std::to_string(i);
     ASSERT_TRUE(store_->insert_request(make_request(request, 1)));
-    ASSERT_TRUE(store_->add_approval(request, StoredApproval{"alice", "sig", 2}, "pending"));
+    ASSERT_TRUE(store_approval(*store_, request, StoredApproval{"alice", "sig", 2}, "pending"));
     std::atomic<int> ready{0};
     Outcome<void> results[2] = {Outcome<void>{}, Outcome<void>{}};
     auto approve = [&](PostgresStateStore* store, int slot) {
       ++ready;
       while (ready.load() < 2) std::this_thread::yield();
-      results[slot] = store->add_approval(request, StoredApproval{slot == 0 ? "bob" : "carol", "sig", 3}, "executing");
+      results[slot] = store_approval(*store, request, StoredApproval{slot == 0 ? "bob" : "carol", "sig", 3}, "executing");
     };
     std::thread a(approve, store_.get(), 0), b(approve, other.get(), 1);
     a.join();

@@ -17,6 +17,7 @@
 #include "daemon/core/admin/admin_requests.h"
 #include "tests/support/fake_clock.h"
 #include "tests/support/softhsm_token.h"
+#include "tests/support/store_approval.h"
 
 using namespace custody;
 using namespace custody::core;
@@ -237,7 +238,7 @@ TEST_F(DualControl, RequestsSurviveARestartAndRecoveryIsExactlyOnce) {
   auto applied = *requests_->propose("create-key", boost::json::object{{"name", "a"}}, caller_);
   auto unapplied = *requests_->propose("create-key", boost::json::object{{"name", "u"}}, caller_);
   for (const auto* r : {&applied, &unapplied})
-    ASSERT_TRUE(store_->add_approval(r->id, StoredApproval{"alice", "x", 0}, "executing"));
+    ASSERT_TRUE(test::store_approval(*store_, r->id, StoredApproval{"alice", "x", 0}, "executing"));
   Key k;
   k.name = "a";
   ASSERT_TRUE(store_->insert_key(k, 0, applied.id));  // the change and its "applied" mark, together
@@ -285,7 +286,7 @@ TEST_F(DualControl, AnExecutionThatThrowsAtRecoveryIsRecordedAsFailedAndTheStart
   auto bad = *requests_->propose("create-key", boost::json::object{{"name", "x"}, {"explode", true}}, caller_);
   auto good = *requests_->propose("create-key", boost::json::object{{"name", "g"}}, caller_);
   for (const auto* r : {&bad, &good})
-    ASSERT_TRUE(store_->add_approval(r->id, StoredApproval{"alice", "x", 0}, "executing"));
+    ASSERT_TRUE(test::store_approval(*store_, r->id, StoredApproval{"alice", "x", 0}, "executing"));
   requests_ = make();  // a restart
   records_.clear();
   // Before: the exception left recover() and the request executing, so every start threw again.

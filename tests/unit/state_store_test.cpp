@@ -8,6 +8,7 @@
 
 #include "daemon/core/state/state_store.h"
 #include "tests/support/softhsm_token.h"
+#include "tests/support/store_approval.h"
 #include "tests/support/sqlite_fault_vfs.h"
 
 using namespace custody;
@@ -54,7 +55,7 @@ void populate(const std::string& path) {
     r.required = 2;
     r.challenge = filler(i);
     ASSERT_TRUE(store->insert_request(r));
-    ASSERT_TRUE(store->add_approval(r.id, StoredApproval{"alice", filler(i + 1), 1}, "pending"));
+    ASSERT_TRUE(store_approval(*store, r.id, StoredApproval{"alice", filler(i + 1), 1}, "pending"));
   }
   for (int i = 0; i < kJobs; ++i) {
     StoredJob j;

@@ -648,18 +648,6 @@ Outcome<void> StateStore::insert_request(const StoredRequest& r) {
   return track(change(db_, st, "insert request"));
 }
 
-Outcome<void> StateStore::add_approval(const std::string& request_id, const StoredApproval& a, const std::string& new_state) {
-  std::lock_guard lock(mutex_);
-  return track(transaction([&]() -> Outcome<void> {
-    Statement st(db_, "INSERT INTO approvals(request_id, operator, signature, approved_at) VALUES(?,?,?,?)");
-    st.text(1, request_id).text(2, a.operator_name).text(3, a.signature).integer(4, a.approved_at);
-    if (auto r = change(db_, st, "insert approval"); !r) return r;
-    Statement up(db_, "UPDATE admin_requests SET state = ? WHERE id = ?");
-    up.text(1, new_state).text(2, request_id);
-    return change(db_, up, "update request", 1);
-  }));
-}
-
 namespace {
 
 // An admin_requests row as kRequestColumns selects it (approvals are read on their own).
@@ -667,16 +655,16 @@ constexpr const char* kRequestColumns =
     "SELECT id, operation, params, state, created_at, expires_at, required, challenge, proposer_uid, outcome";
 StoredRequest request_of_row(Statement& st) {
   StoredRequest r;
-    r.id = st.column_text(0);
-    r.operation = st.column_text(1);
-    r.params = st.column_text(2);
-    r.state = st.column_text(3);
-    r.created_at = st.column_int(4);
-    r.expires_at = st.column_int(5);
-    r.required = static_cast<std::uint32_t>(st.column_int(6));
-    r.challenge = st.column_text(7);
-    r.proposer_uid = static_cast<std::uint32_t>(st.column_int(8));
-    if (!st.column_null(9)) r.outcome = st.column_text(9);
+  r.id = st.column_text(0);
+  r.operation = st.column_text(1);
+  r.params = st.column_text(2);
+  r.state = st.column_text(3);
+  r.created_at = st.column_int(4);
+  r.expires_at = st.column_int(5);
+  r.required = static_cast<std::uint32_t>(st.column_int(6));
+  r.challenge = st.column_text(7);
+  r.proposer_uid = static_cast<std::uint32_t>(st.column_int(8));
+  if (!st.column_null(9)) r.outcome = st.column_text(9);
   return r;
 }
 

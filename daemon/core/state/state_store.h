@@ -57,7 +57,6 @@ class StateStore : public StateStoreApi {
 
   // Admin requests and their approvals (dual control).
   Outcome<void> insert_request(const StoredRequest& request);
-  Outcome<void> add_approval(const std::string& request_id, const StoredApproval& approval, const std::string& new_state);
   Outcome<void> finish_request(const std::string& request_id, const std::string& state,
                                const std::optional<std::string>& outcome);
   Outcome<StoredRequest> approve_request(const std::string& request_id, const StoredApproval& approval,

@@ -42,8 +42,6 @@ class StateStoreApi {
                                    const std::string& request_id = {}) = 0;
 
   virtual Outcome<void> insert_request(const StoredRequest& request) = 0;
-  virtual Outcome<void> add_approval(const std::string& request_id, const StoredApproval& approval,
-                                     const std::string& new_state) = 0;
   virtual Outcome<void> finish_request(const std::string& request_id, const std::string& state,
                                        const std::optional<std::string>& outcome) = 0;
   // Decides an approval on the request as stored, under the store's lock on it: returns the

@@ -1,6 +1,7 @@
 #include "daemon/core/state/postgres/postgres_state_store.h"
 
 #include <boost/json.hpp>
+#include <unordered_map>
 
 #include "daemon/core/state/postgres/pg_migrations.h"
 
@@ -491,55 +492,33 @@ Outcome<void> PostgresStateStore::insert_request(const StoredRequest& r) {
   }));
 }
 
-Outcome<void> PostgresStateStore::add_approval(const std::string& request_id, const StoredApproval& a,
-                                               const std::string& new_state) {
-  std::lock_guard lock(mutex_);
-  return track(transaction([&]() -> Outcome<void> {
-    // Daemons approve from their own view of the request: the row lock orders concurrent approvals
-    // of one request across the fleet, and an approval of a request no longer pending (another
-    // daemon's final approval came first) is refused, so the request runs only once.
-    auto current = conn_->query("locking the request", "SELECT state FROM admin_requests WHERE id = $1 FOR UPDATE",
-                                {PgParam::text(request_id)});
-    if (!current) return unexpected(current.error());
-    if (current->rows() != 1) return fail(Code::not_found, "admin request " + request_id + " does not exist");
-    if (current->text(0, 0) != "pending")
-      return fail(Code::failed_precondition, "admin request " + request_id + " is no longer pending (it is " +
-                                                 current->text(0, 0) + ")");
-    if (auto r = change(*conn_, "insert approval",
-                        "INSERT INTO approvals(request_id, operator, signature, approved_at) VALUES($1,$2,$3,$4)",
-                        {PgParam::text(request_id), PgParam::text(a.operator_name), PgParam::text(a.signature),
-                         PgParam::integer(a.approved_at)});
-        !r)
-      return r;
-    if (auto r = change(*conn_, "update request", "UPDATE admin_requests SET state = $1 WHERE id = $2",
-                        {PgParam::text(new_state), PgParam::text(request_id)}, 1);
-        !r)
-      return r;
-    return announce(*conn_, "request:" + request_id);
-  }));
-}
-
 namespace {
+
+// An admin_requests row as kRequestColumns selects it (approvals are read on their own).
+constexpr const char* kRequestColumns =
+    "SELECT id, operation, params, state, created_at, expires_at, required, challenge, proposer_uid, outcome";
+StoredRequest request_of_row(const PgResult& st, int i) {
+  StoredRequest r;
+  r.id = st.text(i, 0);
+  r.operation = st.text(i, 1);
+  r.params = st.text(i, 2);
+  r.state = st.text(i, 3);
+  r.created_at = st.integer(i, 4);
+  r.expires_at = st.integer(i, 5);
+  r.required = static_cast<std::uint32_t>(st.integer(i, 6));
+  r.challenge = st.text(i, 7);
+  r.proposer_uid = static_cast<std::uint32_t>(st.integer(i, 8));
+  if (!st.null(i, 9)) r.outcome = st.text(i, 9);
+  return r;
+}
 
 // One request and its approvals, read on c (FOR UPDATE: locked until the transaction ends).
 Outcome<StoredRequest> read_request(PgConnection& c, const std::string& request_id, bool lock) {
-  const std::string sql = std::string("SELECT id, operation, params, state, created_at, expires_at, required,"
-                                      " challenge, proposer_uid, outcome FROM admin_requests WHERE id = $1") +
-                          (lock ? " FOR UPDATE" : "");
+  const std::string sql = std::string(kRequestColumns) + " FROM admin_requests WHERE id = $1" + (lock ? " FOR UPDATE" : "");
   auto st = c.query(lock ? "locking the request" : reading("admin_requests"), sql.c_str(), {PgParam::text(request_id)});
   if (!st) return unexpected(st.error());
   if (st->rows() != 1) return fail(Code::not_found, "no admin request " + request_id);
-  StoredRequest r;
-  r.id = st->text(0, 0);
-  r.operation = st->text(0, 1);
-  r.params = st->text(0, 2);
-  r.state = st->text(0, 3);
-  r.created_at = st->integer(0, 4);
-  r.expires_at = st->integer(0, 5);
-  r.required = static_cast<std::uint32_t>(st->integer(0, 6));
-  r.challenge = st->text(0, 7);
-  r.proposer_uid = static_cast<std::uint32_t>(st->integer(0, 8));
-  if (!st->null(0, 9)) r.outcome = st->text(0, 9);
+  StoredRequest r = request_of_row(*st, 0);
   auto ap = c.query(reading("approvals"),
                     "SELECT operator, signature, approved_at FROM approvals WHERE request_id = $1 ORDER BY approved_at, seq",
                     {PgParam::text(request_id)});
@@ -616,32 +595,20 @@ Outcome<std::vector<StoredRequest>> PostgresStateStore::load_requests() {
     if (auto r = conn_->script("beginning a read", "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"); !r)
       return r;
     auto st = conn_->query(reading("admin_requests"),
-                           "SELECT id, operation, params, state, created_at, expires_at, required, challenge,"
-                           " proposer_uid, outcome FROM admin_requests ORDER BY created_at, id");
+                           (std::string(kRequestColumns) + " FROM admin_requests ORDER BY created_at, id").c_str());
     if (!st) return unexpected(st.error());
+    std::unordered_map<std::string, std::size_t> by_id;
     for (int i = 0; i < st->rows(); ++i) {
-      StoredRequest r;
-      r.id = st->text(i, 0);
-      r.operation = st->text(i, 1);
-      r.params = st->text(i, 2);
-      r.state = st->text(i, 3);
-      r.created_at = st->integer(i, 4);
-      r.expires_at = st->integer(i, 5);
-      r.required = static_cast<std::uint32_t>(st->integer(i, 6));
-      r.challenge = st->text(i, 7);
-      r.proposer_uid = static_cast<std::uint32_t>(st->integer(i, 8));
-      if (!st->null(i, 9)) r.outcome = st->text(i, 9);
-      out.push_back(std::move(r));
+      out.push_back(request_of_row(*st, i));
+      by_id.emplace(out.back().id, out.size() - 1);
     }
+    // In the order read_request gives them: by approval time, then as stored.
     auto ap = conn_->query(reading("approvals"),
-                           "SELECT request_id, operator, signature, approved_at FROM approvals"
-                           " ORDER BY approved_at, operator");
+                           "SELECT request_id, operator, signature, approved_at FROM approvals ORDER BY approved_at, seq");
     if (!ap) return unexpected(ap.error());
-    for (int i = 0; i < ap->rows(); ++i) {
-      auto id = ap->text(i, 0);
-      for (auto& r : out)
-        if (r.id == id) r.approvals.push_back(StoredApproval{ap->text(i, 1), ap->text(i, 2), ap->integer(i, 3)});
-    }
+    for (int i = 0; i < ap->rows(); ++i)
+      if (auto it = by_id.find(ap->text(i, 0)); it != by_id.end())
+        out[it->second].approvals.push_back(StoredApproval{ap->text(i, 1), ap->text(i, 2), ap->integer(i, 3)});
     return {};
   };
   if (auto r = track(transaction(load)); !r) return unexpected(r.error());

@@ -59,8 +59,6 @@ class PostgresStateStore : public StateStoreApi {
   Outcome<void> set_policy(const std::string& key_name, const Policy& policy, const std::string& request_id = {});
 
   Outcome<void> insert_request(const StoredRequest& request);
-  Outcome<void> add_approval(const std::string& request_id, const StoredApproval& approval,
-                             const std::string& new_state);
   Outcome<void> finish_request(const std::string& request_id, const std::string& state,
                                const std::optional<std::string>& outcome);
   Outcome<StoredRequest> approve_request(const std::string& request_id, const StoredApproval& approval,
