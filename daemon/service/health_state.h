@@ -50,6 +50,9 @@ class HealthState {
     if (!fleet_) return std::nullopt;
     const auto f = fleet_();
     if (!f.stale()) return std::nullopt;
+    if (f.max_staleness.count() == 0)
+      return std::string("the shared state cannot be synchronised now, and state.max_staleness is 0: nothing is served from "
+                         "an unconfirmed view");
     return "the shared state has not been synchronised for " + std::to_string(f.unsynced_for.count()) +
            " ms, longer than state.max_staleness (" + std::to_string(f.max_staleness.count()) + " ms)";
   }
