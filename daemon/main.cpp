@@ -490,6 +490,12 @@ int main(int argc, char** argv) {
     settings.ekm_vendor = info->manufacturer;
     settings.ekm_model = info->model;
     settings.ekm_id = info->label + (info->serial.empty() ? "" : " " + info->serial);
+    if (fleet_member)
+      settings.fleet_size = [&pool]() -> std::optional<std::size_t> {
+        auto instances = core::list_fleet_instances(pool);
+        if (!instances) return std::nullopt;
+        return instances->size();
+      };
     xks_front_end = std::make_unique<xks::XksFrontEnd>(std::move(settings), xks_credentials, registry, vault, **audit,
                                                        metrics, &health);
     transport::TcpSpec spec{x.address, x.port, std::nullopt};

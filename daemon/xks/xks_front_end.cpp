@@ -451,21 +451,28 @@ std::string XksFrontEnd::probe_health() {
   return health_ && health_->degraded() ? "DEGRADED" : "ACTIVE";
 }
 
-std::string XksFrontEnd::health_status() {
+XksFrontEnd::HealthVerdict XksFrontEnd::health_verdict() {
   std::lock_guard lock(health_mutex_);
   const auto now = SteadyClock::now();
-  if (health_cache_ && now - health_cache_->first < settings_.health_cache) return health_cache_->second;
-  health_cache_.emplace(now, probe_health());
-  return health_cache_->second;
+  if (health_cache_ && now - health_cache_->at < settings_.health_cache) return *health_cache_;
+  HealthVerdict verdict{now, probe_health(), health_cache_ ? health_cache_->fleet_size : 1};
+  // A token that cannot list the fleet now keeps the size last seen (the status says why).
+  if (settings_.fleet_size)
+    if (auto size = settings_.fleet_size(); size && *size > 0) verdict.fleet_size = *size;
+  health_cache_ = verdict;
+  return verdict;
 }
 
+std::string XksFrontEnd::health_status() { return health_verdict().status; }
+
 XksFrontEnd::Reply XksFrontEnd::health(core::AuditEvent& event) {
-  const std::string status = health_status();
+  const HealthVerdict verdict = health_verdict();
+  const std::string& status = verdict.status;
   event.extra["health_status"] = status;
   json::array fleet;
   fleet.emplace_back(json::object{{"id", settings_.ekm_id}, {"model", settings_.ekm_model}, {"healthStatus", status}});
   Reply r;
-  r.response = service::json_response(200, json::object{{"xksProxyFleetSize", 1},
+  r.response = service::json_response(200, json::object{{"xksProxyFleetSize", verdict.fleet_size},
                                                         {"xksProxyVendor", "custody"},
                                                         {"xksProxyModel", settings_.proxy_model},
                                                         {"ekmVendor", settings_.ekm_vendor},

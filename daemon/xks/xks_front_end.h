@@ -54,7 +54,14 @@ class XksFrontEnd final : public transport::Endpoint {
   const service::HealthState* health_;
   std::map<std::string, service::RequestSeries*> series_;  // "route" or "route:errorName"; filled once
   std::mutex health_mutex_;
-  std::optional<std::pair<std::chrono::steady_clock::time_point, std::string>> health_cache_;
+  struct HealthVerdict {
+    std::chrono::steady_clock::time_point at;
+    std::string status;
+    std::size_t fleet_size = 1;
+  };
+  std::optional<HealthVerdict> health_cache_;
+  // The verdict, computed afresh when the cached one is older than health_cache.
+  HealthVerdict health_verdict();
 };
 
 }  // namespace custody::xks

@@ -1,9 +1,11 @@
 #pragma once
 // What the XKS front end is given by main (from the `xks:` configuration section).
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,6 +46,9 @@ struct XksSettings {
   std::chrono::milliseconds health_cache{10'000};  // the spec allows at most 60 s
   std::string proxy_model;  // "custodyd <version>"
   std::string ekm_vendor, ekm_model, ekm_id;  // the token's manufacturer, model and label/serial
+  // A fleet member (docs/fleet.md): how many daemons the shared token lists (their attestation
+  // keys), for xksProxyFleetSize; nullopt when the token cannot say now. Unset on one host: 1.
+  std::function<std::optional<std::size_t>()> fleet_size;
 };
 
 }  // namespace custody::xks

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <map>
 #include <memory>
+#include <regex>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -126,14 +127,16 @@ class FleetAttestationE2E : public ::testing::Test {
 
   // n members started at the same moment (no one waits for another's start); a member that did
   // not start leaves its error in failures.
-  std::vector<std::unique_ptr<Daemon>> start_together(int n, std::vector<std::string>& failures) {
+  std::vector<std::unique_ptr<Daemon>> start_together(int n, std::vector<std::string>& failures,
+                                                      const std::string& extra_yaml = "") {
     std::vector<std::unique_ptr<Daemon>> members(n);
     std::vector<std::string> errors(n);
     std::atomic<int> ready{0};
     std::vector<std::thread> threads;
     for (int i = 0; i < n; ++i)
       threads.emplace_back([&, i] {
-        const DaemonOptions options = member_options();
+        DaemonOptions options = member_options();
+        options.extra_yaml = extra_yaml;
         ++ready;
         while (ready.load() < n) std::this_thread::yield();
         members[i] = start_member(options, errors[i]);
@@ -274,6 +277,35 @@ TEST_F(FleetAttestationE2E, AMalformedHostIdentityFileIsFatalAndNamesTheFile) {
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
   }
+}
+
+// XKS GetHealthStatus on a fleet member counts the fleet (xksProxyFleetSize): the hosts whose
+// attestation keys the shared token holds. Called with curl's own SigV4 signer.
+TEST_F(FleetAttestationE2E, XksHealthOnAMemberCountsTheFleet) {
+  const std::string secret = shared_.path() + "/xks-secret";
+  write_file(secret, "fleet-secret-access-key-of-forty-three-chars\n");
+  ASSERT_EQ(::chmod(secret.c_str(), 0600), 0);
+  const std::string xks = "xks:\n  address: 127.0.0.1\n  port: 0\n  plain_http: true\n  region: us-east-1\n"
+                          "  uri_prefix: /fleet\n  credentials:\n    - {access_key_id: AKIAXKSFLEET23456723, secret_file: " +
+                          secret + "}\n  acts_as_uid: 60999\n  keys: {kms-key: xks-key}\n  health_key: xks-health\n";
+  std::vector<std::string> failures;
+  auto fleet = start_together(3, failures, xks);
+  ASSERT_TRUE(failures.empty()) << failures.front();
+  ASSERT_EQ(fleet[0]->create_key("xks-health", "aes-256-gcm", allow_me_everything()), 201);
+  std::smatch port;
+  const std::string log = fleet[1]->log();
+  ASSERT_TRUE(std::regex_search(log, port, std::regex("xks listener on 127\\.0\\.0\\.1:([0-9]+)"))) << log;
+  const std::string out = fleet[1]->dir() + "/xks-health.json";
+  write_file(fleet[1]->dir() + "/xks-health-body.json",
+             R"({"requestMetadata":{"kmsRequestId":"fleet-health","kmsOperation":"KmsHealthCheck"}})");
+  ASSERT_EQ(run("curl -sS --fail-with-body --aws-sigv4 aws:amz:us-east-1:kms-xks-proxy --user AKIAXKSFLEET23456723:"
+                "fleet-secret-access-key-of-forty-three-chars -H 'content-type: application/json' --data-binary @" +
+                fleet[1]->dir() + "/xks-health-body.json http://127.0.0.1:" + port[1].str() +
+                "/fleet/kms/xks/v1/health > " + out),
+            0)
+      << read_file(out);
+  const auto health = json::parse(read_file(out));
+  EXPECT_EQ(health.at("xksProxyFleetSize").as_int64(), 3) << read_file(out);
 }
 
 // One host (SQLite) is unchanged: no fleet list, no host instance in the report, and the start

@@ -398,6 +398,7 @@ TEST_F(XksListener, HealthIsDeepActiveOnlyWhileTheTokenCanUseTheHealthKey) {
   auto health = [&] {
     auto [status, body] = call("health", {{"requestMetadata", metadata("KmsHealthCheck", "deep")}});
     EXPECT_EQ(status, 200);
+    EXPECT_EQ(body["xksProxyFleetSize"], 1) << "one host, not a fleet";
     return std::string(body["ekmFleetDetails"].as_array().at(0).at("healthStatus").as_string());
   };
   EXPECT_EQ(health(), "ACTIVE");
