@@ -6,6 +6,7 @@ namespace custody::p11 {
 namespace {
 // While the token is away, try to get it back at most this often rather than on every request.
 constexpr auto kResetBackoff = std::chrono::milliseconds(500);
+constexpr auto kStaleViewRestartInterval = std::chrono::seconds(5);
 }
 
 SessionPool::Lease::Lease(Lease&& other) noexcept
@@ -55,12 +56,49 @@ SessionPool::~SessionPool() {
 Expected<void, std::string> SessionPool::start() {
   // Daemons starting together on one token (a fleet) can catch it in the middle of another
   // process's write, which a few tries get past (p11::quirks::may_be_a_shared_store_race).
+  // SoftHSMv2 keeps such a view of the token invalid for as long as the module is initialised.
   for (int attempt = 1;; ++attempt) {
     bool may_retry = false;
     auto started = start_once(may_retry);
     if (started || !may_retry || attempt == quirks::kSharedStoreRaceAttempts) return started;
     std::this_thread::sleep_for(std::chrono::milliseconds(100 * attempt));
+    std::lock_guard lock(mutex_);
+    if (auto st = restart_module_locked(); !st)
+      return unexpected("cannot initialise the token module again: " + st.error().describe());
   }
+}
+
+Expected<void, std::string> SessionPool::restart() {
+  {
+    std::lock_guard lock(mutex_);
+    if (leased_ != 0) return unexpected(std::string("the token module cannot start again while a session is in use"));
+    if (auto st = restart_module_locked(); !st)
+      return unexpected("cannot initialise the token module again: " + st.error().describe());
+  }
+  return start();
+}
+
+bool SessionPool::restart_for_stale_view(const P11Error& error) {
+  // Only an object not found: CKR_GENERAL_ERROR is also how SoftHSMv2 answers a forged
+  // ciphertext, which must never make the module start again. At most one restart every
+  // kStaleViewRestartInterval, so a peer asking again and again for a key whose object is really
+  // gone cannot keep the pool restarting.
+  if (error.fault != Fault::not_found) return false;
+  std::lock_guard lock(mutex_);
+  const auto now = std::chrono::steady_clock::now();
+  if (!quirks_.store_view_can_go_stale || now - last_stale_view_restart_ < kStaleViewRestartInterval) return false;
+  last_stale_view_restart_ = now;
+  needs_reset_ = true;
+  last_error_ = error.describe() + " (the token's view of its store may be stale; starting the module again)";
+  return true;
+}
+
+Status SessionPool::restart_module_locked() {
+  open_count_ -= idle_.size();
+  idle_.clear();
+  logged_in_ = false;
+  ++generation_;
+  return module_.reset();
 }
 
 Expected<void, std::string> SessionPool::start_once(bool& may_retry) {
@@ -107,11 +145,7 @@ Result<std::unique_ptr<Session>> SessionPool::open_session_locked() {
 
 Status SessionPool::reset_locked() {
   last_reset_attempt_ = std::chrono::steady_clock::now();
-  open_count_ -= idle_.size();
-  idle_.clear();
-  logged_in_ = false;
-  ++generation_;
-  if (auto st = module_.reset(); !st) {
+  if (auto st = restart_module_locked(); !st) {
     last_error_ = st.error().describe();
     return st;
   }

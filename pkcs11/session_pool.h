@@ -45,6 +45,10 @@ class SessionPool {
 
   // Finds the token and logs in; the message says what to fix.
   Expected<void, std::string> start();
+  // Starts again on a fresh module (C_Finalize, C_Initialize, login): for start-up code that met a
+  // shared-store race (quirks::may_be_a_shared_store_race), with no lease out. Such a token can
+  // keep its view of the store invalid until the module is initialised again.
+  Expected<void, std::string> restart();
   Result<Lease> acquire(std::chrono::milliseconds timeout = std::chrono::seconds(5));
 
   // Runs fn(session) -> Result<T> on a leased session. A session or device error is reported
@@ -77,6 +81,12 @@ class SessionPool {
  private:
   void give_back(std::unique_ptr<Session> s, std::uint64_t generation, bool broken);
   Result<std::unique_ptr<Session>> open_session_locked();
+  // On a token whose view of a shared store can go stale (quirks::TokenQuirks), schedules a
+  // module restart after a failure that may come from such a view; true when run() should try
+  // the call once more.
+  bool restart_for_stale_view(const P11Error& error);
+  // Drops every idle session and the login, and initialises the module again.
+  Status restart_module_locked();
   // One try of start(); may_retry says whether its failure may be another process's write
   // (quirks::may_be_a_shared_store_race), never a wrong or locked PIN.
   Expected<void, std::string> start_once(bool& may_retry);
@@ -100,6 +110,7 @@ class SessionPool {
   std::chrono::steady_clock::time_point last_reset_attempt_{};
   std::string last_error_;
   quirks::TokenQuirks quirks_;
+  std::chrono::steady_clock::time_point last_stale_view_restart_{};
   LatencyHistogram call_durations_;
 };
 
@@ -115,7 +126,10 @@ Result<T> SessionPool::run(Fn&& fn) {
     }
     if (result) return result;
     lease->report(result.error());
-    if (result.error().severity() == Severity::operation) return result;
+    if (result.error().severity() == Severity::operation) {
+      if (attempt == 0 && restart_for_stale_view(result.error())) continue;
+      return result;
+    }
   }
   return result;
 }

@@ -20,11 +20,20 @@ struct TokenQuirks {
   // reads the IV back from pIv after C_Encrypt. Only formats whose AAD does not hold the IV (XKS)
   // can take a token's IV; the CONTRACT §4 blob binds its IV in the AAD before encrypting.
   bool gcm_iv_from_token = false;
+  // SoftHSMv2's file store gives each process its own view of the token, kept in step through a
+  // shared generation counter, and several processes on one token (a fleet on one machine) can
+  // leave a process's view missing objects that exist (its directory listing raced a write, or
+  // its own write absorbed another's change) or marked invalid until the module starts again.
+  // On such a token, an object not found starts the module again (at most every 5 s) and the
+  // call is tried once more (SessionPool::run).
+  bool store_view_can_go_stale = false;
 };
 
 inline TokenQuirks quirks_of(std::string_view manufacturer, std::string_view model) {
   TokenQuirks q;
-  q.integrity_failure_is_general_error = manufacturer == "SoftHSM project" && model.starts_with("SoftHSM v2");
+  const bool softhsm2 = manufacturer == "SoftHSM project" && model.starts_with("SoftHSM v2");
+  q.integrity_failure_is_general_error = softhsm2;
+  q.store_view_can_go_stale = softhsm2;
   return q;
 }
 

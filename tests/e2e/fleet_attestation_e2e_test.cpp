@@ -57,7 +57,7 @@ struct Attested {
 
 Attested attest(Daemon& d) {
   auto [status, envelope] = d.post("/v1/attestation", {{"nonce", "AAECAw=="}});
-  if (status != 200) throw std::runtime_error("attestation answered " + std::to_string(status) + ": " + json::serialize(envelope));
+  if (status != 200) throw std::runtime_error("attestation answered " + std::to_string(status) + ": " + json::serialize(envelope) + "\nits log:\n" + d.log());
   Attested a;
   a.key_id = std::string(envelope.at("key_id").as_string());
   a.public_key = std::string(envelope.at("public_key").as_string());

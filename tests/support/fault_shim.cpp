@@ -17,10 +17,11 @@
 // CKR_MECHANISM_PARAM_INVALID, and fills a zeroed one with random bytes before forwarding; set to
 // "overwrite", it refuses nothing and replaces any caller IV with its own, as AWS CloudHSM does. The
 // last IV it made is written, in hex, to the file CUSTODY_SHIM_GCM_IV_FILE names (when set).
-// With CUSTODY_SHIM_RACES=C_Name:N (C_GetTokenInfo, C_Login or C_GenerateKeyPair), the first N
-// calls of that function fail and do nothing, as SoftHSMv2's do when another process writes its
-// store at the same moment (see p11::quirks::may_be_a_shared_store_race): CKR_FUNCTION_FAILED
-// from C_GenerateKeyPair, CKR_GENERAL_ERROR from the others.
+// With CUSTODY_SHIM_RACES=C_Name:N (C_GetTokenInfo, C_Login or C_GenerateKeyPair), that function
+// fails and does nothing during the module's first N initialisations: SoftHSMv2 once it met another
+// process's write to its store (see p11::quirks::may_be_a_shared_store_race) keeps its view of the
+// token invalid until C_Finalize and C_Initialize. CKR_FUNCTION_FAILED from C_GenerateKeyPair,
+// CKR_GENERAL_ERROR from the others.
 #include <dlfcn.h>
 #include <sys/random.h>
 #include <sys/prctl.h>
@@ -64,19 +65,21 @@ bool counted_fault(const char* call) {
   return true;
 }
 
-// True for the first N calls of the function CUSTODY_SHIM_RACES names ("C_Name:N").
+// Initialisations of the module still to be spoilt by a race (CUSTODY_SHIM_RACES "C_Name:N").
+std::atomic<long> racing_initialisations = [] {
+  const char* text = std::getenv("CUSTODY_SHIM_RACES");
+  const char* colon = text ? std::strchr(text, ':') : nullptr;
+  return colon ? std::strtol(colon + 1, nullptr, 10) : 0L;
+}();
+
+// True when CUSTODY_SHIM_RACES names call and this initialisation of the module is spoilt.
 bool raced(const char* call) {
   static const std::string name = [] {
     const char* text = std::getenv("CUSTODY_SHIM_RACES");
     const char* colon = text ? std::strchr(text, ':') : nullptr;
     return colon ? std::string(text, colon) : std::string();
   }();
-  static std::atomic<long> left = [] {
-    const char* text = std::getenv("CUSTODY_SHIM_RACES");
-    const char* colon = text ? std::strchr(text, ':') : nullptr;
-    return colon ? std::strtol(colon + 1, nullptr, 10) : 0L;
-  }();
-  return name == call && left.fetch_sub(1) > 0;
+  return name == call && racing_initialisations.load() > 0;
 }
 
 // When the fault starts, the real module is finalized: like a token that was pulled out, every
@@ -95,6 +98,9 @@ bool faulty() {
 // pReserved, as NSS softokn demands its configuration there.
 // The shim consumes the string, as NSS would: SoftHSMv2 itself insists on a null pReserved.
 CK_RV Initialize(CK_VOID_PTR args) {
+  // Every initialisation after the first starts from a fresh view of the store.
+  static std::atomic<bool> first{true};
+  if (!first.exchange(false) && racing_initialisations.load() > 0) --racing_initialisations;
   if (const char* want = std::getenv("CUSTODY_SHIM_REQUIRE_INIT_ARGS")) {
     auto* a = static_cast<CK_C_INITIALIZE_ARGS*>(args);
     if (!a || !a->pReserved || std::strcmp(static_cast<const char*>(a->pReserved), want) != 0) return CKR_ARGUMENTS_BAD;

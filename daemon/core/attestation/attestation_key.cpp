@@ -91,12 +91,41 @@ Expected<std::string, std::string> pem_of(const Bytes& spki) {
 
 Expected<AttestationKey, std::string> AttestationKey::open(p11::SessionPool& pool, const std::string& label,
                                                            bool& created) {
+  // Processes starting together on one token can meet another's write
+  // (p11::quirks::may_be_a_shared_store_race): the whole search starts again on a fresh module,
+  // since another process may have made a pair meanwhile. made carries the pair an earlier
+  // attempt generated, so it is kept or removed like one made in this attempt, never left unused.
+  Bytes made;
+  for (int attempt = 1;; ++attempt) {
+    bool raced = false;
+    auto key = open_once(pool, label, made, created, raced);
+    if (key || !raced || attempt == p11::quirks::kSharedStoreRaceAttempts) return key;
+    spdlog::warn("attestation key: {}; trying again (another process may be writing the token)", key.error());
+    std::this_thread::sleep_for(std::chrono::milliseconds(100 * attempt));
+    if (auto restarted = pool.restart(); !restarted) return unexpected("token: " + restarted.error());
+  }
+}
+
+Expected<AttestationKey, std::string> AttestationKey::open_once(p11::SessionPool& pool, const std::string& label,
+                                                                Bytes& made, bool& created, bool& raced) {
   auto lease = pool.acquire();
   if (!lease) return unexpected("token: " + lease.error().describe());
   auto& s = lease->session();
   created = false;
   auto pairs = find_pairs(s, label);
   if (!pairs) return unexpected(pairs.error());
+  // Half of the pair an earlier attempt made (the store lost the other half): it is this
+  // process's own, so it goes, and a pair is made again.
+  if (auto earlier = pairs->find(made); !made.empty() && earlier != pairs->end() &&
+                                        !(earlier->second.pub && earlier->second.priv)) {
+    for (auto half : {earlier->second.pub, earlier->second.priv})
+      if (half)
+        if (auto gone = s.destroy_object(*half); !gone)
+          return unexpected("cannot remove the half attestation key pair made before (label " + label +
+                            "): " + gone.error().describe());
+    pairs->erase(earlier);
+    made.clear();
+  }
   // Another process may be between the two halves of its C_GenerateKeyPair: a half alone is
   // reported only when it stays alone.
   for (int look = 0; !lowest_complete(*pairs) && !pairs->empty() && look < 10; ++look) {
@@ -105,11 +134,17 @@ Expected<AttestationKey, std::string> AttestationKey::open(p11::SessionPool& poo
     if (!pairs) return unexpected(pairs.error());
   }
   auto chosen = lowest_complete(*pairs);
+  // The pair an earlier attempt made, when it is in the token whole: judged as made here.
+  std::optional<std::pair<CK_OBJECT_HANDLE, CK_OBJECT_HANDLE>> mine;
+  if (auto earlier = pairs->find(made); !made.empty() && earlier != pairs->end() && earlier->second.pub &&
+                                        earlier->second.priv)
+    mine.emplace(*earlier->second.pub, *earlier->second.priv);
   if (!chosen && !pairs->empty())
     return unexpected("the token holds half of the attestation key pair; remove it or restore the other half (label " +
                       label + ")");
+  Bytes id = made;
   if (!chosen) {
-    Bytes id(16);
+    id.assign(16, 0);
     if (auto random = fill_random(id); !random)
       return unexpected("no CKA_ID for the attestation key: " + random.error());
     auto generate = [&](bool not_copyable) {
@@ -129,16 +164,14 @@ Expected<AttestationKey, std::string> AttestationKey::open(p11::SessionPool& poo
     };
     auto pair = generate(true);
     if (!pair && p11::quirks::refuses_optional_restriction(pair.error().rv)) pair = generate(false);
-    for (int attempt = 1; !pair && p11::quirks::may_be_a_shared_store_race(pair.error().rv) &&
-                          attempt < p11::quirks::kSharedStoreRaceAttempts;
-         ++attempt) {
-      spdlog::warn("attestation key: {}; trying again (another process may be writing the token)",
-                   pair.error().describe());
-      std::this_thread::sleep_for(std::chrono::milliseconds(100 * attempt));
-      pair = generate(true);
-      if (!pair && p11::quirks::refuses_optional_restriction(pair.error().rv)) pair = generate(false);
+    if (!pair) {
+      raced = p11::quirks::may_be_a_shared_store_race(pair.error().rv);
+      return unexpected("cannot generate the attestation key: " + pair.error().describe());
     }
-    if (!pair) return unexpected("cannot generate the attestation key: " + pair.error().describe());
+    made = id;
+    mine.emplace(pair->first, pair->second);
+  }
+  if (mine) {
     created = true;
     // Processes starting together on a fresh token each found nothing and each made a pair. All
     // of them keep the lowest CKA_ID they see now; a loser removes its own pair, and only that.
@@ -150,13 +183,14 @@ Expected<AttestationKey, std::string> AttestationKey::open(p11::SessionPool& poo
       after = find_pairs(s, label);
     }
     if (!after) return unexpected(after.error());
-    if (!after->contains(id)) return unexpected("the attestation key just generated (label " + label + ") is not in the token");
+    // A process whose view of a shared store went stale does not see what it made (SoftHSMv2).
+    raced = !after->contains(id) || !lowest_complete(*after);
+    if (raced) return unexpected("the attestation key just generated (label " + label + ") is not in the token");
     chosen = lowest_complete(*after);
-    if (!chosen) return unexpected("the attestation key just generated (label " + label + ") is not in the token");
     if (chosen->first != id) {
       created = false;
-      for (CK_OBJECT_HANDLE mine : {pair->first, pair->second})
-        if (auto gone = s.destroy_object(mine); !gone)
+      for (CK_OBJECT_HANDLE half : {mine->first, mine->second})
+        if (auto gone = s.destroy_object(half); !gone)
           return unexpected("another process made the attestation key (label " + label +
                             ") at the same moment, and the duplicate made here cannot be removed: " +
                             gone.error().describe() + "; start custodyd again");

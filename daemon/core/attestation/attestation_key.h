@@ -42,6 +42,11 @@ class AttestationKey {
   const std::string& label() const { return label_; }
 
  private:
+  // One search (and generation, when no pair is found). made: the CKA_ID of the pair this process
+  // generated, from an earlier attempt or this one. raced: the failure looks like a shared-store
+  // race (a generation refused, or a pair just made not seen).
+  static Expected<AttestationKey, std::string> open_once(p11::SessionPool& pool, const std::string& label, Bytes& made,
+                                                         bool& created, bool& raced);
   // The checks of the pair found or made, and the key object that signs with it.
   static Expected<AttestationKey, std::string> adopt(p11::Session& s, p11::SessionPool& pool, const std::string& label,
                                                      const Bytes& id, CK_OBJECT_HANDLE pub, CK_OBJECT_HANDLE priv);
