@@ -127,6 +127,33 @@ TEST_F(FleetE2E, ADisableOnOneDaemonIsRefusedByTheOthersWithinTheBound) {
   EXPECT_LE(since, kPropagationBound);
 }
 
+// The token is the source of truth for key material and the state is one for the fleet: a member
+// that made no key knows the keys another daemon made (found by CKA_ID) in its keys check, and
+// every member names as a stray an object with custody's label that no daemon's state knows.
+// (Only A writes the token here: see docs/fleet.md on SoftHSMv2 as a stand-in for a network HSM.)
+TEST_F(FleetE2E, KeysCheckOnAnyMemberKnowsEveryDaemonsKeysAndNamesWhatNoneKnows) {
+  auto a = start_member(nullptr);
+  auto b = start_member(a.get());
+  for (const char* key : {"made-on-a-1", "made-on-a-2"}) {
+    ASSERT_EQ(a->create_key(key, "aes-256-gcm", allow_me_everything()), 201);
+    ASSERT_TRUE(time_until([&] { return wrap_status(*b, key) == 200; })) << b->log();
+  }
+  auto check = [](Daemon& d) { return json::parse(d.admin().call("POST", "/v1/admin/keys/check")->body).as_object(); };
+  for (Daemon* d : {a.get(), b.get()}) EXPECT_TRUE(check(*d).at("clean").as_bool()) << json::serialize(check(*d));
+
+  const TokenFiles& t = a->token();
+  ASSERT_EQ(run("SOFTHSM2_CONF='" + t.conf + "' pkcs11-tool --module " CUSTODY_SOFTHSM_MODULE " --token-label '" + t.label +
+                "' --login --pin '" + t.pin + "' --keygen --key-type AES:32 --label custody:planted --id feedface >/dev/null 2>&1"),
+            0);
+  for (Daemon* d : {a.get(), b.get()}) {
+    const auto report = check(*d);
+    EXPECT_FALSE(report.at("clean").as_bool());
+    EXPECT_TRUE(report.at("missing").as_array().empty()) << json::serialize(report);
+    ASSERT_EQ(report.at("strays").as_array().size(), 1u) << json::serialize(report);
+    EXPECT_EQ(report.at("strays").at(0).as_string(), "custody:planted (CKA_ID feedface)");
+  }
+}
+
 // Proposed on A, approved by alice on A and by bob on B: B runs it, once, and both serve the result.
 TEST_F(FleetE2E, AnAdminRequestProposedOnOneDaemonIsApprovedOnAnotherAndRunsOnce) {
   auto a = start_member(nullptr);
