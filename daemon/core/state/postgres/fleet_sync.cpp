@@ -28,11 +28,13 @@ void FleetSync::stop() {
 }
 
 std::optional<std::string> FleetSync::failing() const {
+  if (!in_doubt_.load(std::memory_order_acquire)) return std::nullopt;
   std::lock_guard lock(fault_mutex_);
   return failing_;
 }
 
 std::chrono::milliseconds FleetSync::unsynced_for() const {
+  if (!in_doubt_.load(std::memory_order_acquire)) return std::chrono::milliseconds(0);
   std::lock_guard lock(fault_mutex_);
   if (!failing_) return std::chrono::milliseconds(0);
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - synced_at_);
@@ -43,6 +45,7 @@ void FleetSync::note(std::optional<std::string> error) {
   if (error && error != failing_) spdlog::error("fleet state sync: {}", *error);
   if (!error && failing_) spdlog::info("fleet state sync resumed");
   failing_ = std::move(error);
+  in_doubt_.store(failing_.has_value(), std::memory_order_release);
 }
 
 void FleetSync::confirm() {

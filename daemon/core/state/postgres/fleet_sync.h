@@ -59,6 +59,9 @@ class FleetSync {
   bool stopping_ = false;
   mutable std::mutex fault_mutex_;
   std::optional<std::string> failing_;
+  // failing_ has a value: read without the mutex, so the data plane's check on every request is
+  // one load while the sync works.
+  std::atomic<bool> in_doubt_{false};
   std::atomic<std::uint64_t> resyncs_{0};
   // When the view was last known current (steady clock); guarded by fault_mutex_.
   std::chrono::steady_clock::time_point synced_at_ = std::chrono::steady_clock::now();
