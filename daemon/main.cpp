@@ -400,12 +400,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<core::FleetSync> fleet;
   if (cfg.state_backend == "postgresql") {
     core::FleetReloads reloads{
-        [&store, &registry]() -> core::Outcome<void> {
-          auto loaded = (*store)->load_keys();
-          if (!loaded) return unexpected(loaded.error());
-          for (auto& key : *loaded) registry.put(std::move(key));
-          return {};
-        },
+        [&store, &registry] { return core::reload_keys(**store, registry); },
         [&requests] { return requests.load(); }, [&jobs] { return jobs.load(); }};
     fleet = std::make_unique<core::FleetSync>(postgres_settings(cfg), std::move(reloads), std::chrono::milliseconds(1000));
     fleet->start();

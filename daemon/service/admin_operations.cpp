@@ -172,6 +172,9 @@ core::Outcome<void> check_import_job(ServiceContext& c, const boost::json::objec
 
 core::Outcome<void> validate_admin_operation(ServiceContext& c, const core::LifecycleSettings& lifecycle,
                                              const std::string& operation, const boost::json::object& params) {
+  // Checked against the keys as the (possibly shared) store holds them now, not as this daemon's
+  // view last heard of them.
+  if (auto fresh = c.key_admin.refresh(); !fresh) return fresh;
   if (is_recovery_operation(operation)) return validate_recovery_operation(c, operation, params);
   if (operation == "create-import-job") {
     if (auto ok = c.jobs->validate(params); !ok) return ok;

@@ -364,6 +364,60 @@ int destroy_records(const Daemon& d, const std::string& key) {
   return n;
 }
 
+// A member whose sync lags (held back here by a fault delay) still proposes and runs admin changes
+// against the keys as the shared store holds them: a key created on A a moment ago can be rotated
+// through B before B's data plane has heard of it, and a second rotation through B after one on A
+// makes version 3, not a clash over version 2.
+TEST_F(FleetE2E, AdminChangesOnALaggingMemberStartFromTheSharedStateNotItsView) {
+  auto a = start_member(nullptr);
+  auto b_options = fleet_options(a.get());
+  b_options.env["CUSTODY_FAULT_DELAY"] = "fleet-sync.reload:5000";
+  Daemon b(b_options);
+  int status = 0;
+  ASSERT_EQ(a->create_key("lagged", "aes-256-gcm", allow_me_everything()), 201);
+  get_json(b.service(), "/v1/keys/lagged", status);
+  ASSERT_EQ(status, 403) << "B's view was meant to lag behind A's change (an unknown key is refused as 403)";
+
+  auto rotated = b.admin_operation("rotate-key", {{"name", "lagged"}});
+  ASSERT_EQ(rotated.first, 201) << json::serialize(rotated.second);
+  auto seen = get_json(b.service(), "/v1/keys/lagged", status);
+  ASSERT_EQ(status, 200) << json::serialize(seen);
+  EXPECT_EQ(seen.at("current_version"), 2);
+  ASSERT_EQ(a->admin_operation("rotate-key", {{"name", "lagged"}}).first, 201);
+  rotated = b.admin_operation("rotate-key", {{"name", "lagged"}});
+  ASSERT_EQ(rotated.first, 201) << json::serialize(rotated.second);
+  EXPECT_EQ(get_json(b.service(), "/v1/keys/lagged", status).at("current_version"), 4);
+  // What B made is a real key version: A, whose view is current, wraps with it and B unwraps.
+  ASSERT_TRUE(time_until([&] { return get_json(a->service(), "/v1/keys/lagged", status).at("current_version") == 4; }));
+  auto wrapped = a->post("/v1/keys/lagged/wrap", {{"plaintext", "bGFn"}});
+  ASSERT_EQ(wrapped.first, 200) << json::serialize(wrapped.second);
+  auto opened = b.post("/v1/keys/lagged/unwrap", {{"ciphertext", wrapped.second.at("ciphertext")}});
+  ASSERT_EQ(opened.first, 200) << json::serialize(opened.second);
+  EXPECT_EQ(opened.second.at("plaintext").as_string(), "bGFn");
+}
+
+// The lease holder's scheduled work reads the shared store too: a destruction scheduled through
+// B is carried out by a lagging A on its next pass, not once A's sync has caught up.
+TEST_F(FleetE2E, ALaggingLeaseHolderDestroysWhatIsDueWithoutWaitingForItsSync) {
+  const char* fast = "lifecycle:\n  min_destruction_wait: 0s\n  check_interval: 100ms\n";
+  auto a_options = fleet_options(nullptr);
+  a_options.extra_yaml = fast;
+  a_options.env["CUSTODY_FAULT_DELAY"] = "fleet-sync.reload:8000";
+  Daemon a(a_options);  // started first: it holds the lifecycle lease
+  auto b_options = fleet_options(&a);
+  b_options.extra_yaml = fast;
+  Daemon b(b_options);
+  int status = 0;
+  ASSERT_EQ(b.create_key("doomed", "aes-256-gcm", allow_me_everything()), 201);
+  ASSERT_EQ(b.admin_operation("schedule-destruction", {{"name", "doomed"}, {"wait_seconds", 0}}).first, 201);
+  // Well inside the 8 s A's sync is held back, and many passes of a 100 ms scheduler.
+  auto took = time_until([&] { return get_json(b.service(), "/v1/keys/doomed", status).at("state") == "destroyed"; },
+                         std::chrono::seconds(4));
+  ASSERT_TRUE(took) << a.log();
+  std::printf("[fleet] a lagging lease holder destroyed a due key %lld ms after it was scheduled\n",
+              static_cast<long long>(took->count()));
+}
+
 // Scheduled work runs on the daemon holding the lease only; when it dies, another takes over.
 TEST_F(FleetE2E, DueDestructionsRunOnOneDaemonAndAreTakenOverWhenItDies) {
   const char* fast = "lifecycle:\n  min_destruction_wait: 0s\n  check_interval: 100ms\n";

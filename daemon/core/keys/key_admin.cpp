@@ -18,6 +18,23 @@ std::string describe(const Key& key, const KeyVersion& v) {
 
 }  // namespace
 
+Outcome<void> reload_keys(StateStoreApi& store, KeyRegistry& registry) {
+  auto loaded = store.load_keys();
+  if (!loaded) return unexpected(loaded.error());
+  for (auto& key : *loaded) registry.put(std::move(key));
+  return {};
+}
+
+Outcome<void> KeyAdmin::refresh() {
+  std::lock_guard lock(mutex_);
+  return refresh_locked();
+}
+
+Outcome<void> KeyAdmin::refresh_locked() {
+  if (!store_.shared()) return {};
+  return reload_keys(store_, registry_);
+}
+
 Outcome<std::shared_ptr<const Key>> KeyAdmin::existing(const std::string& name) {
   auto key = registry_.find(name);
   if (!key) return fail(Code::not_found, "no key named '" + name + "'");
@@ -63,6 +80,7 @@ Outcome<KeyVersion> KeyAdmin::make_version(const std::string& name, Algorithm al
 KeyAdmin::KeyResult KeyAdmin::create_key(const std::string& name, Algorithm algorithm, Policy policy,
                                          RotationPolicy rotation, const std::string& request_id, bool recovery) {
   std::lock_guard lock(mutex_);
+  if (auto fresh = refresh_locked(); !fresh) return unexpected(fresh.error());
   if (!valid_key_name(name)) return fail(Code::invalid_argument, "key names match ^[a-z0-9][a-z0-9._-]{0,62}$");
   if (registry_.find(name)) return fail(Code::failed_precondition, "a key named '" + name + "' already exists");
   std::int64_t intent = 0;
@@ -84,6 +102,7 @@ KeyAdmin::KeyResult KeyAdmin::create_key(const std::string& name, Algorithm algo
 KeyAdmin::KeyResult KeyAdmin::rotate_key(const std::string& name, const std::string& reason,
                                          const std::string& request_id) {
   std::lock_guard lock(mutex_);
+  if (auto fresh = refresh_locked(); !fresh) return unexpected(fresh.error());
   auto current = existing(name);
   if (!current) return current;
   if ((*current)->state != KeyState::enabled)
@@ -103,6 +122,7 @@ KeyAdmin::KeyResult KeyAdmin::rotate_key(const std::string& name, const std::str
 KeyAdmin::KeyResult KeyAdmin::import_version(const std::string& name, Algorithm algorithm, const Policy& policy_if_new,
                                              const Unwrapper& unwrap, const std::string& import_job) {
   std::lock_guard lock(mutex_);
+  if (auto fresh = refresh_locked(); !fresh) return unexpected(fresh.error());
   auto current = registry_.find(name);
   if (current) {
     bool imported = true;
@@ -163,6 +183,7 @@ KeyAdmin::KeyResult KeyAdmin::import_version(const std::string& name, Algorithm 
 
 KeyAdmin::KeyResult KeyAdmin::restore_key(Key key, const VersionUnwrapper& unwrap) {
   std::lock_guard lock(mutex_);
+  if (auto fresh = refresh_locked(); !fresh) return unexpected(fresh.error());
   if (!valid_key_name(key.name)) return fail(Code::invalid_argument, "key names match ^[a-z0-9][a-z0-9._-]{0,62}$");
   if (registry_.find(key.name)) return fail(Code::failed_precondition, "a key named '" + key.name + "' already exists");
   std::vector<std::int64_t> intents;
@@ -191,6 +212,7 @@ KeyAdmin::KeyResult KeyAdmin::restore_key(Key key, const VersionUnwrapper& unwra
 
 KeyAdmin::KeyResult KeyAdmin::set_enabled(const std::string& name, bool enabled, const std::string& request_id) {
   std::lock_guard lock(mutex_);
+  if (auto fresh = refresh_locked(); !fresh) return unexpected(fresh.error());
   auto current = existing(name);
   if (!current) return current;
   const KeyState from = (*current)->state;
@@ -207,6 +229,7 @@ KeyAdmin::KeyResult KeyAdmin::set_enabled(const std::string& name, bool enabled,
 KeyAdmin::KeyResult KeyAdmin::set_min_decrypt_version(const std::string& name, std::uint32_t version,
                                                       const std::string& request_id) {
   std::lock_guard lock(mutex_);
+  if (auto fresh = refresh_locked(); !fresh) return unexpected(fresh.error());
   auto current = existing(name);
   if (!current) return current;
   const Key& k = **current;
@@ -222,6 +245,7 @@ KeyAdmin::KeyResult KeyAdmin::set_min_decrypt_version(const std::string& name, s
 
 KeyAdmin::KeyResult KeyAdmin::set_policy(const std::string& name, Policy policy, const std::string& request_id) {
   std::lock_guard lock(mutex_);
+  if (auto fresh = refresh_locked(); !fresh) return unexpected(fresh.error());
   auto current = existing(name);
   if (!current) return current;
   if ((*current)->state == KeyState::destroyed) return fail(Code::failed_precondition, "key '" + name + "' is destroyed");
@@ -234,6 +258,7 @@ KeyAdmin::KeyResult KeyAdmin::set_policy(const std::string& name, Policy policy,
 KeyAdmin::KeyResult KeyAdmin::schedule_destruction(const std::string& name, std::int64_t wait_seconds,
                                                    const std::string& request_id) {
   std::lock_guard lock(mutex_);
+  if (auto fresh = refresh_locked(); !fresh) return unexpected(fresh.error());
   auto current = existing(name);
   if (!current) return current;
   const KeyState from = (*current)->state;
@@ -253,6 +278,7 @@ KeyAdmin::KeyResult KeyAdmin::schedule_destruction(const std::string& name, std:
 
 KeyAdmin::KeyResult KeyAdmin::cancel_destruction(const std::string& name, const std::string& request_id) {
   std::lock_guard lock(mutex_);
+  if (auto fresh = refresh_locked(); !fresh) return unexpected(fresh.error());
   auto current = existing(name);
   if (!current) return current;
   if ((*current)->state != KeyState::pending_destruction)
@@ -286,6 +312,7 @@ Outcome<void> KeyAdmin::destroy_locked(const Key& key, std::int64_t intent_id) {
 
 Outcome<std::vector<std::string>> KeyAdmin::destroy_due() {
   std::lock_guard lock(mutex_);
+  if (auto fresh = refresh_locked(); !fresh) return unexpected(fresh.error());
   std::vector<std::string> destroyed;
   // A failure ends the pass, but the keys it destroyed before are still returned: their
   // destruction happened, and the caller audits each name it gets back.
@@ -348,6 +375,7 @@ Outcome<std::vector<std::string>> KeyAdmin::recover() {
 
 Outcome<ReconcileReport> KeyAdmin::reconcile() {
   std::lock_guard lock(mutex_);
+  if (auto fresh = refresh_locked(); !fresh) return unexpected(fresh.error());
   ReconcileReport report;
   std::set<Bytes> known;
   // One pass over the token, not a search per version: start-up stays linear in the keys.

@@ -27,11 +27,20 @@ struct ReconcileReport {
   bool clean() const { return missing.empty() && altered.empty() && strays.empty() && undestroyed.empty(); }
 };
 
+// Puts every key as the store holds it now into the registry (keys are never deleted, only
+// marked destroyed, so nothing needs removing).
+Outcome<void> reload_keys(StateStoreApi& store, KeyRegistry& registry);
+
 class KeyAdmin {
  public:
   KeyAdmin(KeyRegistry& registry, StateStoreApi& store, KeyVault& vault, const Clock& clock,
            LifecycleSettings settings = {})
       : registry_(registry), store_(store), vault_(vault), clock_(clock), settings_(settings) {}
+
+  // A fleet shares its state: another daemon may have changed the keys a moment ago, before this
+  // daemon's sync brought the change here. Admin changes and their checks start from the store as
+  // it is now: every change below does this first, and proposals call it (a no-op on one host).
+  Outcome<void> refresh();
 
   // request_id: the admin request making the change, marked applied in the same transaction
   // (empty for the daemon's own changes).
@@ -73,6 +82,7 @@ class KeyAdmin {
                                    const std::string& reason, const char* intent_kind, std::int64_t& intent_id,
                                    bool recovery);
   Outcome<void> destroy_locked(const Key& key, std::int64_t intent_id);
+  Outcome<void> refresh_locked();
   KeyResult publish(Key key);
   Outcome<std::shared_ptr<const Key>> existing(const std::string& name);
 

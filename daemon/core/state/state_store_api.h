@@ -89,6 +89,9 @@ class StateStoreApi {
     return UsageBlock{*current, granted};
   }
 
+  // Whether other daemons change this state too (a fleet): then what this daemon holds in memory
+  // can lag behind it, and admin changes read it afresh first (KeyAdmin::refresh).
+  virtual bool shared() const { return false; }
   // Where the state lives, for logs: a file path or a conninfo (never a password).
   virtual const std::string& path() const = 0;
   // The error of the latest call if it failed in the database (cleared by the next success).

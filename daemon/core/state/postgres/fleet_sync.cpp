@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "daemon/core/fault_point.h"
+
 namespace custody::core {
 
 namespace {
@@ -59,6 +61,7 @@ void FleetSync::confirm_unless_failing() {
 }
 
 bool FleetSync::reload_all() {
+  fault_point("fleet-sync.reload");
   for (const auto* reload : {&reloads_.keys, &reloads_.requests, &reloads_.jobs}) {
     if (!*reload) continue;
     if (auto ok = (*reload)(); !ok) {
@@ -73,6 +76,7 @@ bool FleetSync::reload_all() {
 }
 
 bool FleetSync::apply(const std::vector<StateChange>& changes) {
+  fault_point("fleet-sync.reload");
   bool keys = false, requests = false, jobs = false;
   for (const auto& change : changes) {
     if (change.what == kResyncChange) return reload_all();

@@ -101,6 +101,7 @@ class PostgresStateStore : public StateStoreApi {
   const PgSettings& settings() const { return settings_; }
 
   // The conninfo (never holds a password), for logs; StateStore::path()'s counterpart.
+  bool shared() const { return true; }
   const std::string& path() const { return settings_.dsn; }
   std::optional<std::string> failing() const;
   std::uint64_t errors() const { return errors_.load(std::memory_order_relaxed); }
