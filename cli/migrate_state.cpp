@@ -135,7 +135,7 @@ int cmd_migrate_state(const MigrateStateOptions& o) {
 
   const core::PgSettings settings{o.dsn, o.password_file};
   // Brings the target's schema to the same version (a no-op when it is there already).
-  if (auto store = core::PostgresStateStore::open(settings); !store) return refuse("the target: " + store.error());
+  if (auto store = core::PostgresStateStore::open(settings, "migrate-state"); !store) return refuse("the target: " + store.error());
   auto pg = PgConnection::open(settings);
   if (!pg) return refuse("the target: " + pg.error().message);
   if (auto r = (*pg)->script("beginning the copy", "BEGIN ISOLATION LEVEL SERIALIZABLE"); !r)

@@ -94,9 +94,11 @@ core::PgSettings postgres_settings(const config::Config& cfg) {
   return settings;
 }
 
-std::optional<std::unique_ptr<core::StateStoreApi>> open_state_store(const config::Config& cfg) {
+// fleet_host_id: a fleet member's own id, which owns the intents it records.
+std::optional<std::unique_ptr<core::StateStoreApi>> open_state_store(const config::Config& cfg,
+                                                                     const std::string& fleet_host_id) {
   if (cfg.state_backend == "postgresql") {
-    auto pg = core::PostgresStateStore::open(postgres_settings(cfg));
+    auto pg = core::PostgresStateStore::open(postgres_settings(cfg), fleet_host_id);
     if (!pg) fatal(pg.error() + " (state.dsn)");
     spdlog::info("state: PostgreSQL {}", cfg.state_dsn);
     return std::unique_ptr<core::StateStoreApi>(std::move(*pg));
@@ -212,7 +214,16 @@ int main(int argc, char** argv) {
   if (!caps->hmac_sha256())
     fatal("the token lacks CKM_GENERIC_SECRET_KEY_GEN or CKM_SHA256_HMAC sign; custody needs them for hmac-sha256 keys");
 
-  auto store = open_state_store(cfg);
+  // A fleet member's own id, kept beside its audit log: it names the member's attestation key in
+  // the shared token and owns the intents it records (docs/fleet.md).
+  const bool fleet_member = cfg.state_backend == "postgresql";
+  std::string fleet_host_id;
+  if (fleet_member) {
+    auto own = core::load_or_create_host_id(core::host_identity_path(cfg.audit.path));
+    if (!own) fatal("cannot start: " + own.error());
+    fleet_host_id = std::move(*own);
+  }
+  auto store = open_state_store(cfg, fleet_host_id);
   auto keys = (*store)->load_keys();
   if (!keys) state_fatal(**store, "read", keys.error().message);
 
@@ -222,19 +233,12 @@ int main(int argc, char** argv) {
   for (auto& key : *keys) registry.put(std::move(key));
 
   // The instance id (shared by a fleet: admin challenges name it) and this host's own id: the same
-  // for one host; for a fleet member, an id kept beside its audit log, which names its attestation
-  // key in the shared token (docs/fleet.md).
+  // for one host, the member's own for a fleet.
   std::uint8_t random_id[16];
   if (RAND_bytes(random_id, sizeof random_id) != 1) fatal("no randomness for the instance id");
   auto instance_id = (*store)->meta("instance_id", hex_lower(random_id));
   if (!instance_id) state_fatal(**store, "read", instance_id.error().message);
-  const bool fleet_member = cfg.state_backend == "postgresql";
-  std::string host_id = *instance_id;
-  if (fleet_member) {
-    auto own = core::load_or_create_host_id(core::host_identity_path(cfg.audit.path));
-    if (!own) fatal("cannot start: " + own.error());
-    host_id = std::move(*own);
-  }
+  const std::string host_id = fleet_member ? fleet_host_id : *instance_id;
   bool attestation_key_created = false;
   auto attestation_key = core::AttestationKey::open(
       pool, fleet_member ? std::string(core::kFleetAttestationLabelPrefix) + host_id : core::kAttestationKeyLabel,
@@ -269,6 +273,12 @@ int main(int argc, char** argv) {
   core::KeyAdmin key_admin(registry, **store, vault, clock,
                            core::LifecycleSettings{cfg.lifecycle.min_destruction_wait.count() / 1000});
   // Changes a crash cut short are finished or undone before anything else touches the keys.
+  // A fleet member finishes its own interrupted work and that of members that are gone, holding
+  // their leases until both recoveries below are done.
+  if (auto ok = (*store)->begin_recovery(); !ok) {
+    if ((*store)->failing()) state_fatal(**store, "read", ok.error().message);
+    fatal("cannot start: " + ok.error().message + ". Give every fleet member its own audit directory (docs/fleet.md)");
+  }
   auto recovered = key_admin.recover();
   if (!recovered) {
     if ((*store)->failing())  // the store failed, not the recovery's own logic
@@ -369,6 +379,7 @@ int main(int argc, char** argv) {
     spdlog::warn("recovery: {}", what);
     audit_recovery(what);
   }
+  (*store)->end_recovery();
   for (const auto& op : requests.operators().all()) spdlog::info("operator {} key_id {}", op.name, op.key_id);
 
   // Expired import jobs lose their key pairs, also those that expired while the daemon was down.

@@ -418,6 +418,34 @@ TEST_F(FleetE2E, ALaggingLeaseHolderDestroysWhatIsDueWithoutWaitingForItsSync) {
               static_cast<long long>(took->count()));
 }
 
+// A member starting recovers only its own interrupted changes and those of members that are gone:
+// A is held between generating a key's token object and committing the key (its intent recorded)
+// while C starts. C must leave the object alone; the key A then acknowledges works everywhere.
+TEST_F(FleetE2E, AMemberStartingWhileAnotherIsMidChangeLeavesThatChangeAlone) {
+  auto a_options = fleet_options(nullptr);
+  a_options.env["CUSTODY_FAULT_DELAY"] = "create-key.after-generate:8000";
+  Daemon a(a_options);
+  int created = 0;
+  std::thread create([&] { created = a.create_key("in-flight", "aes-256-gcm", allow_me_everything()); });
+  const auto intent_recorded = [&] {
+    return bool(Cluster::get()->execute(
+        database_, "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM intents) THEN RAISE EXCEPTION 'none'; END IF; END $$"));
+  };
+  const bool held = time_until(intent_recorded).has_value();
+  std::unique_ptr<Daemon> c;
+  if (held) c = start_member(&a);  // recovers at start, while A's change is in flight
+  const bool still_held = held && intent_recorded();
+  create.join();
+  ASSERT_TRUE(held) << "A never recorded its intent:\n" << a.log();
+  ASSERT_TRUE(still_held) << "C started after A's window closed; the test proved nothing";
+  ASSERT_EQ(created, 201) << a.log() << "\n---- C:\n" << c->log();
+  EXPECT_EQ(wrap_status(a, "in-flight"), 200) << a.log();
+  EXPECT_TRUE(time_until([&] { return wrap_status(*c, "in-flight") == 200; })) << c->log();
+  const auto report = json::parse(c->admin().call("POST", "/v1/admin/keys/check")->body);
+  EXPECT_TRUE(report.at("missing").as_array().empty()) << json::serialize(report);
+  EXPECT_EQ(c->log().find("rolled back"), std::string::npos) << c->log();
+}
+
 // Scheduled work runs on the daemon holding the lease only; when it dies, another takes over.
 TEST_F(FleetE2E, DueDestructionsRunOnOneDaemonAndAreTakenOverWhenItDies) {
   const char* fast = "lifecycle:\n  min_destruction_wait: 0s\n  check_interval: 100ms\n";

@@ -144,7 +144,7 @@ struct PostgresBackend {
     return true;
   }
   Expected<std::unique_ptr<PostgresStateStore>, std::string> open() {
-    return PostgresStateStore::open(Cluster::get()->settings(database));
+    return PostgresStateStore::open(Cluster::get()->settings(database), "test-host");
   }
 };
 
@@ -508,8 +508,8 @@ class PgStore : public ::testing::Test {
     store_ = open_store();
     ASSERT_TRUE(store_);
   }
-  std::unique_ptr<PostgresStateStore> open_store() {
-    auto opened = PostgresStateStore::open(Cluster::get()->settings(database_));
+  std::unique_ptr<PostgresStateStore> open_store(const std::string& owner = "test-host") {
+    auto opened = PostgresStateStore::open(Cluster::get()->settings(database_), owner);
     EXPECT_TRUE(opened) << opened.error();
     return opened ? std::move(*opened) : nullptr;
   }
@@ -575,6 +575,70 @@ TEST_F(PgStore, AReservationStartsFromTheDurableCountAndTellsExhaustionFromAMiss
   ASSERT_FALSE(missing);
   EXPECT_EQ(missing.error().code, Code::not_found) << missing.error().message;
   EXPECT_EQ(store_->encryptions("k", 1).value(), 100u);
+}
+
+// Recovery at start takes a member's own intents and those of members that are gone, never a live
+// member's change in flight; a change whose intent was taken that way fails instead of committing.
+TEST_F(PgStore, RecoveryTakesOwnAndGoneMembersIntentsNeverALiveMembers) {
+  auto a = open_store("host-a");
+  auto c = open_store("host-c");
+  ASSERT_TRUE(a && c);
+  auto a_intent = a->begin_intent(Intent{0, "create-key", "k", 1, {Bytes{1}, "custody:k:v1"}, 5});
+  ASSERT_TRUE(a_intent) << a_intent.error().message;
+  auto c_intent = c->begin_intent(Intent{0, "create-key", "j", 1, {Bytes{2}, "custody:j:v1"}, 5});
+  ASSERT_TRUE(c_intent) << c_intent.error().message;
+
+  // A second store for host-c (host-c restarting while its old session lingers would look like
+  // this) sees its own intent only; host-a is alive, so its intent is not offered.
+  auto c_restarted = open_store("host-c");
+  ASSERT_TRUE(c_restarted);
+  auto refused = c_restarted->begin_intent(Intent{0, "create-key", "x", 1, {Bytes{3}, "custody:x:v1"}, 5});
+  ASSERT_FALSE(refused) << "two sessions recording intents for one host id";
+  EXPECT_NE(refused.error().message.find("host-c"), std::string::npos) << refused.error().message;
+  ASSERT_TRUE(c->begin_recovery());
+  auto seen = c->pending_intents();
+  ASSERT_TRUE(seen) << seen.error().message;
+  ASSERT_EQ(seen->size(), 1u);
+  EXPECT_EQ(seen->front().key_name, "j");
+  EXPECT_FALSE(c->recovers_for("host-a"));
+  c->end_recovery();
+
+  // host-a's session dies (its daemon's host is gone): host-c's recovery now takes its intent too,
+  // and holds host-a's lease until it is done.
+  terminate(a->backend_pid());
+  std::vector<Intent> taken;
+  for (auto deadline = std::chrono::steady_clock::now() + 10s; std::chrono::steady_clock::now() < deadline;) {
+    ASSERT_TRUE(c->begin_recovery());
+    auto now = c->pending_intents();
+    ASSERT_TRUE(now) << now.error().message;
+    if ((taken = *now).size() == 2) break;
+    c->end_recovery();
+    std::this_thread::yield();
+  }
+  ASSERT_EQ(taken.size(), 2u) << "the intent of a member that is gone was never offered";
+  EXPECT_TRUE(c->recovers_for("host-a"));
+  auto back = open_store("host-a");
+  ASSERT_TRUE(back);
+  EXPECT_FALSE(back->begin_intent(Intent{0, "create-key", "y", 1, {Bytes{4}, "custody:y:v1"}, 5}))
+      << "host-a came back while host-c was recovering its work";
+  ASSERT_TRUE(c->drop_intent(*a_intent));
+  ASSERT_TRUE(c->drop_intent(*a_intent)) << "undoing an intent twice is harmless";
+  c->end_recovery();
+  EXPECT_FALSE(c->recovers_for("host-a"));
+  EXPECT_TRUE(back->begin_intent(Intent{0, "create-key", "y", 1, {Bytes{4}, "custody:y:v1"}, 5}))
+      << "host-a's lease was not given back";
+
+  // host-a, reconnected, tries to commit the change whose intent was undone: refused, nothing stored.
+  auto late = a->insert_key(make_key("k", 1), *a_intent);
+  if (!late && late.error().message.find("undone") == std::string::npos) late = a->insert_key(make_key("k", 1), *a_intent);
+  ASSERT_FALSE(late) << "a change undone by another member's recovery was committed";
+  EXPECT_NE(late.error().message.find("undone by another daemon's recovery"), std::string::npos)
+      << late.error().message;
+  auto keys = c->load_keys();
+  ASSERT_TRUE(keys);
+  EXPECT_TRUE(keys->empty());
+  // host-c's own change still commits.
+  EXPECT_TRUE(c->insert_key(make_key("j", 1), *c_intent));
 }
 
 TEST_F(PgStore, ALeaseMovesWhenItsHoldersConnectionDies) {
@@ -758,7 +822,7 @@ TEST_F(PgStore, MigrationsRecordTheirVersionAndANewerDatabaseIsRefused) {
   EXPECT_EQ(std::to_string(pg_latest_schema_version()) + "\n", read_file(dir.path() + "/version"));
   ASSERT_TRUE(store_->insert_key(make_key("k", 1), 0));
   ASSERT_TRUE((*conn)->script("test", "UPDATE schema_version SET version = 99"));
-  auto newer = PostgresStateStore::open(Cluster::get()->settings(database_));
+  auto newer = PostgresStateStore::open(Cluster::get()->settings(database_), "test-host");
   ASSERT_FALSE(newer);
   EXPECT_NE(newer.error().find("newer custodyd"), std::string::npos) << newer.error();
   // Refused, and untouched.
@@ -772,7 +836,7 @@ TEST_F(PgStore, AFleetStartingAtOnceMigratesAnEmptyDatabaseOnce) {
   std::vector<std::string> errors(4);
   for (std::size_t i = 0; i < errors.size(); ++i)
     threads.emplace_back([&, i] {
-      auto opened = PostgresStateStore::open(Cluster::get()->settings(database));
+      auto opened = PostgresStateStore::open(Cluster::get()->settings(database), "test-host");
       if (!opened) errors[i] = opened.error();
     });
   for (auto& t : threads) t.join();
@@ -788,44 +852,44 @@ TEST_F(PgStore, ThePasswordComesFromAPrivateFileNeverFromTheDsn) {
   const std::string password = read_file(s.password_file);
 
   PgSettings inline_password{s.dsn + " password=" + password, ""};
-  auto refused = PostgresStateStore::open(inline_password);
+  auto refused = PostgresStateStore::open(inline_password, "test-host");
   ASSERT_FALSE(refused);
   EXPECT_NE(refused.error().find("password file"), std::string::npos) << refused.error();
   EXPECT_EQ(refused.error().find(password.substr(0, 8)), std::string::npos) << "the error must not echo the password";
 
   PgSettings no_password{s.dsn, ""};
-  EXPECT_FALSE(PostgresStateStore::open(no_password)) << "the cluster requires a password";
+  EXPECT_FALSE(PostgresStateStore::open(no_password, "test-host")) << "the cluster requires a password";
 
   const std::string loose = dir.path() + "/loose.pw";
   write_file(loose, password);
   ASSERT_EQ(::chmod(loose.c_str(), 0644), 0);
-  auto open_loose = PostgresStateStore::open(PgSettings{s.dsn, loose});
+  auto open_loose = PostgresStateStore::open(PgSettings{s.dsn, loose}, "test-host");
   ASSERT_FALSE(open_loose);
   EXPECT_NE(open_loose.error().find("group or others"), std::string::npos) << open_loose.error();
 
   const std::string wrong = dir.path() + "/wrong.pw";
   write_file(wrong, "not-the-password\n");
   ASSERT_EQ(::chmod(wrong.c_str(), 0600), 0);
-  auto open_wrong = PostgresStateStore::open(PgSettings{s.dsn, wrong});
+  auto open_wrong = PostgresStateStore::open(PgSettings{s.dsn, wrong}, "test-host");
   ASSERT_FALSE(open_wrong);
   EXPECT_NE(open_wrong.error().find("password authentication failed"), std::string::npos) << open_wrong.error();
 
-  EXPECT_FALSE(PostgresStateStore::open(PgSettings{s.dsn, dir.path() + "/missing.pw"}));
+  EXPECT_FALSE(PostgresStateStore::open(PgSettings{s.dsn, dir.path() + "/missing.pw"}, "test-host"));
   // A password file without a trailing newline works as well as one with.
   ASSERT_EQ(::chmod(loose.c_str(), 0400), 0);
-  EXPECT_TRUE(PostgresStateStore::open(PgSettings{s.dsn, loose}));
+  EXPECT_TRUE(PostgresStateStore::open(PgSettings{s.dsn, loose}, "test-host"));
 }
 
 TEST_F(PgStore, TheDsnsTlsSettingsReachLibpq) {
   PgSettings s = Cluster::get()->settings(database_);
   // libpq checks sslmode before connecting: a bad value proves the dsn's TLS settings are
   // passed through rather than replaced.
-  auto bogus = PostgresStateStore::open(PgSettings{s.dsn + " sslmode=bogus", s.password_file});
+  auto bogus = PostgresStateStore::open(PgSettings{s.dsn + " sslmode=bogus", s.password_file}, "test-host");
   ASSERT_FALSE(bogus);
   EXPECT_NE(bogus.error().find("sslmode"), std::string::npos) << bogus.error();
   // A Unix socket carries no TLS: libpq accepts any mode there.
-  EXPECT_TRUE(PostgresStateStore::open(PgSettings{s.dsn + " sslmode=disable", s.password_file}));
-  auto garbled = PostgresStateStore::open(PgSettings{"host='unterminated", s.password_file});
+  EXPECT_TRUE(PostgresStateStore::open(PgSettings{s.dsn + " sslmode=disable", s.password_file}, "test-host"));
+  auto garbled = PostgresStateStore::open(PgSettings{"host='unterminated", s.password_file}, "test-host");
   ASSERT_FALSE(garbled);
   EXPECT_NE(garbled.error().find("conninfo"), std::string::npos) << garbled.error();
 }

@@ -318,7 +318,8 @@ Outcome<std::vector<std::string>> AdminRequests::recover(const AdminCaller& daem
     return "request " + r.id + " (" + r.operation + ") " + message + "; recorded as failed";
   };
   for (auto& r : requests_) {
-    if (r.state != "executing") continue;
+    // A live fleet member's run is its own to finish.
+    if (r.state != "executing" || !store_.recovers_for(r.executor)) continue;
     std::string reason;
     try {
       auto one = recover_one(r);

@@ -106,6 +106,13 @@ CREATE TABLE recovery_bundles (
   envelope TEXT NOT NULL
 ) STRICT;
 )sql",
+    // Which daemon recorded an intent, and which runs a request past its quorum: a fleet member
+    // recovers its own and those of members that are gone, never a live member's (PostgreSQL).
+    // One host's are all its own.
+    R"sql(
+ALTER TABLE intents ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+ALTER TABLE admin_requests ADD COLUMN executor TEXT NOT NULL DEFAULT '';
+)sql",
 };
 
 // A prepared statement that finalizes itself. A failed prepare or bind is kept and reported by

@@ -89,6 +89,13 @@ class StateStoreApi {
     return UsageBlock{*current, granted};
   }
 
+  // Recovery at start: whose interrupted work (intents, requests past their quorum) this daemon
+  // finishes. One host: all of it. A fleet: its own, and that of members that are gone (no
+  // session holds their member lease); begin_recovery takes those leases and end_recovery gives
+  // them back, so a member coming back meanwhile waits instead of redoing the same work.
+  virtual Outcome<void> begin_recovery() { return {}; }
+  virtual bool recovers_for(const std::string& /*owner*/) const { return true; }
+  virtual void end_recovery() {}
   // Whether other daemons change this state too (a fleet): then what this daemon holds in memory
   // can lag behind it, and admin changes read it afresh first (KeyAdmin::refresh).
   virtual bool shared() const { return false; }

@@ -34,6 +34,8 @@ struct StoredRequest {
   std::uint32_t proposer_uid = 0;
   std::optional<std::string> outcome;  // JSON: result or error
   std::vector<StoredApproval> approvals;
+  // The fleet member (host id) that took the quorum and runs the request; empty on one host.
+  std::string executor;
 };
 
 // A BYOK import job as stored; its meaning lives in ImportJobs.

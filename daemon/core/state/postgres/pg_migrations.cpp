@@ -102,6 +102,13 @@ CREATE TABLE recovery_bundles (
 );
 ALTER TABLE approvals ADD COLUMN seq BIGINT GENERATED ALWAYS AS IDENTITY;
 )sql",
+    // Which daemon (its host id) recorded an intent, and which runs a request past its quorum: a
+    // member recovers its own and those of members that are gone (nobody holds their member
+    // lease), never a live member's.
+    R"sql(
+ALTER TABLE intents ADD COLUMN owner TEXT COLLATE "C" NOT NULL DEFAULT '';
+ALTER TABLE admin_requests ADD COLUMN executor TEXT COLLATE "C" NOT NULL DEFAULT '';
+)sql",
 };
 
 // pg_advisory_xact_lock key for migrations: 'cust' 'migr' in ASCII.

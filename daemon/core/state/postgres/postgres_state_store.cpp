@@ -1,6 +1,10 @@
 #include "daemon/core/state/postgres/postgres_state_store.h"
 
 #include <boost/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <thread>
 #include <unordered_map>
 
 #include "daemon/core/state/postgres/pg_migrations.h"
@@ -10,6 +14,9 @@ namespace {
 
 // Advisory lock class for leases ('cust' in ASCII); the name is hashed into the second key.
 constexpr std::int64_t kLeaseClass = 1668641652;
+// How long a daemon starting waits for its previous run's session to let go of its intent lease.
+constexpr int kOwnLeaseTries = 50;
+constexpr std::chrono::milliseconds kOwnLeasePause{100};
 
 std::string reading(const char* table) { return std::string("reading table ") + table; }
 
@@ -78,18 +85,69 @@ Outcome<void> insert_key_rows(PgConnection& c, const Key& key) {
   return {};
 }
 
+// Removes the intent of a change as the change commits. Gone means another daemon's recovery took
+// it (this daemon's connection was lost meanwhile, so its lease lapsed) and has undone the token
+// side: the change must not commit.
 Outcome<void> delete_intent(PgConnection& c, std::int64_t id) {
   if (id == 0) return {};
-  return change(c, "drop intent", "DELETE FROM intents WHERE id = $1", {PgParam::integer(id)});
+  auto r = c.query("during drop intent", "DELETE FROM intents WHERE id = $1", {PgParam::integer(id)});
+  if (!r) return unexpected(r.error());
+  if (r->changed() != 1)
+    return fail(Code::unavailable,
+                "the change was undone by another daemon's recovery while this daemon's database connection was "
+                "lost; nothing was changed, try again");
+  return {};
 }
+
+// Session advisory locks name a lease; the server releases them when the connection ends.
+Outcome<bool> holds_lease_on(PgConnection& c, const std::string& name) {
+  auto held = c.query("checking a lease",
+                      "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+                      " AND classid = $1::int::oid AND objid = hashtext($2)::oid AND objsubid = 2 AND granted",
+                      {PgParam::integer(kLeaseClass), PgParam::text(name)});
+  if (!held) return unexpected(held.error());
+  return held->rows() > 0;
+}
+
+Outcome<bool> take_lease_on(PgConnection& c, const std::string& name) {
+  // A session lock taken twice by one connection is counted twice: take it only if not held.
+  auto held = holds_lease_on(c, name);
+  if (!held || *held) return held;
+  auto r = c.query("taking a lease", "SELECT pg_try_advisory_lock($1::int, hashtext($2))",
+                   {PgParam::integer(kLeaseClass), PgParam::text(name)});
+  if (!r) return unexpected(r.error());
+  return r->rows() == 1 && r->text(0, 0) == "t";
+}
+
+Outcome<void> release_lease_on(PgConnection& c, const std::string& name) {
+  auto r = c.query("releasing a lease", "SELECT pg_advisory_unlock($1::int, hashtext($2))",
+                   {PgParam::integer(kLeaseClass), PgParam::text(name)});
+  if (!r) return unexpected(r.error());
+  return {};
+}
+
+// The lease a running member holds from its first intent or quorum on: while it is held, nobody
+// else recovers that member's work.
+std::string member_lease(const std::string& owner) { return "member:" + owner; }
 
 }  // namespace
 
-Expected<std::unique_ptr<PostgresStateStore>, std::string> PostgresStateStore::open(const PgSettings& settings) {
+Expected<std::unique_ptr<PostgresStateStore>, std::string> PostgresStateStore::open(const PgSettings& settings,
+                                                                                    std::string owner) {
   auto conn = PgConnection::open(settings);
   if (!conn) return unexpected(conn.error().message);
   if (auto r = pg_migrate(**conn); !r) return unexpected(r.error().message);
-  return std::unique_ptr<PostgresStateStore>(new PostgresStateStore(std::move(*conn), settings));
+  return std::unique_ptr<PostgresStateStore>(new PostgresStateStore(std::move(*conn), settings, std::move(owner)));
+}
+
+Outcome<void> PostgresStateStore::hold_member_lease() {
+  auto held = take_lease_on(*conn_, member_lease(owner_));
+  if (!held) return unexpected(held.error());
+  if (!*held)
+    return fail(Code::failed_precondition, "another database session holds the member lease of host id '" + owner_ +
+                                       "': a second daemon with this host id (a copied audit directory?) or one "
+                                       "recovering this daemon's interrupted changes");
+  return {};
 }
 
 PostgresStateStore::~PostgresStateStore() = default;
@@ -195,17 +253,61 @@ Outcome<std::int64_t> PostgresStateStore::begin_intent(const Intent& intent) {
   std::lock_guard lock(mutex_);
   auto run = [&]() -> Outcome<std::int64_t> {
     if (auto c = connected(); !c) return unexpected(c.error());
+    if (auto held = hold_member_lease(); !held) return unexpected(held.error());
     auto r = conn_->query(
         "during record intent",
-        "INSERT INTO intents(kind, key_name, version, object_id, object_label, created_at)"
-        " VALUES($1,$2,$3,$4,$5,$6) RETURNING id",
+        "INSERT INTO intents(kind, key_name, version, object_id, object_label, created_at, owner)"
+        " VALUES($1,$2,$3,$4,$5,$6,$7) RETURNING id",
         {PgParam::text(intent.kind), PgParam::text(intent.key_name), u(intent.version),
-         PgParam::bytes(intent.object.id), PgParam::text(intent.object.label), PgParam::integer(intent.created_at)});
+         PgParam::bytes(intent.object.id), PgParam::text(intent.object.label), PgParam::integer(intent.created_at),
+         PgParam::text(owner_)});
     if (!r) return unexpected(r.error());
     if (r->rows() != 1) return fail(Code::unavailable, "state database error during record intent: no id returned");
     return r->integer(0, 0);
   };
   return track(run());
+}
+
+Outcome<void> PostgresStateStore::begin_recovery() {
+  std::lock_guard lock(mutex_);
+  auto run = [&]() -> Outcome<void> {
+    if (auto c = connected(); !c) return c;
+    // The session of this daemon's previous run (killed a moment ago) may still hold the lease
+    // until the server notices its connection closed.
+    Outcome<void> own = hold_member_lease();
+    for (int tries = 1; !own && own.error().code == Code::failed_precondition && tries < kOwnLeaseTries; ++tries) {
+      std::this_thread::sleep_for(kOwnLeasePause);
+      own = hold_member_lease();
+    }
+    if (!own) return own;
+    auto owners = conn_->query(reading("intents"),
+                               "SELECT owner FROM intents WHERE owner <> $1 UNION"
+                               " SELECT executor FROM admin_requests WHERE state = 'executing' AND executor <> $1",
+                               {PgParam::text(owner_)});
+    if (!owners) return unexpected(owners.error());
+    std::lock_guard adopted(recovery_mutex_);
+    for (int i = 0; i < owners->rows(); ++i) {
+      const std::string owner = owners->text(i, 0);
+      auto gone = take_lease_on(*conn_, member_lease(owner));
+      if (!gone) return unexpected(gone.error());
+      if (*gone) adopted_.push_back(owner);
+    }
+    return {};
+  };
+  return track(run());
+}
+
+bool PostgresStateStore::recovers_for(const std::string& owner) const {
+  std::lock_guard lock(recovery_mutex_);
+  return owner == owner_ || std::find(adopted_.begin(), adopted_.end(), owner) != adopted_.end();
+}
+
+void PostgresStateStore::end_recovery() {
+  std::lock_guard lock(mutex_);
+  std::lock_guard adopted(recovery_mutex_);
+  // A lease that cannot be given back goes with the connection (the server releases it).
+  for (const auto& owner : adopted_) (void)release_lease_on(*conn_, member_lease(owner));
+  adopted_.clear();
 }
 
 Outcome<std::vector<Intent>> PostgresStateStore::pending_intents() {
@@ -214,10 +316,12 @@ Outcome<std::vector<Intent>> PostgresStateStore::pending_intents() {
     if (auto c = connected(); !c) return unexpected(c.error());
     auto r = conn_->query(
         reading("intents"),
-        "SELECT id, kind, key_name, version, object_id, object_label, created_at FROM intents ORDER BY id");
+        "SELECT id, kind, key_name, version, object_id, object_label, created_at, owner FROM intents ORDER BY id");
     if (!r) return unexpected(r.error());
     std::vector<Intent> out;
     for (int i = 0; i < r->rows(); ++i) {
+      // A live member's change in flight is its own to finish.
+      if (!recovers_for(r->text(i, 7))) continue;
       Intent in;
       in.id = r->integer(i, 0);
       in.kind = r->text(i, 1);
@@ -236,7 +340,8 @@ Outcome<std::vector<Intent>> PostgresStateStore::pending_intents() {
 Outcome<void> PostgresStateStore::drop_intent(std::int64_t id) {
   std::lock_guard lock(mutex_);
   if (auto c = connected(); !c) return track(std::move(c));
-  return track(delete_intent(*conn_, id));
+  // Undone already (by this daemon's earlier run, or a member recovering it) is fine.
+  return track(change(*conn_, "drop intent", "DELETE FROM intents WHERE id = $1", {PgParam::integer(id)}));
 }
 
 Outcome<void> PostgresStateStore::insert_key(const Key& key, std::int64_t intent_id, const std::string& request_id,
@@ -415,49 +520,20 @@ Outcome<UsageBlock> PostgresStateStore::reserve_encryptions(const std::string& k
 
 Outcome<bool> PostgresStateStore::try_lease(const std::string& name) {
   std::lock_guard lock(mutex_);
-  auto run = [&]() -> Outcome<bool> {
-    if (auto c = connected(); !c) return unexpected(c.error());
-    // A session lock taken twice by one connection is counted twice: take it only if not held.
-    auto held = conn_->query("checking a lease",
-                             "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
-                             " AND classid = $1::int::oid AND objid = hashtext($2)::oid AND objsubid = 2"
-                             " AND granted",
-                             {PgParam::integer(kLeaseClass), PgParam::text(name)});
-    if (!held) return unexpected(held.error());
-    if (held->rows() > 0) return true;
-    auto r = conn_->query("taking a lease", "SELECT pg_try_advisory_lock($1::int, hashtext($2))",
-                          {PgParam::integer(kLeaseClass), PgParam::text(name)});
-    if (!r) return unexpected(r.error());
-    return r->rows() == 1 && r->text(0, 0) == "t";
-  };
-  return track(run());
+  if (auto c = connected(); !c) return track<bool>(unexpected(c.error()));
+  return track(take_lease_on(*conn_, name));
 }
 
 Outcome<bool> PostgresStateStore::holds_lease(const std::string& name) {
   std::lock_guard lock(mutex_);
-  auto run = [&]() -> Outcome<bool> {
-    if (auto c = connected(); !c) return unexpected(c.error());
-    auto held = conn_->query("checking a lease",
-                             "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
-                             " AND classid = $1::int::oid AND objid = hashtext($2)::oid AND objsubid = 2"
-                             " AND granted",
-                             {PgParam::integer(kLeaseClass), PgParam::text(name)});
-    if (!held) return unexpected(held.error());
-    return held->rows() > 0;
-  };
-  return track(run());
+  if (auto c = connected(); !c) return track<bool>(unexpected(c.error()));
+  return track(holds_lease_on(*conn_, name));
 }
 
 Outcome<void> PostgresStateStore::release_lease(const std::string& name) {
   std::lock_guard lock(mutex_);
-  auto run = [&]() -> Outcome<void> {
-    if (auto c = connected(); !c) return c;
-    auto r = conn_->query("releasing a lease", "SELECT pg_advisory_unlock($1::int, hashtext($2))",
-                          {PgParam::integer(kLeaseClass), PgParam::text(name)});
-    if (!r) return unexpected(r.error());
-    return {};
-  };
-  return track(run());
+  if (auto c = connected(); !c) return track(std::move(c));
+  return track(release_lease_on(*conn_, name));
 }
 
 Outcome<std::string> PostgresStateStore::meta(const std::string& name, const std::string& initial) {
@@ -496,7 +572,7 @@ namespace {
 
 // An admin_requests row as kRequestColumns selects it (approvals are read on their own).
 constexpr const char* kRequestColumns =
-    "SELECT id, operation, params, state, created_at, expires_at, required, challenge, proposer_uid, outcome";
+    "SELECT id, operation, params, state, created_at, expires_at, required, challenge, proposer_uid, outcome, executor";
 StoredRequest request_of_row(const PgResult& st, int i) {
   StoredRequest r;
   r.id = st.text(i, 0);
@@ -509,6 +585,7 @@ StoredRequest request_of_row(const PgResult& st, int i) {
   r.challenge = st.text(i, 7);
   r.proposer_uid = static_cast<std::uint32_t>(st.integer(i, 8));
   if (!st.null(i, 9)) r.outcome = st.text(i, 9);
+  r.executor = st.text(i, 10);
   return r;
 }
 
@@ -564,12 +641,20 @@ Outcome<StoredRequest> PostgresStateStore::approve_request(const std::string& re
                          PgParam::integer(a.approved_at)});
         !r)
       return r;
-    if (auto r = change(*conn_, "update request", "UPDATE admin_requests SET state = $1 WHERE id = $2",
-                        {PgParam::text(*next), PgParam::text(request_id)}, 1);
+    // The daemon taking the quorum runs the request: it holds its member lease from now on, so no
+    // other member starting meanwhile takes the run over.
+    const bool runs_here = *next == "executing";
+    if (runs_here)
+      if (auto held = hold_member_lease(); !held) return held;
+    if (auto r = change(*conn_, "update request", "UPDATE admin_requests SET state = $1, executor = $2 WHERE id = $3",
+                        {PgParam::text(*next), PgParam::text(runs_here ? owner_ : stored.executor),
+                         PgParam::text(request_id)},
+                        1);
         !r)
       return r;
     stored.approvals.push_back(a);
     stored.state = *next;
+    if (runs_here) stored.executor = owner_;
     return announce(*conn_, "request:" + request_id);
   });
   if (auto r = track(std::move(run)); !r) return unexpected(r.error());

@@ -8,6 +8,11 @@
 // What the fleet adds, on top of StateStore's methods:
 // - reserve_encryptions: a block of the usage count taken in one statement under the row lock, so
 //   the limit holds across every daemon;
+// - intents and requests past their quorum carry their owner (the daemon's host id), and a daemon
+//   holds its member lease from its first intent or quorum on: recovery at start takes a daemon's
+//   own work and that of members that are gone, never a live member's change in flight. A change
+//   whose intent another daemon's recovery took (the owner lost its connection meanwhile) fails
+//   instead of committing;
 // - leases (session advisory locks) for scheduled work, released by the server when the holder's
 //   connection ends, so another daemon takes over when one dies;
 // - every committed change to keys, admin requests and import jobs is announced on the
@@ -33,8 +38,10 @@ inline constexpr const char* kChangeChannel = "custody_state";
 
 class PostgresStateStore : public StateStoreApi {
  public:
-  // Connects, then brings the schema up to date (refusing a newer one).
-  static Expected<std::unique_ptr<PostgresStateStore>, std::string> open(const PgSettings& settings);
+  // Connects, then brings the schema up to date (refusing a newer one). owner: the daemon's host
+  // id, which owns the intents and the quorums this store records.
+  static Expected<std::unique_ptr<PostgresStateStore>, std::string> open(const PgSettings& settings,
+                                                                          std::string owner);
   ~PostgresStateStore();
   PostgresStateStore(const PostgresStateStore&) = delete;
   PostgresStateStore& operator=(const PostgresStateStore&) = delete;
@@ -101,14 +108,20 @@ class PostgresStateStore : public StateStoreApi {
   const PgSettings& settings() const { return settings_; }
 
   // The conninfo (never holds a password), for logs; StateStore::path()'s counterpart.
+  Outcome<void> begin_recovery();
+  bool recovers_for(const std::string& owner) const;
+  void end_recovery();
   bool shared() const { return true; }
   const std::string& path() const { return settings_.dsn; }
   std::optional<std::string> failing() const;
   std::uint64_t errors() const { return errors_.load(std::memory_order_relaxed); }
 
  private:
-  PostgresStateStore(std::unique_ptr<PgConnection> conn, PgSettings settings)
-      : conn_(std::move(conn)), settings_(std::move(settings)) {}
+  PostgresStateStore(std::unique_ptr<PgConnection> conn, PgSettings settings, std::string owner)
+      : conn_(std::move(conn)), settings_(std::move(settings)), owner_(std::move(owner)) {}
+  // Takes this daemon's member lease on the current connection (again after a reconnect);
+  // failed_precondition when another session holds it.
+  Outcome<void> hold_member_lease();
   template <class T>
   Outcome<T> track(Outcome<T> result);
   // Runs fn inside BEGIN … COMMIT, rolling back on failure. Reconnects first if needed.
@@ -119,6 +132,11 @@ class PostgresStateStore : public StateStoreApi {
   std::mutex mutex_;
   std::unique_ptr<PgConnection> conn_;
   PgSettings settings_;
+  std::string owner_;
+  // Members that are gone whose leases begin_recovery took (guarded by mutex_; read by
+  // recovers_for under recovery_mutex_).
+  mutable std::mutex recovery_mutex_;
+  std::vector<std::string> adopted_;
   mutable std::mutex fault_mutex_;
   std::optional<std::string> failing_;
   std::atomic<std::uint64_t> errors_{0};
