@@ -103,10 +103,11 @@ Status SessionPool::restart_module_locked() {
 
 Expected<void, std::string> SessionPool::start_once(bool& may_retry) {
   std::lock_guard lock(mutex_);
-  auto slot = find_slot(module_.api(), selector_);
+  bool inconclusive = false;
+  auto slot = find_slot(module_.api(), selector_, &inconclusive);
   if (!slot) {
-    // Such a token can also read as one without its label for a moment.
-    may_retry = true;
+    // Such a token can also read as one without its label for a moment; a wrong label is final.
+    may_retry = inconclusive;
     return unexpected(slot.error());
   }
   slot_ = *slot;

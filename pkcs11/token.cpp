@@ -1,5 +1,7 @@
 #include "pkcs11/token.h"
 
+#include "pkcs11/token_quirks.h"
+
 #include <vector>
 
 #include "pkcs11/module.h"
@@ -27,7 +29,12 @@ Result<TokenInfo> token_info(CK_FUNCTION_LIST* api, CK_SLOT_ID slot) {
                    ti.flags};
 }
 
-Expected<CK_SLOT_ID, std::string> find_slot(CK_FUNCTION_LIST* api, const TokenSelector& selector) {
+Expected<CK_SLOT_ID, std::string> find_slot(CK_FUNCTION_LIST* api, const TokenSelector& selector,
+                                            bool* inconclusive) {
+  if (inconclusive) *inconclusive = false;
+  const auto in_doubt = [inconclusive] {
+    if (inconclusive) *inconclusive = true;
+  };
   CK_ULONG count = 0;
   if (auto st = check(api->C_GetSlotList(CK_TRUE, nullptr, &count), "C_GetSlotList"); !st)
     return unexpected(st.error().describe());
@@ -42,8 +49,12 @@ Expected<CK_SLOT_ID, std::string> find_slot(CK_FUNCTION_LIST* api, const TokenSe
     auto info = token_info(api, slot);
     if (!info) {
       unreadable += "; slot " + std::to_string(slot) + " could not be read: " + info.error().describe();
+      in_doubt();
       continue;
     }
+    // SoftHSMv2 shows a token whose store another process is writing as uninitialised and
+    // without a label, like its ordinary free slot: on such a module a miss is never final.
+    if (quirks::quirks_of(info->manufacturer, info->model).store_view_can_go_stale) in_doubt();
     if (selector.label && info->label != *selector.label) continue;
     if (selector.serial && info->serial != *selector.serial) continue;
     if (!(info->flags & CKF_TOKEN_INITIALIZED)) continue;
