@@ -20,12 +20,6 @@ void name_key(core::AuditEvent& e, const boost::json::object& params) {
   if (const auto* n = params.if_contains("key_name"); n && n->is_string()) e.key = std::string(n->as_string());
 }
 
-Response refuse(Call& call, core::AuditEvent& e, const core::Error& err) {
-  e.result = core::code_name(err.code);
-  e.extra["message"] = err.message;
-  return error_response(err, call.request.request_id);
-}
-
 // A record of this call that is written only if the call is refused (refuse_with): a call that
 // succeeds was audited by AdminRequests before its change was stored, and must not be twice.
 struct RefusalRecord {
@@ -39,7 +33,7 @@ struct RefusalRecord {
   }
   Response refuse_with(const core::Error& err) {
     call.audit.push_back(event);
-    return refuse(call, call.audit.back(), err);
+    return refuse_recorded(call, call.audit.back(), err);
   }
 };
 
@@ -82,7 +76,7 @@ Handler make_show_request_handler(ServiceContext& c) {
     auto& e = call.record("admin.show-request");
     e.extra["admin_request"] = call.params.at(0);
     auto r = c.requests->get(call.params.at(0));
-    if (!r) return refuse(call, e, r.error());
+    if (!r) return refuse_recorded(call, e, r.error());
     return json_response(200, with_challenge(*r));
   };
 }

@@ -41,4 +41,10 @@ Response error_response(const core::Error& error, const std::string& request_id)
   return json_response(core::http_status(error.code), boost::json::object{{"error", std::move(e)}});
 }
 
+Response refuse_recorded(Call& call, core::AuditEvent& e, const core::Error& error) {
+  e.result = core::code_name(error.code);
+  e.extra["message"] = error.message;
+  return error_response(error, call.request.request_id);
+}
+
 }  // namespace custody::service

@@ -32,5 +32,7 @@ struct Call {
 Response json_response(int status, const boost::json::value& body);
 Response json_response(int status, const boost::json::object& body);  // no copy into a value
 Response error_response(const core::Error& error, const std::string& request_id);
+// The error response for a refused call, with the refusal written into its audit record e.
+Response refuse_recorded(Call& call, core::AuditEvent& e, const core::Error& error);
 
 }  // namespace custody::service

@@ -13,12 +13,6 @@ core::Outcome<core::Recovery*> recovery_of(ServiceContext& c) {
   return r;
 }
 
-Response refuse(Call& call, core::AuditEvent& e, const core::Error& err) {
-  e.result = core::code_name(err.code);
-  e.extra["message"] = err.message;
-  return error_response(err, call.request.request_id);
-}
-
 }  // namespace
 
 bool is_recovery_operation(const std::string& op) {
@@ -57,9 +51,9 @@ Handler make_show_recovery_bundle_handler(ServiceContext& c) {
     auto& e = call.record("admin.show-recovery-bundle");
     e.extra["recovery_bundle"] = call.params.at(0);
     auto r = recovery_of(c);
-    if (!r) return refuse(call, e, r.error());
+    if (!r) return refuse_recorded(call, e, r.error());
     auto envelope = (*r)->bundle(call.params.at(0));
-    if (!envelope) return refuse(call, e, envelope.error());
+    if (!envelope) return refuse_recorded(call, e, envelope.error());
     return json_response(200, *envelope);
   };
 }
@@ -68,14 +62,14 @@ Handler make_recovery_drill_handler(ServiceContext& c) {
   return [&c](Call& call) -> Response {
     auto& e = call.record("admin.recovery-drill");
     auto r = recovery_of(c);
-    if (!r) return refuse(call, e, r.error());
+    if (!r) return refuse_recorded(call, e, r.error());
     auto body = parse_body(call.request.body, c.max_json_depth);
-    if (!body) return refuse(call, e, body.error());
+    if (!body) return refuse_recorded(call, e, body.error());
     auto request = (*r)->check_import(*body);
-    if (!request) return refuse(call, e, request.error());
+    if (!request) return refuse_recorded(call, e, request.error());
     e.extra["recovery_bundle"] = request->bundle.id;
     auto report = (*r)->drill(*request);
-    if (!report) return refuse(call, e, report.error());
+    if (!report) return refuse_recorded(call, e, report.error());
     const bool passed = report->at("passed").as_bool();
     e.extra["passed"] = passed;
     if (passed) c.metrics.recovery_drill_passed(core::unix_seconds(std::chrono::system_clock::now()));
@@ -87,9 +81,9 @@ Handler make_state_backup_handler(ServiceContext& c) {
   return [&c](Call& call) -> Response {
     auto& e = call.record("admin.state-backup");
     auto r = recovery_of(c);
-    if (!r) return refuse(call, e, r.error());
+    if (!r) return refuse_recorded(call, e, r.error());
     auto snapshot = (*r)->state_snapshot();
-    if (!snapshot) return refuse(call, e, snapshot.error());
+    if (!snapshot) return refuse_recorded(call, e, snapshot.error());
     Response response;
     response.status = 200;
     response.content_type = "application/vnd.sqlite3";

@@ -36,7 +36,7 @@ std::optional<json::value> get(client::UnixHttpClient& c, const std::string& tar
   return v;
 }
 
-std::string str(const json::value& v, const char* name) {
+std::string string_or_empty(const json::value& v, const char* name) {
   const auto* f = v.is_object() ? v.as_object().if_contains(name) : nullptr;
   return f && f->is_string() ? std::string(f->as_string()) : std::string();
 }
@@ -60,7 +60,7 @@ Problems check_ciphertexts(test::Daemon& d, const std::vector<AckedCiphertext>& 
       }
       for (std::size_t i = start; i < end; ++i) {
         const auto& result = body.at("batch").at(i - start);
-        if (str(result, "plaintext") != items[i]->plaintext)
+        if (string_or_empty(result, "plaintext") != items[i]->plaintext)
           problems.push_back("acknowledged " + items[i]->request_id + " (" + key + " v" + std::to_string(items[i]->key_version) +
                              ") does not unwrap to its plaintext after the restart: " + json::serialize(result));
       }
@@ -91,14 +91,14 @@ Problems check_admin_requests(test::Daemon& d, const AuditIndex& audit, const st
     }
     const auto& request = shown->at("request");
     std::set<std::string> approvals;
-    for (const auto& x : request.at("approvals").as_array()) approvals.insert(str(x, "operator"));
+    for (const auto& x : request.at("approvals").as_array()) approvals.insert(string_or_empty(x, "operator"));
     for (const auto& op : a.approved_by)
       if (!approvals.count(op)) problems.push_back("acknowledged approval of " + id + " by " + op + " is gone after the restart");
-    if (a.executed && str(request, "state") != "executed")
-      problems.push_back("admin request " + id + " was acknowledged as executed, is '" + str(request, "state") + "' after the restart");
+    if (a.executed && string_or_empty(request, "state") != "executed")
+      problems.push_back("admin request " + id + " was acknowledged as executed, is '" + string_or_empty(request, "state") + "' after the restart");
     if (a.executed && a.operation == "rotate-key") {
       const auto& key = a.result.at("key");
-      auto& v = rotated_to[str(key, "name")];
+      auto& v = rotated_to[string_or_empty(key, "name")];
       v = std::max(v, key.at("current_version").to_number<std::int64_t>());
     }
   }
@@ -114,13 +114,13 @@ Problems check_admin_requests(test::Daemon& d, const AuditIndex& audit, const st
   if (!listed) return problems;
   for (const auto& item : listed->at("requests").as_array()) {
     const auto& request = item.at("request");
-    const std::string id = str(request, "id");
+    const std::string id = string_or_empty(request, "id");
     for (const auto& x : request.at("approvals").as_array())
-      if (!audit.names_admin_request(id, "admin.approve", str(x, "operator")))
-        problems.push_back("the state holds " + str(x, "operator") + "'s approval of " + id + " (" + str(request, "operation") +
+      if (!audit.names_admin_request(id, "admin.approve", string_or_empty(x, "operator")))
+        problems.push_back("the state holds " + string_or_empty(x, "operator") + "'s approval of " + id + " (" + string_or_empty(request, "operation") +
                            "), the audit log has no admin.approve record of it");
-    if (str(request, "state") == "executed" && !audit.names_admin_request(id, "admin.execute"))
-      problems.push_back("the state holds " + id + " (" + str(request, "operation") +
+    if (string_or_empty(request, "state") == "executed" && !audit.names_admin_request(id, "admin.execute"))
+      problems.push_back("the state holds " + id + " (" + string_or_empty(request, "operation") +
                          ") as executed, the audit log has no admin.execute record of it");
   }
   return problems;
@@ -141,7 +141,7 @@ Problems check_imports(test::Daemon& d, const std::set<std::string>& jobs, const
     for (const auto& v : meta->at("versions").as_array())
       if (v.at("version").to_number<std::int64_t>() == i.version) {
         found = true;
-        if (str(v, "origin") != "imported" || str(v, "kcv") != i.kcv)
+        if (string_or_empty(v, "origin") != "imported" || string_or_empty(v, "kcv") != i.kcv)
           problems.push_back("imported " + i.key + " v" + std::to_string(i.version) + " is " + json::serialize(v) +
                              " after the restart, expected origin imported and kcv " + i.kcv);
       }
@@ -158,7 +158,7 @@ Problems check_imports(test::Daemon& d, const std::set<std::string>& jobs, const
       problems.push_back("wrap with imported " + i.key + " answered " + std::to_string(status));
       continue;
     }
-    auto blob_text = base64_decode(str(wrapped, "ciphertext"));
+    auto blob_text = base64_decode(string_or_empty(wrapped, "ciphertext"));
     const Bytes blob(blob_text->begin(), blob_text->end());
     auto parsed = core::parse_blob(blob);
     auto plain = parsed ? test::openssl_gcm_decrypt(to_bytes(i.key_bytes), parsed->iv,
@@ -173,7 +173,7 @@ Problems check_imports(test::Daemon& d, const std::set<std::string>& jobs, const
 
 Problems check_reconciled(test::Daemon& d) {
   Problems problems;
-  if (auto health = get(d.service(), "/v1/health", problems); health && str(*health, "status") != "ok")
+  if (auto health = get(d.service(), "/v1/health", problems); health && string_or_empty(*health, "status") != "ok")
     problems.push_back("health after the restart: " + json::serialize(*health));
   auto r = d.admin().call("POST", "/v1/admin/keys/check", "{}");
   if (!r || r->status != 200) {
@@ -206,7 +206,7 @@ Problems check_import_job_objects(test::Daemon& d) {
   if (!listed) return problems;
   std::set<std::string> active;
   for (const auto& j : listed->at("import_jobs").as_array())
-    if (str(j, "state") == "active") active.insert(str(j, "id"));
+    if (string_or_empty(j, "state") == "active") active.insert(string_or_empty(j, "id"));
   const std::string out = d.dir() + "/objects.txt";
   if (test::run("SOFTHSM2_CONF='" + d.token().conf + "' pkcs11-tool --module " CUSTODY_SOFTHSM_MODULE " --token-label " +
                 d.token().label + " --login --pin " + d.token().pin + " --list-objects > " + out + " 2>/dev/null") != 0)

@@ -27,7 +27,6 @@ json::value attest(Daemon& d, const std::string& nonce_b64) {
   return json::parse(r->body);
 }
 
-std::string field(const json::value& v, const char* name) { return std::string(v.at(name).as_string()); }
 
 // What pkcs11-tool (OpenSC) says about each secret key: label → the set of its usage and access words.
 std::map<std::string, std::set<std::string>> pkcs11_tool_view(const Daemon& d) {

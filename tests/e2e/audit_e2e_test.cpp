@@ -25,7 +25,6 @@ namespace json = boost::json;
 
 namespace {
 
-std::string b64(const std::string& s) { return base64_encode(to_bytes(s)); }
 
 std::uint64_t metric(Daemon& d, const std::string& name) {
   auto r = d.service().call("GET", "/metrics");
@@ -128,30 +127,6 @@ TEST(AuditE2E, WhenTheLogCannotBeWrittenRequestsFailClosed) {
 
 namespace {
 
-// Runs fn(client) in a child acting as uid/gid 65534 (nobody/nogroup); fn's return value comes
-// back through a pipe. The daemon's directory must be searchable by others.
-int as_nobody(Daemon& d, const std::function<int(client::UnixHttpClient&)>& fn) {
-  int pipefd[2];
-  if (::pipe(pipefd) != 0) return -100;
-  pid_t child = ::fork();
-  if (child == 0) {
-    ::close(pipefd[0]);
-    int result = -101;
-    if (::setgid(65534) == 0 && ::setuid(65534) == 0) {
-      client::UnixHttpClient c(d.service_socket());
-      result = fn(c);
-    }
-    (void)!::write(pipefd[1], &result, sizeof result);
-    ::_exit(0);
-  }
-  ::close(pipefd[1]);
-  int result = -102;
-  if (::read(pipefd[0], &result, sizeof result) != static_cast<ssize_t>(sizeof result)) result = -103;
-  ::close(pipefd[0]);
-  ::waitpid(child, nullptr, 0);
-  return result;
-}
-
 std::vector<json::object> records_with_request_id(Daemon& d, const std::string& id) {
   std::vector<json::object> out;
   for (auto& r : d.audit_records())
@@ -175,7 +150,7 @@ TEST(AuditE2E, ABatchRefusedToAUidWithoutRightsIsOneRecord) {
   const std::string body = batch_of(items);
   constexpr int kRequests = 4;
   const auto bytes_before = std::filesystem::file_size(d.audit_path());
-  const int answered = as_nobody(d, [&](client::UnixHttpClient& c) {
+  const int answered = run_as_nobody(d, [&](client::UnixHttpClient& c) {
     int ok = 0;
     for (int i = 0; i < kRequests; ++i) {
       auto r = c.call("POST", "/v1/keys/demo/wrap", body, {{"X-Request-Id", "refused-" + std::to_string(i)}});

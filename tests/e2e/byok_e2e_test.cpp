@@ -23,7 +23,6 @@ namespace json = boost::json;
 
 namespace {
 
-std::string field(const json::value& v, const char* name) { return std::string(v.at(name).as_string()); }
 
 // Creates a job through dual control; returns it.
 json::value make_job(Daemon& d, json::object params) {

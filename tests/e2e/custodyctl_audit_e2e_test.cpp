@@ -29,7 +29,6 @@ extern char** environ;
 
 namespace {
 
-std::string b64(const std::string& s) { return base64_encode(to_bytes(s)); }
 
 std::string ctl_command(Daemon& d, const std::string& args) {
   return "CUSTODY_SERVICE_SOCKET='" + d.service_socket() + "' CUSTODY_ADMIN_SOCKET='" + d.admin_socket() + "' " +
@@ -117,30 +116,6 @@ std::string forged_successor(const std::string& last) {
   v["seq"] = v.at("seq").to_number<std::uint64_t>() + 1;
   v["prev"] = std::string(64, 'a');
   return json::serialize(v);
-}
-
-// Runs fn(client) in a child acting as uid/gid 65534 (nobody/nogroup); its result comes back
-// through a pipe. The daemon's directory must be searchable by others.
-int as_nobody(Daemon& d, const std::function<int(client::UnixHttpClient&)>& fn) {
-  int pipefd[2];
-  if (::pipe(pipefd) != 0) return -100;
-  pid_t child = ::fork();
-  if (child == 0) {
-    ::close(pipefd[0]);
-    int result = -101;
-    if (::setgid(65534) == 0 && ::setuid(65534) == 0) {
-      client::UnixHttpClient c(d.service_socket());
-      result = fn(c);
-    }
-    (void)!::write(pipefd[1], &result, sizeof result);
-    ::_exit(0);
-  }
-  ::close(pipefd[1]);
-  int result = -102;
-  if (::read(pipefd[0], &result, sizeof result) != static_cast<ssize_t>(sizeof result)) result = -103;
-  ::close(pipefd[0]);
-  ::waitpid(child, nullptr, 0);
-  return result;
 }
 
 // One daemon whose log rotates every 4 KiB, shared by the tail and report tests.
@@ -242,7 +217,7 @@ TEST_F(CustodyctlAuditE2E, ReportUsageCountsPerKeyVersionPeerAndResultAcrossRota
               400);
   ASSERT_EQ(::chmod(d().dir().c_str(), 0755), 0);
   // Another uid: one refused wrap, and a batch of 5 refused in one summary record.
-  const int refused = as_nobody(d(), [&](client::UnixHttpClient& c) {
+  const int refused = run_as_nobody(d(), [&](client::UnixHttpClient& c) {
     auto one = c.call("POST", "/v1/keys/reported/wrap", json::serialize(json::object{{"plaintext", b64("x")}}));
     json::array items;
     for (int i = 0; i < 5; ++i) items.push_back(json::object{{"plaintext", b64("x")}});

@@ -25,7 +25,6 @@ class DataPlaneE2E : public ::testing::Test {
 };
 Daemon* DataPlaneE2E::daemon_ = nullptr;
 
-std::string b64(const std::string& s) { return base64_encode(to_bytes(s)); }
 
 }  // namespace
 

@@ -25,7 +25,6 @@ namespace json = boost::json;
 
 namespace {
 
-std::string b64(const std::string& s) { return base64_encode(to_bytes(s)); }
 
 // Each sample line "name{labels} value" → value, keyed by "name{labels}" exactly as printed.
 std::map<std::string, double> samples_of(const std::string& body) {

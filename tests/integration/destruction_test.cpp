@@ -19,7 +19,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-constexpr std::int64_t kWeek = 7 * 86400;
+constexpr std::int64_t kMinimumWait = 7 * 86400;
 
 // The token is shared by the whole binary: reports are read for one key's entries, not as a whole.
 bool mentions(const ReconcileReport& r, const std::string& key) {
@@ -33,7 +33,7 @@ class Destruction : public ::testing::Test {
  protected:
   void SetUp() override {
     store_ = StateStore::open(dir_.path() + "/state.db").value();
-    admin_ = std::make_unique<KeyAdmin>(registry_, *store_, vault_, clock_, LifecycleSettings{kWeek});
+    admin_ = std::make_unique<KeyAdmin>(registry_, *store_, vault_, clock_, LifecycleSettings{kMinimumWait});
   }
   std::string name(const std::string& base) {
     std::string s = base + "-" + std::to_string(::getpid()) + "-" +
@@ -64,8 +64,8 @@ class Destruction : public ::testing::Test {
   }
   // Schedules destruction and lets the waiting period pass.
   void make_due(const std::string& key) {
-    ASSERT_TRUE(admin_->schedule_destruction(key, kWeek));
-    clock_.advance(std::chrono::seconds(kWeek + 1));
+    ASSERT_TRUE(admin_->schedule_destruction(key, kMinimumWait));
+    clock_.advance(std::chrono::seconds(kMinimumWait + 1));
   }
 
   test::TempDir dir_;

@@ -228,7 +228,7 @@ class Instance {
 };
 
 // A blob the caller was told was made, and what it must unwrap to.
-struct Sealed {
+struct AcknowledgedBlob {
   std::string key, ciphertext, plaintext;
 };
 
@@ -326,17 +326,17 @@ class FaultWalk : public ::testing::Test {
     must("create-key", {{"name", name}, {"algorithm", algorithm}, {"policy", json::parse(policy_for(::getuid()))}});
   }
 
-  bool wrap(const std::string& key, Sealed* out = nullptr) {
+  bool wrap(const std::string& key, AcknowledgedBlob* out = nullptr) {
     Bytes plaintext(24);
     EXPECT_EQ(RAND_bytes(plaintext.data(), static_cast<int>(plaintext.size())), 1);
     auto r = live().call(false, "POST", "/v1/keys/" + key + "/wrap", json::object{{"plaintext", base64_encode(plaintext)}});
     if (r.status != 200) return false;
-    Sealed s{key, std::string(r.body.at("ciphertext").as_string()), base64_encode(plaintext)};
+    AcknowledgedBlob s{key, std::string(r.body.at("ciphertext").as_string()), base64_encode(plaintext)};
     acknowledge(s);
     if (out) *out = s;
     return true;
   }
-  void acknowledge(const Sealed& s) {
+  void acknowledge(const AcknowledgedBlob& s) {
     sealed_.push_back(s);
     ++encryptions_[s.key];
   }
@@ -483,7 +483,7 @@ class FaultWalk : public ::testing::Test {
     }
     // A sample of acknowledged blobs (the newest of each key) still unwraps, and no version used
     // for an acknowledged encryption has a durable count below the acknowledged ones.
-    std::map<std::string, const Sealed*> newest;
+    std::map<std::string, const AcknowledgedBlob*> newest;
     for (const auto& s : sealed_) newest[s.key] = &s;
     for (const auto& [key, s] : newest) {
       auto k = live().registry().find(key);
@@ -547,7 +547,7 @@ class FaultWalk : public ::testing::Test {
   std::unique_ptr<Instance> live_;
   std::map<std::string, std::string> acknowledged_requests_;  // id → "pending" | "executed"
   std::map<std::string, int> acknowledged_approvals_;
-  std::vector<Sealed> sealed_;
+  std::vector<AcknowledgedBlob> sealed_;
   std::map<std::string, std::uint64_t> encryptions_;  // acknowledged, per key
   std::map<std::string, std::string> before_;         // key → key_to_json before the faulted run
   std::set<std::string> subjects_;                    // the keys the row may change
@@ -711,7 +711,7 @@ TEST_F(FaultWalk, ScheduledDestructionAndBYOKImportFailClosedAtEveryStoreWriteAn
 }
 
 TEST_F(FaultWalk, TheDataPlaneFailsClosedAtEveryStoreWriteAndSync) {
-  auto old = std::make_shared<Sealed>();  // a blob made before the walk
+  auto old = std::make_shared<AcknowledgedBlob>();  // a blob made before the walk
   // Names of their own per walk: the token keeps the objects of earlier walks.
   auto aes = std::make_shared<std::string>(), hmac = std::make_shared<std::string>();
   auto setup = [this, old, aes, hmac] {
@@ -735,7 +735,7 @@ TEST_F(FaultWalk, TheDataPlaneFailsClosedAtEveryStoreWriteAndSync) {
        [this, aes] {
          auto r = live().call(false, "POST", "/v1/keys/" + *aes + "/datakey", json::object{{"length", 32}});
          if (r.status != 200) return false;
-         acknowledge(Sealed{*aes, std::string(r.body.at("ciphertext").as_string()),
+         acknowledge(AcknowledgedBlob{*aes, std::string(r.body.at("ciphertext").as_string()),
                             std::string(r.body.at("plaintext").as_string())});
          return true;
        },
@@ -744,7 +744,7 @@ TEST_F(FaultWalk, TheDataPlaneFailsClosedAtEveryStoreWriteAndSync) {
        [this, old, aes] {
          auto r = live().call(false, "POST", "/v1/keys/" + *aes + "/rewrap", json::object{{"ciphertext", old->ciphertext}});
          if (r.status != 200) return false;
-         acknowledge(Sealed{*aes, std::string(r.body.at("ciphertext").as_string()), old->plaintext});
+         acknowledge(AcknowledgedBlob{*aes, std::string(r.body.at("ciphertext").as_string()), old->plaintext});
          return true;
        },
        nullptr},
@@ -772,7 +772,7 @@ TEST_F(FaultWalk, TheDataPlaneFailsClosedAtEveryStoreWriteAndSync) {
              all = false;
              continue;
            }
-           acknowledge(Sealed{*aes, std::string(item.at("ciphertext").as_string()), plaintexts[i]});
+           acknowledge(AcknowledgedBlob{*aes, std::string(item.at("ciphertext").as_string()), plaintexts[i]});
          }
          return all;
        },

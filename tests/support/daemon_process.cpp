@@ -226,4 +226,26 @@ std::string allow_me_everything() {
          ",\"operations\":[\"wrap\",\"unwrap\",\"datakey\",\"rewrap\",\"derive\"]}]";
 }
 
+int run_as_nobody(Daemon& d, const std::function<int(client::UnixHttpClient&)>& fn) {
+  int pipefd[2];
+  if (::pipe(pipefd) != 0) return -100;
+  pid_t child = ::fork();
+  if (child == 0) {
+    ::close(pipefd[0]);
+    int result = -101;
+    if (::setgid(65534) == 0 && ::setuid(65534) == 0) {
+      client::UnixHttpClient c(d.service_socket());
+      result = fn(c);
+    }
+    (void)!::write(pipefd[1], &result, sizeof result);
+    ::_exit(0);
+  }
+  ::close(pipefd[1]);
+  int result = -102;
+  if (::read(pipefd[0], &result, sizeof result) != static_cast<ssize_t>(sizeof result)) result = -103;
+  ::close(pipefd[0]);
+  ::waitpid(child, nullptr, 0);
+  return result;
+}
+
 }  // namespace custody::test

@@ -6,11 +6,14 @@
 
 #include <boost/json.hpp>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
 
+#include "common/base64.h"
+#include "common/secure_buffer.h"
 #include "custody/unix_http_client.h"
 #include "tests/support/softhsm_token.h"
 
@@ -97,5 +100,14 @@ class Daemon {
 
 // A policy allowing the test process every data-plane operation.
 std::string allow_me_everything();
+
+// Runs fn(client on d's service socket) in a child acting as uid/gid 65534 (nobody/nogroup); its
+// result comes back through a pipe (negative when the child could not run it). The daemon's
+// directory must be searchable by others.
+int run_as_nobody(Daemon& d, const std::function<int(client::UnixHttpClient&)>& fn);
+
+// Small conveniences the end-to-end tests share.
+inline std::string b64(const std::string& s) { return base64_encode(to_bytes(s)); }
+inline std::string field(const boost::json::value& v, const char* name) { return std::string(v.at(name).as_string()); }
 
 }  // namespace custody::test
