@@ -94,7 +94,7 @@ core::PgSettings postgres_settings(const config::Config& cfg) {
   return settings;
 }
 
-// fleet_host_id: a fleet member's own id, which owns the intents it records.
+// fleet_host_id: a fleet member's own id (PostgresStateStore::open's owner).
 std::optional<std::unique_ptr<core::StateStoreApi>> open_state_store(const config::Config& cfg,
                                                                      const std::string& fleet_host_id) {
   if (cfg.state_backend == "postgresql") {
@@ -215,7 +215,7 @@ int main(int argc, char** argv) {
     fatal("the token lacks CKM_GENERIC_SECRET_KEY_GEN or CKM_SHA256_HMAC sign; custody needs them for hmac-sha256 keys");
 
   // A fleet member's own id, kept beside its audit log: it names the member's attestation key in
-  // the shared token and owns the intents it records (docs/fleet.md).
+  // the shared token and owns the key changes and quorums it records (docs/fleet.md).
   const bool fleet_member = cfg.state_backend == "postgresql";
   std::string fleet_host_id;
   if (fleet_member) {

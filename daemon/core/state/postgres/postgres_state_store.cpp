@@ -14,7 +14,7 @@ namespace {
 
 // Advisory lock class for leases ('cust' in ASCII); the name is hashed into the second key.
 constexpr std::int64_t kLeaseClass = 1668641652;
-// How long a daemon starting waits for its previous run's session to let go of its intent lease.
+// How long a daemon starting waits for its previous run's session to let go of its member lease.
 constexpr int kOwnLeaseTries = 50;
 constexpr std::chrono::milliseconds kOwnLeasePause{100};
 

@@ -107,11 +107,12 @@ class PostgresStateStore : public StateStoreApi {
   int backend_pid() const { return conn_->backend_pid(); }
   const PgSettings& settings() const { return settings_; }
 
-  // The conninfo (never holds a password), for logs; StateStore::path()'s counterpart.
+  // Recovery at start (StateStoreApi): this member's own work and that of members that are gone.
   Outcome<void> begin_recovery();
   bool recovers_for(const std::string& owner) const;
   void end_recovery();
   bool shared() const { return true; }
+  // The conninfo (never holds a password), for logs; StateStore::path()'s counterpart.
   const std::string& path() const { return settings_.dsn; }
   std::optional<std::string> failing() const;
   std::uint64_t errors() const { return errors_.load(std::memory_order_relaxed); }
@@ -133,8 +134,7 @@ class PostgresStateStore : public StateStoreApi {
   std::unique_ptr<PgConnection> conn_;
   PgSettings settings_;
   std::string owner_;
-  // Members that are gone whose leases begin_recovery took (guarded by mutex_; read by
-  // recovers_for under recovery_mutex_).
+  // Members that are gone whose leases begin_recovery took, until end_recovery gives them back.
   mutable std::mutex recovery_mutex_;
   std::vector<std::string> adopted_;
   mutable std::mutex fault_mutex_;
