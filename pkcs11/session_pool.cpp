@@ -84,12 +84,20 @@ bool SessionPool::restart_for_stale_view(const P11Error& error) {
   // kStaleViewRestartInterval, so a peer asking again and again for a key whose object is really
   // gone cannot keep the pool restarting.
   if (error.fault != Fault::not_found) return false;
+  return schedule_view_refresh(error.describe() + " (the token's view of its store may be stale; starting the module again)");
+}
+
+bool SessionPool::refresh_stale_view() {
+  return schedule_view_refresh("refreshing the token's view of its store (starting the module again)");
+}
+
+bool SessionPool::schedule_view_refresh(const std::string& why) {
   std::lock_guard lock(mutex_);
   const auto now = std::chrono::steady_clock::now();
   if (!quirks_.store_view_can_go_stale || now - last_stale_view_restart_ < kStaleViewRestartInterval) return false;
   last_stale_view_restart_ = now;
   needs_reset_ = true;
-  last_error_ = error.describe() + " (the token's view of its store may be stale; starting the module again)";
+  last_error_ = why;
   return true;
 }
 

@@ -68,6 +68,11 @@ class SessionPool {
   std::string last_error() const;
   // How the token departs from the specification (pkcs11/token_quirks.h); known after start().
   quirks::TokenQuirks quirks() const;
+  // On a token whose view of a shared store can go stale (quirks::TokenQuirks), schedules a
+  // module restart so that the next call sees what other processes wrote: for a call that must
+  // list everything the token holds (the fleet's attestation keys). At most one restart every
+  // kStaleViewRestartInterval, shared with restart_for_stale_view; true when one was scheduled.
+  bool refresh_stale_view();
   // For metrics: sessions leased now, open (idle + leased), and the most the pool opens.
   struct Usage {
     std::size_t leased = 0;
@@ -85,6 +90,7 @@ class SessionPool {
   // module restart after a failure that may come from such a view; true when run() should try
   // the call once more.
   bool restart_for_stale_view(const P11Error& error);
+  bool schedule_view_refresh(const std::string& why);
   // Drops every idle session and the login, and initialises the module again.
   Status restart_module_locked();
   // One try of start(); may_retry says whether its failure may be another process's write

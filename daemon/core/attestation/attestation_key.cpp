@@ -283,6 +283,9 @@ bool vanished(const p11::P11Error& e) { return e.fault == p11::Fault::token && e
 }  // namespace
 
 Outcome<std::vector<FleetInstance>> list_fleet_instances(p11::SessionPool& pool) {
+  // A module whose view of a shared store can go stale (SoftHSMv2) may not show the pairs other
+  // members made while it wrote its own: the list is read from a fresh view.
+  pool.refresh_stale_view();
   auto found = pool.run<std::map<std::string, Candidate>>(
       [](p11::Session& s) -> p11::Result<std::map<std::string, Candidate>> {
         p11::AttributeTemplate t;
