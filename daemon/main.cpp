@@ -299,7 +299,7 @@ int main(int argc, char** argv) {
   }
   service::HealthState health;
   health.watch_store(store->get());
-  auto report = key_admin.reconcile();
+  auto report = pool.read_at_start([&key_admin] { return key_admin.reconcile(); });
   if (!report) fatal("cannot check the keys against the token: " + report.error().message);
   for (const auto& m : report->missing) spdlog::error("KEY CHECK FAILED: token object missing: {}", m);
   for (const auto& a : report->altered) spdlog::error("KEY CHECK FAILED: token object altered: {}", a);
@@ -340,7 +340,8 @@ int main(int argc, char** argv) {
   if (auto ok = jobs.load(); !ok) state_fatal(**store, "read", ok.error().message);
   // Import-job key pairs no active job owns (a crash cut their job short) are destroyed now: the
   // contract promises a job's pair lives only as long as the job.
-  auto import_objects = importer.find_labelled_pairs(core::kImportLabelPrefix);
+  auto import_objects =
+      pool.read_at_start([&importer] { return importer.find_labelled_pairs(core::kImportLabelPrefix); });
   if (!import_objects) fatal("cannot list the import-job keys in the token: " + import_objects.error().message);
   for (const auto& orphan : jobs.orphaned_wrapping_keys(*import_objects)) {
     auto destroyed = importer.destroy_wrapping_pair(orphan);

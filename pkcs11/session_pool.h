@@ -4,6 +4,7 @@
 // resets the module (finalize, initialize, find the token again, log in again) once every lease
 // is back, so service resumes by itself when the token returns.
 #include <chrono>
+#include <thread>
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
@@ -50,6 +51,12 @@ class SessionPool {
   // keep its view of the store invalid until the module is initialised again.
   Expected<void, std::string> restart();
   Result<Lease> acquire(std::chrono::milliseconds timeout = std::chrono::seconds(5));
+  // A start-up read that must see the whole token (an inventory, a listing): on a module whose
+  // view of a shared store can go stale, a failure may be another process's write spoiling the
+  // view, so fn runs again on a fresh module (restart(): no lease may be out), a few times.
+  // Elsewhere fn runs once. fn returns anything that tests false on failure.
+  template <class Fn>
+  auto read_at_start(Fn&& fn) -> decltype(fn());
 
   // Runs fn(session) -> Result<T> on a leased session. A session or device error is reported
   // (evicting the session, or scheduling a module reset) and fn runs once more on a fresh one.
@@ -119,6 +126,18 @@ class SessionPool {
   std::chrono::steady_clock::time_point last_stale_view_restart_{};
   LatencyHistogram call_durations_;
 };
+
+template <class Fn>
+auto SessionPool::read_at_start(Fn&& fn) -> decltype(fn()) {
+  auto result = fn();
+  for (int attempt = 1; !result && quirks().store_view_can_go_stale && attempt < quirks::kSharedStoreRaceAttempts;
+       ++attempt) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100 * attempt));
+    if (!restart()) break;
+    result = fn();
+  }
+  return result;
+}
 
 template <class T, class Fn>
 Result<T> SessionPool::run(Fn&& fn) {
