@@ -498,8 +498,8 @@ int main(int argc, char** argv) {
     settings.ekm_model = info->model;
     settings.ekm_id = info->label + (info->serial.empty() ? "" : " " + info->serial);
     if (fleet_member)
-      settings.fleet_size = [&pool]() -> std::optional<std::size_t> {
-        auto instances = core::list_fleet_instances(pool);
+      settings.fleet_size = [&pool, &host_id]() -> std::optional<std::size_t> {
+        auto instances = core::list_fleet_instances(pool, host_id);
         if (!instances) return std::nullopt;
         return instances->size();
       };

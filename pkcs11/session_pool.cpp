@@ -84,19 +84,25 @@ bool SessionPool::restart_for_stale_view(const P11Error& error) {
   // kStaleViewRestartInterval, so a peer asking again and again for a key whose object is really
   // gone cannot keep the pool restarting.
   if (error.fault != Fault::not_found) return false;
-  return schedule_view_refresh(error.describe() + " (the token's view of its store may be stale; starting the module again)");
+  return schedule_view_refresh(error.describe() + " (the token's view of its store may be stale; starting the module again)",
+                               last_not_found_restart_);
 }
 
 bool SessionPool::refresh_stale_view() {
-  return schedule_view_refresh("refreshing the token's view of its store (starting the module again)");
+  // Its own budget: the fresh view can itself miss an object (SoftHSMv2 lists the store while
+  // another process writes it), and the call after it must still be able to look again.
+  return schedule_view_refresh("refreshing the token's view of its store (starting the module again)",
+                               last_view_refresh_);
 }
 
-bool SessionPool::schedule_view_refresh(const std::string& why) {
+bool SessionPool::schedule_view_refresh(const std::string& why, std::chrono::steady_clock::time_point& last) {
   std::lock_guard lock(mutex_);
   const auto now = std::chrono::steady_clock::now();
-  if (!quirks_.store_view_can_go_stale || now - last_stale_view_restart_ < kStaleViewRestartInterval) return false;
-  last_stale_view_restart_ = now;
+  if (!quirks_.store_view_can_go_stale || now - last < kStaleViewRestartInterval) return false;
+  last = now;
   needs_reset_ = true;
+  // Not a device failure: the restart is due now, not after kResetBackoff from the last one.
+  last_reset_attempt_ = {};
   last_error_ = why;
   return true;
 }

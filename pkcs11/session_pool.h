@@ -78,7 +78,7 @@ class SessionPool {
   // On a token whose view of a shared store can go stale (quirks::TokenQuirks), schedules a
   // module restart so that the next call sees what other processes wrote: for a call that must
   // list everything the token holds (the fleet's attestation keys). At most one restart every
-  // kStaleViewRestartInterval, shared with restart_for_stale_view; true when one was scheduled.
+  // kStaleViewRestartInterval, apart from restart_for_stale_view's; true when one was scheduled.
   bool refresh_stale_view();
   // For metrics: sessions leased now, open (idle + leased), and the most the pool opens.
   struct Usage {
@@ -97,7 +97,7 @@ class SessionPool {
   // module restart after a failure that may come from such a view; true when run() should try
   // the call once more.
   bool restart_for_stale_view(const P11Error& error);
-  bool schedule_view_refresh(const std::string& why);
+  bool schedule_view_refresh(const std::string& why, std::chrono::steady_clock::time_point& last);
   // Drops every idle session and the login, and initialises the module again.
   Status restart_module_locked();
   // One try of start(); may_retry says whether its failure may be another process's write
@@ -123,7 +123,9 @@ class SessionPool {
   std::chrono::steady_clock::time_point last_reset_attempt_{};
   std::string last_error_;
   quirks::TokenQuirks quirks_;
-  std::chrono::steady_clock::time_point last_stale_view_restart_{};
+  // When a stale view was last refreshed for a listing, and restarted for an object not found.
+  std::chrono::steady_clock::time_point last_view_refresh_{};
+  std::chrono::steady_clock::time_point last_not_found_restart_{};
   LatencyHistogram call_durations_;
 };
 

@@ -3,10 +3,12 @@
 // a restart. The fault comes from the forwarding shim over SoftHSMv2.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <filesystem>
 #include <thread>
 
 #include "common/base64.h"
+#include "daemon/core/keys/key.h"
 #include "tests/support/daemon_process.h"
 
 using namespace custody;
@@ -179,4 +181,45 @@ TEST(TokenFaultE2E, OpeningATokenThatRacesAnotherProcessIsTriedAgainAndAPersiste
     EXPECT_NE(std::string(e.what()).find("cannot open a logged-in session: C_Login: CKR_GENERAL_ERROR"), std::string::npos)
         << e.what();
   }
+}
+
+namespace {
+
+// custody_token_resets_total as the daemon reports it: how often it started its module again.
+double token_resets(Daemon& d) {
+  auto r = d.admin().call("GET", "/metrics");
+  if (!r || r->status != 200) throw std::runtime_error("GET /metrics failed");
+  const std::string series = "\ncustody_token_resets_total ";
+  const auto at = r->body.find(series);
+  if (at == std::string::npos) throw std::runtime_error("no custody_token_resets_total in /metrics");
+  return std::stod(r->body.substr(at + series.size()));
+}
+
+}  // namespace
+
+// On SoftHSMv2 an object not found may be a stale view of the store another process wrote, so the
+// module starts again and the call is tried once more (p11::quirks). A peer that keeps asking for a
+// key whose object another process really destroyed must not keep the module restarting under
+// every other caller: one restart, then at most one more every 5 s.
+TEST(TokenFaultE2E, AKeyWhoseObjectAnotherProcessDestroyedRestartsTheModuleAtMostOnceEveryFiveSeconds) {
+  Daemon d;
+  ASSERT_EQ(d.create_key("k", "aes-256-gcm", allow_me_everything()), 201);
+  auto [wrapped, blob] = d.post("/v1/keys/k/wrap", {{"plaintext", "aGk="}});
+  ASSERT_EQ(wrapped, 200);
+  if (d.log().find("SoftHSM") == std::string::npos) GTEST_SKIP() << "only SoftHSMv2's view of its store goes stale";
+  ASSERT_EQ(run("SOFTHSM2_CONF='" + d.token().conf + "' pkcs11-tool --module " + CUSTODY_SOFTHSM_MODULE + " --token-label " +
+                d.token().label + " --login --pin " + d.token().pin + " --delete-object --type secrkey --label '" +
+                core::object_label("k", 1) + "' >/dev/null 2>&1"),
+            0);
+  const double before = token_resets(d);
+  const auto started = std::chrono::steady_clock::now();
+  for (int i = 0; i < 40; ++i) {
+    auto [status, body] = d.post("/v1/keys/k/unwrap", {{"ciphertext", blob.at("ciphertext")}});
+    ASSERT_EQ(status, 500) << json::serialize(body);
+    ASSERT_NE(json::serialize(body).find("missing"), std::string::npos) << json::serialize(body);
+  }
+  const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started).count();
+  const double restarts = token_resets(d) - before;
+  EXPECT_GE(restarts, 1) << "the first miss looks again on a fresh module";
+  EXPECT_LE(restarts, 1 + seconds / 5) << "40 misses in " << seconds << " s";
 }

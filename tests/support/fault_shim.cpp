@@ -22,6 +22,9 @@
 // process's write to its store (see p11::quirks::may_be_a_shared_store_race) keeps its view of the
 // token invalid until C_Finalize and C_Initialize. CKR_FUNCTION_FAILED from C_GenerateKeyPair,
 // CKR_GENERAL_ERROR from the others.
+// With CUSTODY_SHIM_BLIND_INITIALISATION=N, C_FindObjects finds nothing during the module's Nth
+// initialisation (1 is the first): SoftHSMv2's view of its store after a listing raced another
+// process's write, which loses objects until the module is initialised again.
 #include <dlfcn.h>
 #include <sys/random.h>
 #include <sys/prctl.h>
@@ -82,6 +85,13 @@ bool raced(const char* call) {
   return name == call && racing_initialisations.load() > 0;
 }
 
+// How many times the module was initialised (C_Initialize), and the one CUSTODY_SHIM_BLIND_INITIALISATION names.
+std::atomic<long> initialisations{0};
+const long blind_initialisation = [] {
+  const char* text = std::getenv("CUSTODY_SHIM_BLIND_INITIALISATION");
+  return text ? std::strtol(text, nullptr, 10) : 0L;
+}();
+
 // When the fault starts, the real module is finalized: like a token that was pulled out, every
 // session, login and object handle is gone, and only C_Finalize + C_Initialize (a module reset
 // by the caller) brings it back once the fault ends.
@@ -99,8 +109,7 @@ bool faulty() {
 // The shim consumes the string, as NSS would: SoftHSMv2 itself insists on a null pReserved.
 CK_RV Initialize(CK_VOID_PTR args) {
   // Every initialisation after the first starts from a fresh view of the store.
-  static std::atomic<bool> first{true};
-  if (!first.exchange(false) && racing_initialisations.load() > 0) --racing_initialisations;
+  if (++initialisations > 1 && racing_initialisations.load() > 0) --racing_initialisations;
   if (const char* want = std::getenv("CUSTODY_SHIM_REQUIRE_INIT_ARGS")) {
     auto* a = static_cast<CK_C_INITIALIZE_ARGS*>(args);
     if (!a || !a->pReserved || std::strcmp(static_cast<const char*>(a->pReserved), want) != 0) return CKR_ARGUMENTS_BAD;
@@ -229,6 +238,10 @@ CK_RV GetAttributeValue(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_PT
   return counted_fault("C_GetAttributeValue") ? CKR_DEVICE_ERROR : real->C_GetAttributeValue(s, o, t, n);
 }
 CK_RV FindObjects(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE_PTR found, CK_ULONG max, CK_ULONG_PTR count) {
+  if (blind_initialisation != 0 && initialisations.load() == blind_initialisation && count) {
+    *count = 0;
+    return CKR_OK;
+  }
   return counted_fault("C_FindObjects") ? CKR_DEVICE_ERROR : real->C_FindObjects(s, found, max, count);
 }
 CK_RV GetMechanismList(CK_SLOT_ID slot, CK_MECHANISM_TYPE_PTR list, CK_ULONG_PTR count) {

@@ -95,7 +95,7 @@ Outcome<boost::json::object> Attestor::attest(std::span<const std::uint8_t> nonc
   if (fleet_pool_) {
     // Read live from the shared token, like the keys' attributes: a host that joined since this
     // daemon started is listed, and the signature below covers the list.
-    auto instances = list_fleet_instances(*fleet_pool_);
+    auto instances = list_fleet_instances(*fleet_pool_, host_id_);
     if (!instances) return unexpected(instances.error());
     boost::json::array fleet;
     for (const auto& i : *instances)

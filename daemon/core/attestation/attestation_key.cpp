@@ -282,12 +282,12 @@ bool vanished(const p11::P11Error& e) { return e.fault == p11::Fault::token && e
 
 }  // namespace
 
-Outcome<std::vector<FleetInstance>> list_fleet_instances(p11::SessionPool& pool) {
+Outcome<std::vector<FleetInstance>> list_fleet_instances(p11::SessionPool& pool, std::string_view own_host_id) {
   // A module whose view of a shared store can go stale (SoftHSMv2) may not show the pairs other
   // members made while it wrote its own: the list is read from a fresh view.
   pool.refresh_stale_view();
   auto found = pool.run<std::map<std::string, Candidate>>(
-      [](p11::Session& s) -> p11::Result<std::map<std::string, Candidate>> {
+      [own_host_id](p11::Session& s) -> p11::Result<std::map<std::string, Candidate>> {
         p11::AttributeTemplate t;
         t.add_ulong(CKA_CLASS, CKO_PUBLIC_KEY);
         auto handles = s.find_all(t);
@@ -313,8 +313,13 @@ Outcome<std::vector<FleetInstance>> list_fleet_instances(p11::SessionPool& pool)
           if (it == by_instance.end()) by_instance.emplace(instance, std::move(c));
           else if (c.id < it->second.id) it->second = std::move(c);
         }
+        // Not found: SessionPool::run looks once more on a fresh module.
+        if (!by_instance.contains(std::string(own_host_id)))
+          return unexpected(p11::own_fault(p11::Fault::not_found, "this daemon's own attestation key is not in the listing"));
         return by_instance;
       });
+  if (!found && found.error().fault == p11::Fault::not_found)
+    return fail(Code::internal, "this daemon's own attestation key is missing from the token's list of the fleet's keys");
   if (!found) return unexpected(token_error(found.error(), "listing the fleet's attestation keys"));
   std::vector<FleetInstance> out;
   for (auto& [instance, c] : *found) {

@@ -70,7 +70,8 @@ struct FleetInstance {
 
 // Sorted by instance. PKCS#11 has no prefix search: every public key's label is read and filtered.
 // Where a race left two pairs for one host, the one with the lowest CKA_ID is listed: the one
-// AttestationKey::open keeps.
-Outcome<std::vector<FleetInstance>> list_fleet_instances(p11::SessionPool& pool);
+// AttestationKey::open keeps. own_host_id is the calling member's: its pair is always in the token,
+// so a listing without it comes from a view that lost objects and is read again on a fresh one.
+Outcome<std::vector<FleetInstance>> list_fleet_instances(p11::SessionPool& pool, std::string_view own_host_id);
 
 }  // namespace custody::core
