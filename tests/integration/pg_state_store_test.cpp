@@ -632,6 +632,7 @@ TEST_F(PgStore, RecoveryTakesOwnAndGoneMembersIntentsNeverALiveMembers) {
   auto late = a->insert_key(make_key("k", 1), *a_intent);
   if (!late && late.error().message.find("undone") == std::string::npos) late = a->insert_key(make_key("k", 1), *a_intent);
   ASSERT_FALSE(late) << "a change undone by another member's recovery was committed";
+  EXPECT_EQ(late.error().code, core::Code::failed_precondition) << "409: the database answered, the change conflicts";
   EXPECT_NE(late.error().message.find("undone by another daemon's recovery"), std::string::npos)
       << late.error().message;
   auto keys = c->load_keys();

@@ -87,13 +87,13 @@ Outcome<void> insert_key_rows(PgConnection& c, const Key& key) {
 
 // Removes the intent of a change as the change commits. Gone means another daemon's recovery took
 // it (this daemon's connection was lost meanwhile, so its lease lapsed) and has undone the token
-// side: the change must not commit.
+// side: the change must not commit. A conflict, not a database fault: the database answered.
 Outcome<void> delete_intent(PgConnection& c, std::int64_t id) {
   if (id == 0) return {};
   auto r = c.query("during drop intent", "DELETE FROM intents WHERE id = $1", {PgParam::integer(id)});
   if (!r) return unexpected(r.error());
   if (r->changed() != 1)
-    return fail(Code::unavailable,
+    return fail(Code::failed_precondition,
                 "the change was undone by another daemon's recovery while this daemon's database connection was "
                 "lost; nothing was changed, try again");
   return {};
