@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
+#include <utility>
 #include <vector>
 
 #include "common/latency_histogram.h"
@@ -51,10 +52,16 @@ class SessionPool {
   // keep its view of the store invalid until the module is initialised again.
   Expected<void, std::string> restart();
   Result<Lease> acquire(std::chrono::milliseconds timeout = std::chrono::seconds(5));
+  // Start-up work that may meet another process's write to a shared store: attempt(may_retry)
+  // returns anything that tests false on failure and sets may_retry when the failure may be such a
+  // race. It runs again on a fresh module (restart(): no lease may be out), up to
+  // quirks::kSharedStoreRaceAttempts times in all, waiting a little longer before each try; the
+  // last failure is returned. on_retry(result) is told of each failure tried again.
+  template <class Fn, class OnRetry>
+  auto retry_on_fresh_module(Fn&& attempt, OnRetry&& on_retry) -> decltype(attempt(std::declval<bool&>()));
   // A start-up read that must see the whole token (an inventory, a listing): on a module whose
-  // view of a shared store can go stale, a failure may be another process's write spoiling the
-  // view, so fn runs again on a fresh module (restart(): no lease may be out), a few times.
-  // Elsewhere fn runs once. fn returns anything that tests false on failure.
+  // view of a shared store can go stale, any failure may be another process's write spoiling the
+  // view, so fn is tried again on a fresh module. Elsewhere fn runs once.
   template <class Fn>
   auto read_at_start(Fn&& fn) -> decltype(fn());
 
@@ -129,16 +136,26 @@ class SessionPool {
   LatencyHistogram call_durations_;
 };
 
+template <class Fn, class OnRetry>
+auto SessionPool::retry_on_fresh_module(Fn&& attempt, OnRetry&& on_retry) -> decltype(attempt(std::declval<bool&>())) {
+  for (int tries = 1;; ++tries) {
+    bool may_retry = false;
+    auto result = attempt(may_retry);
+    if (result || !may_retry || tries == quirks::kSharedStoreRaceAttempts) return result;
+    on_retry(result);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100 * tries));
+    if (!restart()) return result;
+  }
+}
+
 template <class Fn>
 auto SessionPool::read_at_start(Fn&& fn) -> decltype(fn()) {
-  auto result = fn();
-  for (int attempt = 1; !result && quirks().store_view_can_go_stale && attempt < quirks::kSharedStoreRaceAttempts;
-       ++attempt) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100 * attempt));
-    if (!restart()) break;
-    result = fn();
-  }
-  return result;
+  return retry_on_fresh_module(
+      [&](bool& may_retry) {
+        may_retry = quirks().store_view_can_go_stale;
+        return fn();
+      },
+      [](const auto&) {});
 }
 
 template <class T, class Fn>

@@ -96,14 +96,11 @@ Expected<AttestationKey, std::string> AttestationKey::open(p11::SessionPool& poo
   // since another process may have made a pair meanwhile. made carries the pair an earlier
   // attempt generated, so it is kept or removed like one made in this attempt, never left unused.
   Bytes made;
-  for (int attempt = 1;; ++attempt) {
-    bool raced = false;
-    auto key = open_once(pool, label, made, created, raced);
-    if (key || !raced || attempt == p11::quirks::kSharedStoreRaceAttempts) return key;
-    spdlog::warn("attestation key: {}; trying again (another process may be writing the token)", key.error());
-    std::this_thread::sleep_for(std::chrono::milliseconds(100 * attempt));
-    if (auto restarted = pool.restart(); !restarted) return unexpected("token: " + restarted.error());
-  }
+  return pool.retry_on_fresh_module(
+      [&](bool& raced) { return open_once(pool, label, made, created, raced); },
+      [](const Expected<AttestationKey, std::string>& failed) {
+        spdlog::warn("attestation key: {}; trying again (another process may be writing the token)", failed.error());
+      });
 }
 
 Expected<AttestationKey, std::string> AttestationKey::open_once(p11::SessionPool& pool, const std::string& label,
