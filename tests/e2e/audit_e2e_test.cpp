@@ -18,6 +18,7 @@
 #include "common/hex.h"
 #include "daemon/core/crypto/encryption_context.h"
 #include "tests/support/daemon_process.h"
+#include "tests/support/metric_value.h"
 
 using namespace custody;
 using namespace custody::test;
@@ -26,13 +27,7 @@ namespace json = boost::json;
 namespace {
 
 
-std::uint64_t metric(Daemon& d, const std::string& name) {
-  auto r = d.service().call("GET", "/metrics");
-  std::smatch m;
-  std::regex re("\n" + name + " ([0-9]+)\n");
-  if (!r || !std::regex_search(r->body, m, re)) throw std::runtime_error("no metric " + name);
-  return std::stoull(m[1]);
-}
+std::uint64_t metric(Daemon& d, const std::string& name) { return static_cast<std::uint64_t>(metric_value(d, name)); }
 
 }  // namespace
 

@@ -10,6 +10,7 @@
 #include "common/base64.h"
 #include "daemon/core/keys/key.h"
 #include "tests/support/daemon_process.h"
+#include "tests/support/metric_value.h"
 
 using namespace custody;
 using namespace custody::test;
@@ -183,20 +184,6 @@ TEST(TokenFaultE2E, OpeningATokenThatRacesAnotherProcessIsTriedAgainAndAPersiste
   }
 }
 
-namespace {
-
-// custody_token_resets_total as the daemon reports it: how often it started its module again.
-double token_resets(Daemon& d) {
-  auto r = d.admin().call("GET", "/metrics");
-  if (!r || r->status != 200) throw std::runtime_error("GET /metrics failed");
-  const std::string series = "\ncustody_token_resets_total ";
-  const auto at = r->body.find(series);
-  if (at == std::string::npos) throw std::runtime_error("no custody_token_resets_total in /metrics");
-  return std::stod(r->body.substr(at + series.size()));
-}
-
-}  // namespace
-
 // On SoftHSMv2 an object not found may be a stale view of the store another process wrote, so the
 // module starts again and the call is tried once more (p11::quirks). A peer that keeps asking for a
 // key whose object another process really destroyed must not keep the module restarting under
@@ -211,7 +198,7 @@ TEST(TokenFaultE2E, AKeyWhoseObjectAnotherProcessDestroyedRestartsTheModuleAtMos
                 d.token().label + " --login --pin " + d.token().pin + " --delete-object --type secrkey --label '" +
                 core::object_label("k", 1) + "' >/dev/null 2>&1"),
             0);
-  const double before = token_resets(d);
+  const double before = metric_value(d, "custody_token_resets_total");
   const auto started = std::chrono::steady_clock::now();
   for (int i = 0; i < 40; ++i) {
     auto [status, body] = d.post("/v1/keys/k/unwrap", {{"ciphertext", blob.at("ciphertext")}});
@@ -219,7 +206,7 @@ TEST(TokenFaultE2E, AKeyWhoseObjectAnotherProcessDestroyedRestartsTheModuleAtMos
     ASSERT_NE(json::serialize(body).find("missing"), std::string::npos) << json::serialize(body);
   }
   const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started).count();
-  const double restarts = token_resets(d) - before;
+  const double restarts = metric_value(d, "custody_token_resets_total") - before;
   EXPECT_GE(restarts, 1) << "the first miss looks again on a fresh module";
   EXPECT_LE(restarts, 1 + seconds / 5) << "40 misses in " << seconds << " s";
 }
