@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <memory>
 #include <regex>
@@ -19,6 +20,7 @@
 #include "daemon/core/attestation/attestation_key.h"
 #include "daemon/core/attestation/host_identity.h"
 #include "tests/support/daemon_process.h"
+#include "tests/support/metric_value.h"
 #include "tests/support/postgres_cluster.h"
 
 using namespace custody;
@@ -297,6 +299,21 @@ TEST_F(FleetAttestationE2E, AReportReadFromAViewThatLostObjectsIsReadAgainOnAFre
   EXPECT_EQ(text_of(list.at(0).at("instance")), host_id_of(d));
   EXPECT_EQ(text_of(list.at(0).at("key_id")), a.key_id);
   EXPECT_EQ(openssl_verify(d.dir(), a.report_bytes, a.signature, a.public_key), 0);
+}
+
+// Every report reads the fleet's list on a fresh module on SoftHSMv2; a peer asking for reports
+// as fast as it can must not keep the module restarting under every other caller: one restart,
+// then at most one more every 5 s.
+TEST_F(FleetAttestationE2E, ReportsAskedForAsFastAsPossibleRestartTheModuleAtMostOnceEveryFiveSeconds) {
+  Daemon d(member_options());
+  if (d.log().find("SoftHSM") == std::string::npos) GTEST_SKIP() << "only SoftHSMv2's view of its store goes stale";
+  const double before = metric_value(d, "custody_token_resets_total");
+  const auto started = std::chrono::steady_clock::now();
+  for (int i = 0; i < 30; ++i) ASSERT_EQ(attest(d).report.at("fleet").as_array().size(), 1u);
+  const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started).count();
+  const double restarts = metric_value(d, "custody_token_resets_total") - before;
+  EXPECT_GE(restarts, 1) << "the first report reads the list on a fresh module";
+  EXPECT_LE(restarts, 1 + seconds / 5) << "30 reports in " << seconds << " s";
 }
 
 TEST_F(FleetAttestationE2E, XksHealthOnAMemberCountsTheFleet) {
